@@ -1,0 +1,38 @@
+/**
+ * The project's one error vocabulary. Domain modules throw AppError (they never import Moleculer);
+ * the fields match what Moleculer serialises across the transporter (`code`, `type`, `data`,
+ * `retryable`), so an AppError thrown on one node arrives intact on another, and the gateway turns
+ * it into RFC 9457 problem+json with `type` as the stable machine-readable kind.
+ */
+export interface FieldError {
+	field: string;
+	message: string;
+	type?: string;
+}
+
+export class AppError extends Error {
+	/** HTTP status the edge answers with. */
+	readonly code: number;
+	/** Stable UPPER_SNAKE identifier; becomes the problem+json `type`. */
+	readonly type: string;
+	readonly data?: Record<string, unknown>;
+	/** True when trying again later may succeed (dependency down, lock busy). */
+	readonly retryable: boolean;
+
+	constructor(code: number, type: string, message: string, data?: Record<string, unknown>, retryable = code >= 500) {
+		super(message);
+		this.name = "AppError";
+		this.code = code;
+		this.type = type;
+		this.data = data;
+		this.retryable = retryable;
+	}
+}
+
+export const badRequest = (message: string, errors?: FieldError[]) =>
+	new AppError(400, "VALIDATION_ERROR", message, errors ? { errors } : undefined);
+export const unauthorized = (message = "Authentication is required.", type = "UNAUTHORIZED") => new AppError(401, type, message);
+export const forbidden = (message = "You do not have permission to do this.", type = "FORBIDDEN") => new AppError(403, type, message);
+export const notFound = (what: string) => new AppError(404, "NOT_FOUND", `${what} was not found.`);
+export const conflict = (message: string, type = "CONFLICT") => new AppError(409, type, message);
+export const unavailable = (message: string, type = "SERVICE_UNAVAILABLE") => new AppError(503, type, message, undefined, true);

@@ -1,0 +1,45 @@
+/**
+ * Dependency checks shared by every service's `health` action: each check runs with its own
+ * time limit, and the report says which dependency failed and how long each took.
+ */
+export type HealthStatus = "up" | "down";
+
+export interface CheckResult {
+	status: HealthStatus;
+	latencyMs: number;
+	error?: string;
+}
+
+export interface HealthReport {
+	status: HealthStatus;
+	checks: Record<string, CheckResult>;
+}
+
+export type HealthCheck = () => Promise<unknown>;
+
+export async function runChecks(checks: Record<string, HealthCheck>, timeoutMs: number): Promise<HealthReport> {
+	const entries = await Promise.all(
+		Object.entries(checks).map(async ([name, check]): Promise<[string, CheckResult]> => {
+			const started = performance.now();
+			let timer: NodeJS.Timeout | undefined;
+			try {
+				await Promise.race([
+					check(),
+					new Promise((_, reject) => {
+						timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+					}),
+				]);
+				return [name, { status: "up", latencyMs: elapsed(started) }];
+			} catch (err) {
+				return [name, { status: "down", latencyMs: elapsed(started), error: err instanceof Error ? err.message : String(err) }];
+			} finally {
+				clearTimeout(timer);
+			}
+		}),
+	);
+	const checksByName = Object.fromEntries(entries);
+	const status = entries.every(([, r]) => r.status === "up") ? "up" : "down";
+	return { status, checks: checksByName };
+}
+
+const elapsed = (started: number) => Math.round((performance.now() - started) * 10) / 10;

@@ -1,0 +1,91 @@
+/**
+ * Turns any error that reaches the edge into an RFC 9457 problem document. Client faults keep
+ * their own status, stable `type` and message; everything else becomes a generic 500 whose
+ * details stay in the logs (never a stack trace, never an internal message, to the client).
+ */
+export interface Problem {
+	/** URI reference naming the kind of problem; stable. */
+	type: string;
+	/** The same kind as a machine-friendly UPPER_SNAKE code. */
+	code: string;
+	title: string;
+	status: number;
+	detail: string;
+	instance?: string;
+	requestId?: string;
+	errors?: { field: string; message: string }[];
+	[extension: string]: unknown;
+}
+
+export const PROBLEM_CONTENT_TYPE = "application/problem+json";
+/** Base of every problem `type` (a relative URI reference the gateway documents). */
+export const PROBLEM_TYPE_BASE = "/problems/";
+
+interface ErrorLike {
+	name?: string;
+	message?: string;
+	code?: unknown;
+	type?: unknown;
+	data?: unknown;
+}
+
+const TITLES: Record<number, string> = {
+	400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+	409: "Conflict", 413: "Content Too Large", 415: "Unsupported Media Type", 422: "Unprocessable Content",
+	429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout",
+};
+
+/**
+ * Moleculer's own errors, by class name, mapped to what a client should see.
+ * (Moleculer reports an unknown action as 404 and a full queue as 429; at the edge both mean
+ * the platform cannot serve the request right now.)
+ */
+const MOLECULER_ERRORS: Record<string, { status: number; type: string; detail: string }> = {
+	ServiceNotFoundError: { status: 503, type: "SERVICE_UNAVAILABLE", detail: "The service that handles this request is not available. Try again shortly." },
+	ServiceNotAvailableError: { status: 503, type: "SERVICE_UNAVAILABLE", detail: "The service that handles this request is not available. Try again shortly." },
+	RequestTimeoutError: { status: 504, type: "UPSTREAM_TIMEOUT", detail: "The service did not answer in time. Try again shortly." },
+	QueueIsFullError: { status: 503, type: "OVERLOADED", detail: "The platform is busy. Try again shortly." },
+	MaxCallLevelError: { status: 500, type: "INTERNAL_ERROR", detail: "The request could not be completed." },
+	ValidationError: { status: 400, type: "VALIDATION_ERROR", detail: "The request is not valid." },
+};
+
+export function toProblem(err: unknown, instance?: string, requestId?: string): Problem {
+	const e: ErrorLike = typeof err === "object" && err !== null ? (err as ErrorLike) : {};
+	const known = e.name ? MOLECULER_ERRORS[e.name] : undefined;
+	const code = typeof e.code === "number" ? e.code : 500;
+
+	let status: number, type: string, detail: string;
+	if (known) {
+		({ status, type, detail } = known);
+	} else if (code >= 400 && code < 500 && typeof e.type === "string" && e.type) {
+		// A client fault raised on purpose (AppError or a moleculer-web error): safe to show.
+		status = code;
+		type = e.type.toUpperCase();
+		detail = e.message ?? TITLES[code] ?? "Request failed.";
+	} else if (code === 503 || code === 504) {
+		status = code;
+		type = typeof e.type === "string" && e.type ? e.type.toUpperCase() : code === 503 ? "SERVICE_UNAVAILABLE" : "UPSTREAM_TIMEOUT";
+		detail = code === 503 ? "A service this request needs is not available. Try again shortly." : "The service did not answer in time.";
+	} else {
+		status = 500;
+		type = "INTERNAL_ERROR";
+		detail = "The request could not be completed. The error has been logged.";
+	}
+
+	const problem: Problem = { type: PROBLEM_TYPE_BASE + type.toLowerCase().replaceAll("_", "-"), code: type, title: TITLES[status] ?? "Error", status, detail };
+	if (instance) problem.instance = instance;
+	if (requestId) problem.requestId = requestId;
+	const errors = validationErrors(e);
+	if (status === 400 && errors) problem.errors = errors;
+	return problem;
+}
+
+/** Field errors from our AppError (`data.errors`) or from Moleculer's validator (`data` array). */
+function validationErrors(e: ErrorLike): Problem["errors"] {
+	const raw = Array.isArray(e.data) ? e.data : (e.data as { errors?: unknown } | undefined)?.errors;
+	if (!Array.isArray(raw)) return undefined;
+	return raw.map((item: { field?: unknown; message?: unknown }) => ({
+		field: String(item.field ?? ""),
+		message: String(item.message ?? "is invalid"),
+	}));
+}

@@ -1,0 +1,105 @@
+/**
+ * Broker options for every node, built from the validated configuration.
+ * The numbers below are measured choices; see docs/decisions/0001-transporter-tuning.md.
+ */
+import type { BrokerOptions, Errors } from "moleculer";
+import type { Config } from "./lib/config.ts";
+import { BreakerTimeoutsMiddleware } from "./middlewares/breaker-timeouts.ts";
+import { logContext, RequestContextMiddleware } from "./middlewares/request-context.ts";
+import { runtimeMetricsMiddleware } from "./middlewares/runtime-metrics.ts";
+
+type MaybeError = (Errors.MoleculerError & { retryable?: boolean }) | undefined;
+
+/** Errors that prove the request never ran anywhere, so trying again cannot do it twice. */
+const NOT_DELIVERED = new Set(["ServiceNotFoundError", "ServiceNotAvailableError"]);
+
+/** Paths pino blanks out wherever they appear in a logged object. */
+const REDACT = ["password", "newPassword", "currentPassword", "token", "refreshToken", "accessToken", "authorization", "cookie"].flatMap(
+	(key) => [key, `*.${key}`, `*.*.${key}`],
+);
+
+export function brokerOptions(config: Config, overrides: Partial<BrokerOptions> = {}): BrokerOptions {
+	return {
+		namespace: config.namespace,
+		nodeID: config.nodeId,
+
+		logger: {
+			type: "Pino",
+			options: {
+				level: config.logLevel,
+				pino: {
+					options: {
+						level: config.logLevel,
+						mixin: logContext,
+						redact: { paths: REDACT, censor: "[redacted]" },
+						formatters: { level: (label: string) => ({ level: label }) },
+					},
+				},
+			},
+		},
+
+		// The AMQP transporter's defaults (prefetch 1, Nagle on) cap a remote call at ~18 req/s.
+		transporter: {
+			type: "AMQP",
+			options: {
+				url: config.rabbitmqUrl,
+				prefetch: 100,
+				socketOptions: { noDelay: true },
+				// Queues of nodes that are gone (pods replaced) disappear after two minutes.
+				autoDeleteQueues: 120_000,
+			},
+		},
+		// A node killed without notice is dropped after heartbeatTimeout (default 2 s / 6 s).
+		heartbeatInterval: config.heartbeatIntervalS,
+		heartbeatTimeout: config.heartbeatTimeoutS,
+
+		requestTimeout: config.requestTimeoutMs,
+		// Only retried when the request certainly did not run: no double side effects.
+		retryPolicy: {
+			enabled: true,
+			retries: 3,
+			delay: 100,
+			maxDelay: 1_000,
+			factor: 2,
+			check: (err: MaybeError) => !!err && NOT_DELIVERED.has(err.name),
+		},
+		circuitBreaker: {
+			enabled: true,
+			threshold: 0.5,
+			minRequestCount: 10,
+			windowTime: 10,
+			halfOpenTime: 5_000,
+			// Server faults and timeouts trip it (BreakerTimeoutsMiddleware makes timeouts visible);
+			// a client's bad request never does.
+			check: (err: MaybeError) => !!err && (typeof err.code !== "number" || err.code >= 500),
+		},
+		bulkhead: { enabled: true, concurrency: 100, maxQueueSize: 1_000 },
+		// Graceful shutdown: stop() waits for in-flight requests to finish.
+		tracking: { enabled: true, shutdownTimeout: 10_000 },
+
+		validator: { type: "Fastest", options: { useNewCustomCheckerFunction: true } },
+
+		metrics: {
+			enabled: true,
+			reporter: {
+				type: "Prometheus",
+				options: {
+					port: config.metricsPort,
+					path: "/metrics",
+					defaultLabels: (registry: { broker: { namespace: string; nodeID: string } }) => ({
+						namespace: registry.broker.namespace,
+						nodeID: registry.broker.nodeID,
+					}),
+				},
+			},
+		},
+		// Spans are exported only when a collector is configured; request ids flow either way.
+		tracing: config.tracingZipkinUrl
+			? { enabled: true, events: true, exporter: { type: "Zipkin", options: { baseURL: config.tracingZipkinUrl } } }
+			: { enabled: false },
+
+		middlewares: [RequestContextMiddleware, BreakerTimeoutsMiddleware, runtimeMetricsMiddleware()],
+		metadata: { services: config.services },
+		...overrides,
+	};
+}
