@@ -2,13 +2,16 @@
  * Broker options for every node, built from the validated configuration.
  * The numbers below are measured choices; see docs/decisions/0001-transporter-tuning.md.
  */
+import Channels from "@moleculer/channels";
 import type { BrokerOptions, Errors } from "moleculer";
+import { pino } from "pino";
 import type { Config } from "./lib/config.ts";
+import { consoleStyle } from "./lib/logger.ts";
 import { BreakerTimeoutsMiddleware } from "./middlewares/breaker-timeouts.ts";
 import { logContext, RequestContextMiddleware } from "./middlewares/request-context.ts";
 import { runtimeMetricsMiddleware } from "./middlewares/runtime-metrics.ts";
 
-type MaybeError = (Errors.MoleculerError & { retryable?: boolean }) | undefined;
+type AnyError = Error | Errors.MoleculerError;
 
 /** Errors that prove the request never ran anywhere, so trying again cannot do it twice. */
 const NOT_DELIVERED = new Set(["ServiceNotFoundError", "ServiceNotAvailableError"]);
@@ -19,35 +22,30 @@ const REDACT = ["password", "newPassword", "currentPassword", "token", "refreshT
 );
 
 export function brokerOptions(config: Config, overrides: Partial<BrokerOptions> = {}): BrokerOptions {
+	const rootLogger = pino({
+		level: config.logLevel,
+		mixin: logContext,
+		redact: { paths: REDACT, censor: "[redacted]" },
+		formatters: { level: (label: string) => ({ level: label }) },
+	});
 	return {
 		namespace: config.namespace,
 		nodeID: config.nodeId,
 
+		// pino JSON lines; every line written while handling a request carries its request id.
 		logger: {
 			type: "Pino",
 			options: {
 				level: config.logLevel,
-				pino: {
-					options: {
-						level: config.logLevel,
-						mixin: logContext,
-						redact: { paths: REDACT, censor: "[redacted]" },
-						formatters: { level: (label: string) => ({ level: label }) },
-					},
-				},
+				createLogger: (level: string, bindings: Record<string, unknown>) => consoleStyle(rootLogger.child(bindings, { level })),
 			},
 		},
 
 		// The AMQP transporter's defaults (prefetch 1, Nagle on) cap a remote call at ~18 req/s.
 		transporter: {
 			type: "AMQP",
-			options: {
-				url: config.rabbitmqUrl,
-				prefetch: 100,
-				socketOptions: { noDelay: true },
-				// Queues of nodes that are gone (pods replaced) disappear after two minutes.
-				autoDeleteQueues: 120_000,
-			},
+			// socketOptions is passed to amqplib but missing from Moleculer's type.
+			options: { url: config.rabbitmqUrl, prefetch: 100, socketOptions: { noDelay: true } } as Record<string, unknown>,
 		},
 		// A node killed without notice is dropped after heartbeatTimeout (default 2 s / 6 s).
 		heartbeatInterval: config.heartbeatIntervalS,
@@ -61,7 +59,7 @@ export function brokerOptions(config: Config, overrides: Partial<BrokerOptions> 
 			delay: 100,
 			maxDelay: 1_000,
 			factor: 2,
-			check: (err: MaybeError) => !!err && NOT_DELIVERED.has(err.name),
+			check: (err: AnyError) => NOT_DELIVERED.has(err.name),
 		},
 		circuitBreaker: {
 			enabled: true,
@@ -71,13 +69,13 @@ export function brokerOptions(config: Config, overrides: Partial<BrokerOptions> 
 			halfOpenTime: 5_000,
 			// Server faults and timeouts trip it (BreakerTimeoutsMiddleware makes timeouts visible);
 			// a client's bad request never does.
-			check: (err: MaybeError) => !!err && (typeof err.code !== "number" || err.code >= 500),
+			check: (err: AnyError) => !("code" in err) || typeof err.code !== "number" || err.code >= 500,
 		},
 		bulkhead: { enabled: true, concurrency: 100, maxQueueSize: 1_000 },
 		// Graceful shutdown: stop() waits for in-flight requests to finish.
 		tracking: { enabled: true, shutdownTimeout: 10_000 },
 
-		validator: { type: "Fastest", options: { useNewCustomCheckerFunction: true } },
+		validator: true, // fastest-validator, as for config and event envelopes (lib/validator.ts)
 
 		metrics: {
 			enabled: true,
@@ -98,7 +96,29 @@ export function brokerOptions(config: Config, overrides: Partial<BrokerOptions> 
 			? { enabled: true, events: true, exporter: { type: "Zipkin", options: { baseURL: config.tracingZipkinUrl } } }
 			: { enabled: false },
 
-		middlewares: [RequestContextMiddleware, BreakerTimeoutsMiddleware, runtimeMetricsMiddleware()],
+		middlewares: [
+			RequestContextMiddleware,
+			BreakerTimeoutsMiddleware,
+			runtimeMetricsMiddleware(),
+			// Durable, acknowledged event consumption (see mixins/events.mixin.ts).
+			Channels.Middleware({
+				adapter: {
+					type: "AMQP",
+					options: {
+						amqp: {
+							url: config.rabbitmqUrl,
+							socketOptions: { noDelay: true },
+							prefetch: 20,
+							queueOptions: { durable: true },
+							exchangeOptions: { durable: true },
+							messageOptions: { persistent: true },
+						},
+						maxInFlight: 10,
+					},
+				},
+				context: true,
+			}),
+		],
 		metadata: { services: config.services },
 		...overrides,
 	};

@@ -4,8 +4,8 @@
  * Which variables are required depends on the services the node hosts (SERVICES).
  */
 import os from "node:os";
-import Validator from "fastest-validator";
 import type { ValidationError, ValidationSchema } from "fastest-validator";
+import { createValidator } from "./validator.ts";
 
 export const SERVICE_NAMES = ["gateway", "auth", "billing", "notification"] as const;
 export type ServiceName = (typeof SERVICE_NAMES)[number];
@@ -25,6 +25,7 @@ export interface Config {
 	tracingZipkinUrl?: string;
 	gateway: { host: string; port: number; corsOrigins: string[] };
 	databaseUrl?: string;
+	bcryptCost: number;
 	mongoUrl?: string;
 	redisUrl?: string;
 	smtpUrl?: string;
@@ -40,7 +41,12 @@ export class ConfigError extends Error {
 	}
 }
 
-const url = (protocols: string[]) => ({ type: "url", protocols }) as const;
+/** A URL with one of the given schemes (fastest-validator's own `url` rule knows only http). */
+const url = (schemes: string[]) => ({
+	type: "string",
+	pattern: new RegExp(`^(${schemes.join("|")})://\\S+$`),
+	messages: { stringPattern: `must be a ${schemes.map((s) => `${s}://`).join(" or ")} URL` },
+});
 
 /** Variables every node reads, with their defaults. */
 const commonSchema: ValidationSchema = {
@@ -49,7 +55,7 @@ const commonSchema: ValidationSchema = {
 	NAMESPACE: { type: "string", default: "", pattern: /^[A-Za-z0-9_-]{0,40}$/ },
 	SERVICES: { type: "string", default: SERVICE_NAMES.join(",") },
 	LOG_LEVEL: { type: "enum", values: ["trace", "debug", "info", "warn", "error", "fatal"], default: "info" },
-	RABBITMQ_URL: { type: "string", pattern: /^amqps?:\/\/\S+$/, messages: { stringPattern: "must be an amqp:// or amqps:// URL" } },
+	RABBITMQ_URL: url(["amqp", "amqps"]),
 	REQUEST_TIMEOUT_MS: { type: "number", integer: true, min: 100, max: 300_000, convert: true, default: 10_000 },
 	HEARTBEAT_INTERVAL_S: { type: "number", integer: true, min: 1, max: 60, convert: true, default: 2 },
 	HEARTBEAT_TIMEOUT_S: { type: "number", integer: true, min: 2, max: 300, convert: true, default: 6 },
@@ -59,7 +65,7 @@ const commonSchema: ValidationSchema = {
 	GRPC_PORT: { type: "number", integer: true, min: 0, max: 65535, convert: true, default: 50051 },
 	GRPC_ADVERTISE_HOST: { type: "string", default: "127.0.0.1" },
 	GRPC_DEADLINE_MS: { type: "number", integer: true, min: 10, max: 60_000, convert: true, default: 2_000 },
-	TRACING_ZIPKIN_URL: { type: "url", optional: true },
+	TRACING_ZIPKIN_URL: { ...url(["http", "https"]), optional: true },
 };
 
 /** Variables only the nodes hosting a given service need. */
@@ -72,6 +78,7 @@ const perServiceSchema: Record<ServiceName, ValidationSchema> = {
 	},
 	auth: {
 		DATABASE_URL: url(["postgres", "postgresql"]),
+		BCRYPT_COST: { type: "number", integer: true, min: 4, max: 15, convert: true, default: 12 },
 	},
 	billing: {
 		MONGO_URL: url(["mongodb", "mongodb+srv"]),
@@ -82,7 +89,7 @@ const perServiceSchema: Record<ServiceName, ValidationSchema> = {
 	},
 };
 
-const validator = new Validator({ useNewCustomCheckerFunction: true });
+const validator = createValidator();
 
 function describe(error: ValidationError): string {
 	const value = error.actual === undefined ? "missing" : "bad value";
@@ -142,6 +149,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 			corsOrigins: String(v.CORS_ORIGINS ?? "").split(",").map((s) => s.trim()).filter(Boolean),
 		},
 		databaseUrl: str("DATABASE_URL"),
+		bcryptCost: Number(v.BCRYPT_COST ?? 12),
 		mongoUrl: str("MONGO_URL"),
 		redisUrl: str("REDIS_URL"),
 		smtpUrl: str("SMTP_URL"),

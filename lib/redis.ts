@@ -13,3 +13,15 @@ export function createRedis(url: string, name: string, extra: RedisOptions = {})
 		...extra,
 	});
 }
+
+/** Closes politely (QUIT) when Redis answers, and drops the connection when it does not. */
+export async function closeRedis(redis: Redis, timeoutMs = 1_000): Promise<void> {
+	if (redis.status !== "ready") {
+		redis.disconnect();
+		return;
+	}
+	let timer: NodeJS.Timeout | undefined;
+	await Promise.race([redis.quit().catch(() => undefined), new Promise((r) => (timer = setTimeout(r, timeoutMs)))]);
+	clearTimeout(timer);
+	redis.disconnect();
+}

@@ -10,21 +10,21 @@
 import { Errors } from "moleculer";
 import type { Context, Middleware } from "moleculer";
 
-type Handler = (ctx: Context) => Promise<unknown>;
+type Handler = (ctx: Context) => unknown;
 
-export const BreakerTimeoutsMiddleware: Middleware = {
+export const BreakerTimeoutsMiddleware = {
 	name: "BreakerTimeouts",
-	remoteAction(handler: Handler, action: { name: string }): Handler {
-		return (ctx) => {
+	remoteAction(handler: Handler, action: { name?: string }): Handler {
+		return (ctx: Context) => {
 			const timeout = ctx.options.timeout ?? 0;
 			if (timeout <= 0) return handler(ctx);
 			return new Promise((resolve, reject) => {
 				const timer = setTimeout(
-					() => reject(new Errors.RequestTimeoutError({ action: action.name, nodeID: ctx.nodeID ?? "" })),
+					() => reject(new Errors.RequestTimeoutError({ action: action.name ?? "", nodeID: ctx.nodeID ?? "" })),
 					timeout,
 				);
-				handler(ctx).then(resolve, reject).finally(() => clearTimeout(timer));
+				Promise.resolve(handler(ctx)).then(resolve, reject).finally(() => clearTimeout(timer));
 			});
 		};
 	},
-};
+} as unknown as Middleware;

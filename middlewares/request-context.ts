@@ -20,20 +20,22 @@ export function logContext(): Record<string, string> {
 	return store ? { requestId: store.requestId, handler: store.handler } : {};
 }
 
-type Handler = (ctx: Context) => Promise<unknown>;
+type Handler = (ctx: Context) => unknown;
 
-function withStore(handler: Handler, name: string): Handler {
-	return (ctx) => {
+function withStore(handler: Handler, name = "?"): Handler {
+	return (ctx: Context) => {
 		const requestId = ctx.requestID ?? ctx.id;
 		if (!requestId) return handler(ctx);
 		return storage.run({ requestId, handler: name }, () => handler(ctx));
 	};
 }
 
-export const RequestContextMiddleware: Middleware = {
+type Named = { name?: string };
+
+export const RequestContextMiddleware = {
 	name: "RequestContext",
-	localAction: (handler: Handler, action: { name: string }) => withStore(handler, action.name),
-	localEvent: (handler: Handler, event: { name: string }) => withStore(handler, event.name),
+	localAction: (handler: Handler, action: Named) => withStore(handler, action.name),
+	localEvent: (handler: Handler, event: Named) => withStore(handler, event.name),
 	// Hook provided by @moleculer/channels for channel handlers that run with a context.
-	localChannel: (handler: Handler, channel: { name: string }) => withStore(handler, channel.name),
-};
+	localChannel: (handler: Handler, channel: Named) => withStore(handler, channel.name),
+} as unknown as Middleware;

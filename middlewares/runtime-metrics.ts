@@ -19,7 +19,7 @@ export function runtimeMetricsMiddleware(): Middleware {
 				broker.metrics.register({ name: `process.eventloop.delay.${q}`, type: "gauge", unit: "millisecond", description: `Event-loop delay ${q} over the last ${SAMPLE_EVERY_MS / 1000} s` });
 			}
 		},
-		started(broker: ServiceBroker) {
+		async started(broker: ServiceBroker) {
 			if (!broker.isMetricsEnabled()) return;
 			histogram.enable();
 			timer = setInterval(() => {
@@ -30,7 +30,7 @@ export function runtimeMetricsMiddleware(): Middleware {
 			}, SAMPLE_EVERY_MS);
 			timer.unref();
 		},
-		stopped() {
+		async stopped() {
 			clearInterval(timer);
 			histogram.disable();
 		},

@@ -11,7 +11,7 @@ import { clusterHealth } from "../lib/cluster-health.ts";
 import type { Config } from "../lib/config.ts";
 import type { HealthReport } from "../lib/health.ts";
 import { PROBLEM_CONTENT_TYPE, toProblem } from "../lib/problem.ts";
-import { createRedis } from "../lib/redis.ts";
+import { closeRedis, createRedis } from "../lib/redis.ts";
 import { grpcClientMixin } from "../mixins/grpc.mixin.ts";
 
 /** The services whose health the gateway reports. */
@@ -55,6 +55,14 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 					aliases: {
 						"GET healthz": "gateway.liveness",
 						"GET readyz": "gateway.readiness",
+					},
+				},
+				{
+					path: "/api/v1",
+					mappingPolicy: "restrict",
+					bodyParsers: { json: { limit: "64kb", strict: true } },
+					aliases: {
+						"POST auth/register": "auth.register",
 					},
 				},
 			],
@@ -111,7 +119,7 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 			await redis.connect();
 		},
 		async stopped() {
-			await redis.quit();
+			await closeRedis(redis);
 		},
 	};
 }

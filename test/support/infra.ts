@@ -1,0 +1,92 @@
+/**
+ * Connection details of the real servers the tests use (started by scripts/infra.sh; URLs from
+ * `scripts/infra.sh env`, with the project's default ports as fallback), and helpers that give
+ * each test its own database, namespace and config.
+ */
+import { randomBytes } from "node:crypto";
+import pg from "pg";
+import { ServiceBroker } from "moleculer";
+import type { ServiceSchema } from "moleculer";
+import { loadConfig } from "../../lib/config.ts";
+import type { Config, ServiceName } from "../../lib/config.ts";
+import { brokerOptions } from "../../moleculer.config.ts";
+
+export const infra = {
+	rabbitmqUrl: process.env.RABBITMQ_URL ?? "amqp://backplane:backplane@127.0.0.1:55672",
+	rabbitmqManagementUrl: process.env.RABBITMQ_MANAGEMENT_URL ?? "http://backplane:backplane@127.0.0.1:55673",
+	databaseUrl: process.env.DATABASE_URL ?? "postgres://backplane:backplane@127.0.0.1:55432/backplane",
+	mongoUrl: process.env.MONGO_URL ?? "mongodb://127.0.0.1:57017/backplane",
+	redisUrl: process.env.REDIS_URL ?? "redis://127.0.0.1:56379",
+	smtpUrl: process.env.SMTP_URL ?? "smtp://127.0.0.1:51025",
+	mailpitApiUrl: process.env.MAILPIT_API_URL ?? "http://127.0.0.1:58025",
+};
+
+export const uniqueId = (prefix: string) => `${prefix}${randomBytes(4).toString("hex")}`;
+
+/** A fresh, empty PostgreSQL database for one test file; returns its URL. */
+export async function createTestDatabase(): Promise<string> {
+	const name = uniqueId("test_");
+	const admin = new pg.Client({ connectionString: infra.databaseUrl });
+	await admin.connect();
+	try {
+		await admin.query(`CREATE DATABASE ${name}`);
+	} finally {
+		await admin.end();
+	}
+	const url = new URL(infra.databaseUrl);
+	url.pathname = `/${name}`;
+	return url.toString();
+}
+
+/** The environment a node of the test cluster gets; each test run has its own namespace. */
+export function testEnv(namespace: string, extra: Record<string, string> = {}): Record<string, string> {
+	const mongo = new URL(infra.mongoUrl);
+	mongo.pathname = `/${namespace}`;
+	return {
+		NODE_ENV: "test",
+		NAMESPACE: namespace,
+		LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? "warn",
+		RABBITMQ_URL: infra.rabbitmqUrl,
+		DATABASE_URL: infra.databaseUrl,
+		MONGO_URL: mongo.toString(),
+		REDIS_URL: infra.redisUrl,
+		SMTP_URL: infra.smtpUrl,
+		BCRYPT_COST: "4",
+		METRICS_PORT: "0",
+		GRPC_PORT: "0",
+		GATEWAY_PORT: "0",
+		...extra,
+	};
+}
+
+export function testConfig(env: Record<string, string>): Config {
+	return loadConfig(env);
+}
+
+/** Starts an in-process broker node on the real transporter hosting the given services. */
+export async function startNode(services: ServiceName[], env: Record<string, string>): Promise<ServiceBroker> {
+	const config = testConfig({ ...env, SERVICES: services.join(","), NODE_ID: env.NODE_ID ?? uniqueId(`${services.join("-")}-`) });
+	const broker = new ServiceBroker(brokerOptions(config, process.env.TEST_LOG_LEVEL ? {} : { logger: false }));
+	for (const name of services) {
+		const module = (await import(`../../services/${name}.service.ts`)) as { default: (c: Config) => ServiceSchema };
+		broker.createService(module.default(config));
+	}
+	await broker.start();
+	return broker;
+}
+
+/** Polls `probe` until it returns a value that is not undefined/false, or fails after `timeoutMs`. */
+export async function eventually<T>(probe: () => Promise<T | undefined | false>, timeoutMs = 10_000, what = "condition"): Promise<T> {
+	const deadline = Date.now() + timeoutMs;
+	let lastError: unknown;
+	while (Date.now() < deadline) {
+		try {
+			const value = await probe();
+			if (value !== undefined && value !== false) return value;
+		} catch (err) {
+			lastError = err;
+		}
+		await new Promise((r) => setTimeout(r, 100));
+	}
+	throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${String(lastError)}` : ""}`);
+}
