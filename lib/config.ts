@@ -106,12 +106,15 @@ export function parseServices(raw: string): { services: ServiceName[]; unknown: 
 	};
 }
 
-/** Reads and validates the environment. Throws ConfigError naming every problem at once. */
-export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+/**
+ * Reads and validates the environment. Throws ConfigError naming every problem at once.
+ * `opts.services` overrides SERVICES (the REPL node hosts none).
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, opts: { services?: ServiceName[] } = {}): Config {
 	// Empty strings count as unset, as in most twelve-factor tools.
 	const input: Record<string, unknown> = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ""));
 	const problems: string[] = [];
-	const { services, unknown } = parseServices(String(input.SERVICES ?? SERVICE_NAMES.join(",")));
+	const { services, unknown } = opts.services ? { services: opts.services, unknown: [] } : parseServices(String(input.SERVICES ?? SERVICE_NAMES.join(",")));
 	if (unknown.length) problems.push(`SERVICES (bad value): unknown service(s) ${unknown.join(", ")}; known: ${SERVICE_NAMES.join(", ")}`);
 
 	const schema: ValidationSchema = { $$root: false, ...commonSchema };

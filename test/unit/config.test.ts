@@ -1,0 +1,67 @@
+import { describe, expect, it } from "vitest";
+import { ConfigError, loadConfig } from "../../lib/config.ts";
+
+const base = {
+	RABBITMQ_URL: "amqp://u:p@127.0.0.1:5672",
+	DATABASE_URL: "postgres://u:p@127.0.0.1:5432/db",
+	MONGO_URL: "mongodb://127.0.0.1:27017/db",
+	REDIS_URL: "redis://127.0.0.1:6379",
+	SMTP_URL: "smtp://127.0.0.1:25",
+};
+
+function problemsOf(env: Record<string, string>): string[] {
+	try {
+		loadConfig(env);
+	} catch (err) {
+		if (err instanceof ConfigError) return err.problems;
+		throw err;
+	}
+	return [];
+}
+
+describe("loadConfig", () => {
+	it("applies defaults and hosts all four services when SERVICES is unset", () => {
+		const config = loadConfig(base);
+		expect(config.services).toEqual(["gateway", "auth", "billing", "notification"]);
+		expect(config.requestTimeoutMs).toBe(10_000);
+		expect(config.heartbeatTimeoutS).toBe(6);
+		expect(config.grpc).toMatchObject({ port: 50051, host: "127.0.0.1" });
+		expect(config.bcryptCost).toBe(12);
+	});
+
+	it("names a missing DATABASE_URL when the node hosts auth", () => {
+		const { DATABASE_URL: _, ...env } = base;
+		expect(problemsOf({ ...env, SERVICES: "auth" })).toEqual([expect.stringMatching(/^DATABASE_URL \(missing\): is required/)]);
+	});
+
+	it("does not require what the hosted services do not use", () => {
+		expect(loadConfig({ RABBITMQ_URL: base.RABBITMQ_URL, MONGO_URL: base.MONGO_URL, SERVICES: "billing" }).services).toEqual(["billing"]);
+	});
+
+	it("lists every missing or bad value at once", () => {
+		const problems = problemsOf({ SERVICES: "gateway,auth,payments", REQUEST_TIMEOUT_MS: "soon", MONGO_URL: "http://x", LOG_LEVEL: "loud" });
+		const fields = problems.map((p) => p.split(" ")[0]).sort();
+		expect(fields).toEqual(["DATABASE_URL", "LOG_LEVEL", "RABBITMQ_URL", "REDIS_URL", "REQUEST_TIMEOUT_MS", "SERVICES"]);
+		expect(problems.join("\n")).toContain("unknown service(s) payments");
+	});
+
+	it("rejects a URL of the wrong scheme with a message saying which is expected", () => {
+		expect(problemsOf({ ...base, SERVICES: "billing", MONGO_URL: "postgres://x/y" })).toEqual([expect.stringContaining("must be a mongodb:// or mongodb+srv:// URL")]);
+	});
+
+	it("rejects a heartbeat timeout not above the interval", () => {
+		expect(problemsOf({ ...base, HEARTBEAT_INTERVAL_S: "5", HEARTBEAT_TIMEOUT_S: "5" })).toEqual([expect.stringContaining("HEARTBEAT_TIMEOUT_S")]);
+	});
+
+	it("never echoes a secret in its message", () => {
+		const err = (() => {
+			try {
+				loadConfig({ ...base, RABBITMQ_URL: "amqp://user:s3cret@host", DATABASE_URL: "mysql://user:s3cret@host/db", SERVICES: "auth" });
+			} catch (e) {
+				return e as Error;
+			}
+		})();
+		expect(err?.message).toContain("DATABASE_URL");
+		expect(err?.message).not.toContain("s3cret");
+	});
+});

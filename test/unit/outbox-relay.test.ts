@@ -1,0 +1,79 @@
+/**
+ * The relay's contract, with an in-memory store standing in for a database (the PostgreSQL
+ * store itself is exercised by the integration tests).
+ */
+import { describe, expect, it } from "vitest";
+import { createCloudEvent } from "../../lib/events/cloudevents.ts";
+import { OutboxRelay } from "../../lib/events/outbox-relay.ts";
+import type { OutboxEntry, OutboxStore } from "../../lib/events/outbox-relay.ts";
+
+function memoryStore(count: number) {
+	const rows = Array.from({ length: count }, (_, i) => ({ entry: { event: createCloudEvent({ type: "t.e", source: "/s", data: { i } }) } as OutboxEntry, published: false }));
+	const store: OutboxStore = {
+		async relayBatch(limit, publish) {
+			const batch = rows.filter((r) => !r.published).slice(0, limit);
+			if (!batch.length) return 0;
+			await publish(batch.map((r) => r.entry));
+			for (const r of batch) r.published = true;
+			return batch.length;
+		},
+		async countPending() {
+			return rows.filter((r) => !r.published).length;
+		},
+	};
+	return { rows, store };
+}
+
+const until = async (cond: () => boolean, ms = 3_000) => {
+	const end = Date.now() + ms;
+	while (!cond()) {
+		if (Date.now() > end) throw new Error("timed out");
+		await new Promise((r) => setTimeout(r, 5));
+	}
+};
+
+describe("OutboxRelay", () => {
+	it("publishes everything in order, in batches, and marks it published", async () => {
+		const { rows, store } = memoryStore(250);
+		const seen: number[] = [];
+		const relay = new OutboxRelay(store, async (entries) => void seen.push(...entries.map((e) => (e.event.data as { i: number }).i)), { published: () => undefined, failed: () => undefined }, { batchSize: 100, pollIntervalMs: 10_000, maxBackoffMs: 100 });
+		relay.start();
+		await until(() => rows.every((r) => r.published));
+		await relay.stop();
+		expect(seen).toEqual([...Array(250).keys()]);
+	});
+
+	it("keeps entries unpublished while publishing fails, and delivers them after recovery", async () => {
+		const { rows, store } = memoryStore(3);
+		let down = true;
+		const failures: number[] = [];
+		const relay = new OutboxRelay(
+			store,
+			async () => {
+				if (down) throw new Error("RabbitMQ unreachable");
+			},
+			{ published: () => undefined, failed: (_, n) => failures.push(n) },
+			{ batchSize: 10, pollIntervalMs: 10_000, maxBackoffMs: 50 },
+		);
+		relay.start();
+		await until(() => failures.length >= 3);
+		expect(rows.some((r) => r.published)).toBe(false);
+		expect(failures.slice(0, 3)).toEqual([1, 2, 3]);
+		down = false;
+		await until(() => rows.every((r) => r.published));
+		await relay.stop();
+	});
+
+	it("relays at once when nudged instead of waiting for the next poll", async () => {
+		const { rows, store } = memoryStore(0);
+		const relay = new OutboxRelay(store, async () => undefined, { published: () => undefined, failed: () => undefined }, { batchSize: 10, pollIntervalMs: 60_000, maxBackoffMs: 50 });
+		relay.start();
+		await new Promise((r) => setTimeout(r, 20));
+		rows.push({ entry: { event: createCloudEvent({ type: "t.e", source: "/s", data: {} }) }, published: false });
+		const started = Date.now();
+		relay.nudge();
+		await until(() => rows[0]!.published, 1_000);
+		expect(Date.now() - started).toBeLessThan(500);
+		await relay.stop();
+	});
+});
