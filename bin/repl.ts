@@ -12,7 +12,7 @@ try {
 	const config = loadConfig({ ...process.env, NODE_ID: process.env.NODE_ID ?? `repl-${os.hostname()}-${process.pid}`, METRICS_PORT: "0" }, { services: [] });
 	const broker = new ServiceBroker(brokerOptions(config, { logLevel: "warn" }));
 	await broker.start();
-	await broker.repl();
+	broker.repl();
 } catch (err) {
 	if (!(err instanceof ConfigError)) throw err;
 	console.error(err.message);

@@ -114,7 +114,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, opts: { service
 	// Empty strings count as unset, as in most twelve-factor tools.
 	const input: Record<string, unknown> = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ""));
 	const problems: string[] = [];
-	const { services, unknown } = opts.services ? { services: opts.services, unknown: [] } : parseServices(String(input.SERVICES ?? SERVICE_NAMES.join(",")));
+	const { services, unknown } = opts.services ? { services: opts.services, unknown: [] } : parseServices(typeof input.SERVICES === "string" ? input.SERVICES : SERVICE_NAMES.join(","));
 	if (unknown.length) problems.push(`SERVICES (bad value): unknown service(s) ${unknown.join(", ")}; known: ${SERVICE_NAMES.join(", ")}`);
 
 	const schema: ValidationSchema = { $$root: false, ...commonSchema };

@@ -50,7 +50,7 @@ const MOLECULER_ERRORS: Record<string, { status: number; type: string; detail: s
 };
 
 export function toProblem(err: unknown, instance?: string, requestId?: string): Problem {
-	const e: ErrorLike = typeof err === "object" && err !== null ? (err as ErrorLike) : {};
+	const e: ErrorLike = typeof err === "object" && err !== null ? err : {};
 	const known = e.name ? MOLECULER_ERRORS[e.name] : undefined;
 	const code = typeof e.code === "number" ? e.code : 500;
 
@@ -85,7 +85,7 @@ function validationErrors(e: ErrorLike): Problem["errors"] {
 	const raw = Array.isArray(e.data) ? e.data : (e.data as { errors?: unknown } | undefined)?.errors;
 	if (!Array.isArray(raw)) return undefined;
 	return raw.map((item: { field?: unknown; message?: unknown }) => ({
-		field: String(item.field ?? ""),
-		message: String(item.message ?? "is invalid"),
+		field: typeof item.field === "string" ? item.field : "",
+		message: typeof item.message === "string" ? item.message : "is invalid",
 	}));
 }

@@ -42,7 +42,7 @@ export function loadProto(file: string): PackageDefinition {
 		try {
 			definition = loadSync(file, PROTO_LOADER_OPTIONS);
 		} catch (err) {
-			throw new Error(`cannot load proto ${file} (looked in ${PROTO_LOADER_OPTIONS.includeDirs?.join(", ")}): ${(err as Error).message}`);
+			throw new Error(`cannot load proto ${file} (looked in ${PROTO_LOADER_OPTIONS.includeDirs?.join(", ")}): ${(err as Error).message}`, { cause: err });
 		}
 		packages.set(file, definition);
 	}

@@ -104,7 +104,7 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 				}
 				const [cluster, grpc] = await Promise.all([
 					clusterHealth(hosts, (service, nodeID) =>
-						this.broker.call(`${service}.health`, {}, { nodeID, timeout: NODE_HEALTH_TIMEOUT_MS, retries: 0 }) as Promise<HealthReport>,
+						this.broker.call<HealthReport, object>(`${service}.health`, {}, { nodeID, timeout: NODE_HEALTH_TIMEOUT_MS, retries: 0 }),
 					),
 					this.grpcCall("auth", "Ping", { message: "health" }).then(
 						() => ({ status: "up" as const }),

@@ -70,10 +70,10 @@ describe("four-node cluster on RabbitMQ", () => {
 		expect(user.email).toBe(email);
 		expect(user).not.toHaveProperty("passwordHash");
 
-		const customer = await eventually(async () => ((await gateway.call("billing.getCustomer", { userId: user.id })) as { email: string } | null) ?? undefined, 10_000, "the billing customer");
+		const customer = await eventually(async () => (await gateway.call<{ email: string } | null, object>("billing.getCustomer", { userId: user.id })) ?? undefined, 10_000, "the billing customer");
 		expect(customer.email).toBe(email);
 		const alerts = await eventually(async () => {
-			const list = (await gateway.call("notification.listAlerts", { userId: user.id })) as { title: string }[];
+			const list = await gateway.call<{ title: string }[], object>("notification.listAlerts", { userId: user.id });
 			return list.length ? list : undefined;
 		}, 10_000, "the welcome alert");
 		expect(alerts).toHaveLength(1);

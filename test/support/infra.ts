@@ -88,5 +88,5 @@ export async function eventually<T>(probe: () => Promise<T | undefined | false>,
 		}
 		await new Promise((r) => setTimeout(r, 100));
 	}
-	throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${String(lastError)}` : ""}`);
+	throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError instanceof Error ? `: ${lastError.message}` : ""}`);
 }

@@ -8,7 +8,7 @@ import { OutboxRelay } from "../../lib/events/outbox-relay.ts";
 import type { OutboxEntry, OutboxStore } from "../../lib/events/outbox-relay.ts";
 
 function memoryStore(count: number) {
-	const rows = Array.from({ length: count }, (_, i) => ({ entry: { event: createCloudEvent({ type: "t.e", source: "/s", data: { i } }) } as OutboxEntry, published: false }));
+	const rows: { entry: OutboxEntry; published: boolean }[] = Array.from({ length: count }, (_, i) => ({ entry: { event: createCloudEvent({ type: "t.e", source: "/s", data: { i } }) }, published: false }));
 	const store: OutboxStore = {
 		async relayBatch(limit, publish) {
 			const batch = rows.filter((r) => !r.published).slice(0, limit);
