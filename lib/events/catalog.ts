@@ -1,15 +1,73 @@
 /**
  * The event catalog: every durable event's type and the shape of its `data`.
  * The contract between publishers and consumers; documented in docs/events.md.
+ * Money is always an integer amount of the currency's minor unit (cents) with an ISO 4217 code.
  */
-export interface UserCreated {
+export interface UserRef {
 	userId: string;
 	email: string;
 	name: string | null;
 }
 
+export type UserCreated = UserRef;
+export interface UserEmailVerified extends UserRef {
+	verifiedAt: string;
+}
+export interface UserDeleted {
+	userId: string;
+}
+export interface PasswordResetRequested extends UserRef {
+	/** One-time link the e-mail carries; the token in it is single-use and expires. */
+	resetUrl: string;
+	expiresAt: string;
+}
+export interface PasswordChanged extends UserRef {
+	changedAt: string;
+	/** "reset" (via e-mailed link) or "change" (logged in, with the old password). */
+	method: "reset" | "change";
+}
+export interface EmailVerificationRequested extends UserRef {
+	verifyUrl: string;
+	expiresAt: string;
+}
+
+export interface SubscriptionData {
+	subscriptionId: string;
+	userId: string;
+	planId: string;
+	status: "trialing" | "active" | "past_due" | "canceled" | "unpaid" | "incomplete" | "paused";
+	trialEnd: string | null;
+	currentPeriodEnd: string | null;
+	cancelAtPeriodEnd: boolean;
+}
+
+export interface InvoiceData {
+	invoiceId: string;
+	number: string;
+	userId: string;
+	status: "draft" | "open" | "paid" | "void" | "uncollectible";
+	currency: string;
+	/** Total in minor units. */
+	total: number;
+	/** Present for payment_failed: when the next attempt happens, if any. */
+	nextPaymentAttempt?: string | null;
+}
+
 export interface EventCatalog {
 	"user.created": UserCreated;
+	"user.email_verification_requested": EmailVerificationRequested;
+	"user.email_verified": UserEmailVerified;
+	"user.password_reset_requested": PasswordResetRequested;
+	"user.password_changed": PasswordChanged;
+	"user.deleted": UserDeleted;
+	"subscription.created": SubscriptionData;
+	"subscription.updated": SubscriptionData;
+	"subscription.canceled": SubscriptionData;
+	"subscription.trial_will_end": SubscriptionData;
+	"trial.ended": SubscriptionData;
+	"invoice.created": InvoiceData;
+	"invoice.paid": InvoiceData;
+	"invoice.payment_failed": InvoiceData;
 }
 
 export type EventType = keyof EventCatalog;

@@ -1,0 +1,17 @@
+/**
+ * Our own keys on an action, declared once. The gateway enforces them for REST calls:
+ *   auth: "required" (default for published actions) | "none"
+ *   permissions: all of these must be in the caller's token (e.g. ["roles:write"])
+ *   rateLimit: the named limit that applies (see the gateway's rate-limit policies)
+ */
+import "moleculer";
+
+declare module "moleculer" {
+	interface ActionSchema {
+		auth?: "required" | "none";
+		permissions?: string[];
+		rateLimit?: string;
+		/** OpenAPI summary and description of the REST operation. */
+		openapi?: { summary?: string; description?: string; tags?: string[]; responses?: Record<string, unknown> };
+	}
+}
