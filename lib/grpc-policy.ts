@@ -105,7 +105,7 @@ export function statusToError(err: Pick<ServiceError, "code" | "details" | "meta
 		case status.DEADLINE_EXCEEDED:
 			return new AppError(504, "GRPC_DEADLINE_EXCEEDED", `${rpc} got no answer within its ${site.deadlineMs} ms deadline.`, { service: site.service, method: site.method, deadlineMs: site.deadlineMs }, true);
 		case status.UNAVAILABLE:
-			return grpcUnavailable(`${rpc} is unavailable: ${err.details || "no connection"}.`, { service: site.service, method: site.method });
+			return grpcUnavailable(`${rpc} is unavailable: ${err.details.replace(/[\s.:]+$/, "") || "no connection"}.`, { service: site.service, method: site.method });
 		default:
 			return new AppError(HTTP_BY_STATUS[err.code] ?? 502, `GRPC_${statusName(err.code)}`, `${rpc} failed (${statusName(err.code)}): ${err.details}`, { service: site.service, method: site.method });
 	}
@@ -256,5 +256,41 @@ export class CircuitBreaker {
 		this.#openedAt = now;
 		this.#failures = 0;
 		this.#trialInFlight = false;
+	}
+}
+
+/** One breaker per server address, created on first use, forgotten when the address goes away. */
+export class BreakerSet {
+	readonly #opts: BreakerOptions;
+	readonly #now: () => number;
+	readonly #breakers = new Map<string, CircuitBreaker>();
+
+	constructor(opts: BreakerOptions, now: () => number = Date.now) {
+		this.#opts = opts;
+		this.#now = now;
+	}
+
+	get(address: string): CircuitBreaker {
+		let breaker = this.#breakers.get(address);
+		if (!breaker) this.#breakers.set(address, (breaker = new CircuitBreaker(this.#opts, this.#now)));
+		return breaker;
+	}
+
+	/**
+	 * The server for the next attempt: one not tried yet in this call whose circuit lets a call
+	 * through, else any whose circuit does; undefined when every circuit refuses.
+	 */
+	pick(addresses: readonly string[], tried: ReadonlySet<string>): string | undefined {
+		return addresses.find((a) => !tried.has(a) && this.get(a).tryAcquire()) ?? addresses.find((a) => this.get(a).tryAcquire());
+	}
+
+	/** Milliseconds until the first of these open circuits lets a trial through. */
+	retryInMs(addresses: readonly string[]): number {
+		return Math.min(...addresses.map((a) => this.get(a).retryInMs));
+	}
+
+	/** Forgets the breakers of addresses not in `live`. */
+	retain(live: ReadonlySet<string>): void {
+		for (const address of this.#breakers.keys()) if (!live.has(address)) this.#breakers.delete(address);
 	}
 }
