@@ -49,9 +49,20 @@ const MOLECULER_ERRORS: Record<string, { status: number; type: string; detail: s
 	ValidationError: { status: 400, type: "VALIDATION_ERROR", detail: "The request is not valid." },
 };
 
+/** body-parser's errors (passed on by moleculer-web), by their dotted `type`. */
+const BODY_ERRORS: Record<string, { status: number; type: string; detail: string }> = {
+	"entity.too.large": { status: 413, type: "PAYLOAD_TOO_LARGE", detail: "The request body is larger than this endpoint accepts." },
+	"entity.parse.failed": { status: 400, type: "MALFORMED_JSON", detail: "The request body is not valid JSON." },
+	"entity.verify.failed": { status: 400, type: "MALFORMED_BODY", detail: "The request body could not be read." },
+	"request.aborted": { status: 400, type: "REQUEST_ABORTED", detail: "The request body was not received completely." },
+	"request.size.invalid": { status: 400, type: "MALFORMED_BODY", detail: "The request body does not match its Content-Length." },
+	"charset.unsupported": { status: 415, type: "UNSUPPORTED_MEDIA_TYPE", detail: "Send the request body as UTF-8 JSON." },
+	"encoding.unsupported": { status: 415, type: "UNSUPPORTED_MEDIA_TYPE", detail: "This Content-Encoding is not supported." },
+};
+
 export function toProblem(err: unknown, instance?: string, requestId?: string): Problem {
 	const e: ErrorLike = typeof err === "object" && err !== null ? err : {};
-	const known = e.name ? MOLECULER_ERRORS[e.name] : undefined;
+	const known = (e.name ? MOLECULER_ERRORS[e.name] : undefined) ?? (typeof e.type === "string" ? BODY_ERRORS[e.type] : undefined);
 	const code = typeof e.code === "number" ? e.code : 500;
 
 	let status: number, type: string, detail: string;

@@ -14,6 +14,7 @@ import type { ServiceError, handleUnaryCall } from "@grpc/grpc-js";
 import type { MethodDefinition } from "@grpc/proto-loader";
 import { HealthImplementation } from "grpc-health-check";
 import type { Context, Service, ServiceBroker, ServiceSchema } from "moleculer";
+import type { Caller } from "../lib/caller.ts";
 import { AppError } from "../lib/errors.ts";
 import {
 	BreakerSet, advertisedAddresses, countsAsFailure, errorToStatus, grpcUnavailable, liveAddresses, remainingMs, retryDelayMs, rotate,
@@ -91,14 +92,13 @@ export function grpcServerMixin(opts: GrpcServerOptions): Partial<ServiceSchema>
 		return (call, callback) => {
 			const deadline = call.getDeadline();
 			const left = deadline instanceof Date ? deadline.getTime() - Date.now() : deadline - Date.now();
-			const caller = headerValue(call.metadata, "x-caller");
 			const record = (code: string) => {
 				if (svc.broker.isMetricsEnabled()) svc.broker.metrics.increment(METRIC.serverCalls, { service: opts.service, method: rpc, code });
 			};
 			svc.broker
 				.call(`${svc.fullName}.${action}`, call.request, {
 					requestID: headerValue(call.metadata, "x-request-id"),
-					meta: caller ? { grpcCaller: caller } : {},
+					meta: metaFromMetadata(call.metadata),
 					// The client's deadline becomes the action's timeout: no work continues for nobody.
 					timeout: Number.isFinite(left) ? Math.max(1, Math.floor(left)) : undefined,
 				})
@@ -264,6 +264,7 @@ export function grpcClientMixin(opts: GrpcClientOptions): Partial<ServiceSchema>
 		const metadata = new Metadata();
 		if (ctx?.requestID) metadata.set("x-request-id", ctx.requestID);
 		metadata.set("x-caller", `${svc.broker.nodeID}/${svc.fullName}`);
+		setMetaOnMetadata(metadata, ctx?.meta as RequestMeta | undefined);
 
 		const state = stateOf(svc);
 		const turn = state.turns.get(service) ?? 0;
@@ -334,4 +335,30 @@ export function grpcClientMixin(opts: GrpcClientOptions): Partial<ServiceSchema>
 			state.breakers.retain(new Set());
 		},
 	};
+}
+
+/**
+ * What a call carries besides its request: the calling service (`x-caller`), the end user the
+ * gateway authenticated (`x-caller-identity-bin`, JSON) and the client's IP (`x-client-ip`).
+ * The server side trusts them because only the gateway can reach gRPC ports (NetworkPolicy).
+ */
+interface RequestMeta {
+	caller?: Caller;
+	clientIp?: string;
+}
+
+function setMetaOnMetadata(metadata: Metadata, meta: RequestMeta | undefined): void {
+	if (meta?.caller) metadata.set("x-caller-identity-bin", Buffer.from(JSON.stringify(meta.caller)));
+	if (meta?.clientIp) metadata.set("x-client-ip", meta.clientIp);
+}
+
+function metaFromMetadata(metadata: Metadata): RequestMeta & { grpcCaller?: string } {
+	const meta: RequestMeta & { grpcCaller?: string } = {};
+	const service = headerValue(metadata, "x-caller");
+	if (service) meta.grpcCaller = service;
+	const identity = metadata.get("x-caller-identity-bin")[0];
+	if (Buffer.isBuffer(identity)) meta.caller = JSON.parse(identity.toString("utf8")) as Caller;
+	const ip = headerValue(metadata, "x-client-ip");
+	if (ip) meta.clientIp = ip;
+	return meta;
 }

@@ -1,33 +1,100 @@
 /**
- * gateway: the single HTTP entry point (moleculer-web). Routes under /api/v1 call the other
- * services; auth's strong-contract calls go over the gRPC bridge. Every error leaves as
- * RFC 9457 problem+json.
+ * gateway: the single HTTP entry point (moleculer-web). Every request gets a request id and the
+ * client's real IP, is authenticated by public key (access JWT verified locally with auth's JWKS),
+ * rate limited in Redis across all gateway nodes, and routed: auth over the gRPC bridge, billing
+ * and notification as Moleculer calls. Every error leaves as RFC 9457 problem+json.
+ * The route table is services/gateway/routes.ts.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Context, Service, ServiceSchema } from "moleculer";
 import ApiGateway from "moleculer-web";
-import type { ApiSettingsSchema } from "moleculer-web";
-import { clusterHealth } from "../lib/cluster-health.ts";
+import type { ApiRouteSchema, ApiSettingsSchema } from "moleculer-web";
+import type { Caller } from "../lib/caller.ts";
 import type { Config } from "../lib/config.ts";
+import { AppError, forbidden, notFound, unauthorized } from "../lib/errors.ts";
 import type { HealthReport } from "../lib/health.ts";
+import { clusterHealth } from "../lib/cluster-health.ts";
 import { PROBLEM_CONTENT_TYPE, toProblem } from "../lib/problem.ts";
 import { closeRedis, createRedis } from "../lib/redis.ts";
 import { grpcClientMixin } from "../mixins/grpc.mixin.ts";
+import { AlertStreams } from "./gateway/alert-streams.ts";
+import { bearerToken, clientIpResolver, requestIdOf, requireJsonBody, setSecurityHeaders } from "./gateway/http.ts";
+import { buildSpec } from "./gateway/openapi.ts";
+import { collectOperations, DOCS_ASSETS, DOCS_INIT, DOCS_PAGE } from "./gateway/api-docs.ts";
+import { parsePolicy, RateLimiter, rateLimitHeaders } from "./gateway/rate-limit.ts";
+import type { RatePolicy } from "./gateway/rate-limit.ts";
+import { AUTH_ROUTES, AUTO_ALIASED, proxyActionName } from "./gateway/routes.ts";
+import { TokenVerifier } from "./gateway/token-verifier.ts";
 
-/** The services whose health the gateway reports. */
-const BACKENDS = ["auth", "billing", "notification"] as const;
 const NODE_HEALTH_TIMEOUT_MS = 1_500;
+const JSON_LIMIT = "64kb";
+// Swagger UI styles itself inline; everything it loads comes from this origin.
+const DOCS_CSP = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'";
 
-type Request = IncomingMessage & { $ctx?: Context; originalUrl?: string };
+type Request = IncomingMessage & { $ctx?: Context; $action?: EdgePolicy; $alias?: { path?: string }; $route?: { path?: string }; originalUrl?: string; rawBody?: Buffer };
+type Meta = {
+	caller?: Caller;
+	clientIp?: string;
+	webhook?: { rawBody: string; signature: string };
+	$statusCode?: number;
+	$responseType?: string;
+	$responseHeaders?: Record<string, string>;
+};
+interface EdgePolicy {
+	name?: string;
+	auth?: "required" | "none";
+	permissions?: string[];
+	rateLimit?: string;
+}
 
 interface GatewayMethods {
-	/** From grpcClientMixin. */
 	grpcCall(client: string, method: string, request: object, ctx?: Context): Promise<object>;
 	platformHealth(): Promise<unknown>;
+	authenticate(ctx: Context<unknown, Meta>, route: unknown, req: Request, res: ServerResponse): Promise<null>;
+	authorize(ctx: Context<unknown, Meta>, route: unknown, req: Request): Promise<void>;
+	applyRateLimit(res: ServerResponse, policy: RatePolicy, subject: string): Promise<void>;
 }
 
 export default function gatewayService(config: Config): ServiceSchema<ApiSettingsSchema, GatewayMethods> {
 	const redis = createRedis(config.redisUrl!, `${config.nodeId}/gateway`);
+	const limiter = new RateLimiter(redis, config.namespace || "backplane");
+	const policies: Record<string, RatePolicy> = {
+		anonymous: parsePolicy("anonymous", config.gateway.rateLimits.anonymous),
+		user: parsePolicy("user", config.gateway.rateLimits.user),
+		"auth-strict": parsePolicy("auth-strict", config.gateway.rateLimits.authStrict),
+	};
+	const clientIp = clientIpResolver(config.gateway.trustedProxies);
+	const streams = new AlertStreams();
+	let verifier: TokenVerifier;
+	let spec: Record<string, unknown> | undefined;
+
+	// Auth routes call local actions that forward to auth over gRPC; edge policy comes from the table.
+	const grpcProxies = Object.fromEntries(
+		AUTH_ROUTES.map((r) => [
+			proxyActionName(r),
+			{
+				visibility: "published",
+				auth: r.auth,
+				permissions: r.permissions,
+				rateLimit: r.rateLimit,
+				async handler(this: Service & GatewayMethods, ctx: Context<Record<string, unknown>, Meta>) {
+					const result = await this.grpcCall("auth", r.rpc, ctx.params, ctx);
+					if (r.successStatus) ctx.meta.$statusCode = r.successStatus;
+					return r.successStatus === 204 ? null : result;
+				},
+			},
+		]),
+	);
+	const aliasesOf = (absolute: boolean) =>
+		Object.fromEntries(AUTH_ROUTES.filter((r) => r.route.split(" ")[1]!.startsWith("/") === absolute).map((r) => [r.route, `gateway.${proxyActionName(r)}`]));
+
+	const apiRoute = {
+		authentication: true,
+		authorization: true,
+		mappingPolicy: "restrict",
+		bodyParsers: { json: { limit: JSON_LIMIT, strict: true, type: ["application/json", "application/*+json"] }, urlencoded: false },
+		use: [jsonOnly],
+	};
 
 	return {
 		name: "gateway",
@@ -47,29 +114,53 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 			log4XXResponses: false,
 			logRequestParams: null,
 			logResponseData: null,
-			cors: config.gateway.corsOrigins.length ? { origin: config.gateway.corsOrigins, credentials: true, maxAge: 600 } : undefined,
-			routes: [
-				{
-					path: "/",
-					mappingPolicy: "restrict",
-					aliases: {
-						"GET healthz": "gateway.liveness",
-						"GET readyz": "gateway.readiness",
-					},
-				},
-				{
-					path: "/api/v1",
-					mappingPolicy: "restrict",
-					bodyParsers: { json: { limit: "64kb", strict: true } },
-					aliases: {
-						"POST auth/register": "auth.register",
-					},
+			// Runs before the request's context exists: its id and the client IP come from here.
+			rootCallOptions: ((options: { requestID?: string; meta?: Meta }, req: Request) => {
+				options.requestID = requestIdOf(req);
+				options.meta = { clientIp: clientIp(req) };
+			}) as unknown as ApiSettingsSchema["rootCallOptions"],
+			cors: config.gateway.corsOrigins.length ? { origin: config.gateway.corsOrigins, credentials: true, maxAge: 600, exposedHeaders: ["X-Request-ID", "RateLimit", "RateLimit-Policy", "Retry-After"] } : undefined,
+			use: [
+				(req: Request, res: ServerResponse, next: () => void) => {
+					setSecurityHeaders(res, config.gateway.hsts);
+					next();
 				},
 			],
+			routes: ([
+				{ name: "root", path: "/", mappingPolicy: "restrict", aliases: { "GET healthz": "gateway.liveness", "GET readyz": "gateway.readiness", ...aliasesOf(true) }, authentication: true },
+				{ name: "docs", path: "/api", mappingPolicy: "restrict", aliases: { "GET openapi.json": "gateway.openapi", "GET docs": "gateway.docs", "GET docs/:file": "gateway.docsAsset" }, authentication: true },
+				{
+					name: "webhooks",
+					path: "/api/v1/billing/webhooks",
+					mappingPolicy: "restrict",
+					aliases: { "POST stripe": "gateway.stripeWebhook" },
+					// Stripe signs the exact bytes: keep them beside the parsed body.
+					bodyParsers: { json: { limit: "1mb", verify: (req: Request, _res: unknown, buf: Buffer) => (req.rawBody = Buffer.from(buf)) } },
+					onBeforeCall(ctx: Context<unknown, Meta>, _route: unknown, req: Request) {
+						const signature = req.headers["stripe-signature"];
+						ctx.meta.webhook = { rawBody: (req.rawBody ?? Buffer.alloc(0)).toString("base64"), signature: typeof signature === "string" ? signature : "" };
+					},
+				},
+				// Two routes share /api/v1 (moleculer-web tells them apart by name): the gRPC-backed
+				// auth routes and the auto-aliased services, each with its own whitelist.
+				{
+					name: "api-grpc",
+					path: "/api/v1",
+					...apiRoute,
+					aliases: {
+						...aliasesOf(false),
+						"GET notifications/stream"(this: Service, req: Request, res: ServerResponse) {
+							streams.open((req.$ctx as Context<unknown, Meta>).meta.caller!.userId, res);
+						},
+					},
+				},
+				{ name: "api", path: "/api/v1", ...apiRoute, whitelist: AUTO_ALIASED.map((s) => `${s}.*`), autoAliases: true, aliases: {} },
+			] as ApiRouteSchema[]),
 			onError(this: Service, req: Request, res: ServerResponse, err: unknown) {
 				const requestId = req.$ctx?.requestID ?? undefined;
 				const problem = toProblem(err, req.originalUrl ?? req.url, requestId);
 				if (problem.status >= 500) this.logger.error("request failed", { url: req.url, requestId, err });
+				if (requestId) res.setHeader("X-Request-ID", requestId);
 				res.setHeader("Content-Type", PROBLEM_CONTENT_TYPE);
 				res.writeHead(problem.status);
 				res.end(JSON.stringify(problem));
@@ -77,49 +168,141 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 		},
 
 		actions: {
+			...grpcProxies,
 			/** Alive: the process answers. Reports every service's health without failing on it. */
-			liveness: {
-				visibility: "published",
-				async handler() {
-					return this.platformHealth();
-				},
-			},
+			liveness: { visibility: "published", auth: "none", rateLimit: "none", handler() { return this.platformHealth(); } },
 			/** Ready: this gateway can serve traffic (its own dependencies answer). */
 			readiness: {
 				visibility: "published",
-				async handler(ctx: Context<unknown, { $statusCode?: number }>) {
+				auth: "none",
+				rateLimit: "none",
+				handler(ctx: Context<unknown, Meta>) {
 					const checks = { rabbitmq: this.broker.transit?.connected === true, redis: redis.status === "ready" };
 					const ready = Object.values(checks).every(Boolean);
 					if (!ready) ctx.meta.$statusCode = 503;
 					return { status: ready ? "ready" : "not_ready", checks };
 				},
 			},
+			openapi: {
+				visibility: "published",
+				auth: "none",
+				handler() {
+					spec ??= buildSpec({ title: "Backplane API", version: "1.0.0", description: "Accounts, billing and notifications. Errors are RFC 9457 problem+json." }, collectOperations(this.broker.registry, AUTH_ROUTES));
+					return spec;
+				},
+			},
+			docs: {
+				visibility: "published",
+				auth: "none",
+				handler(ctx: Context<unknown, Meta>) {
+					ctx.meta.$responseType = "text/html; charset=utf-8";
+					ctx.meta.$responseHeaders = { "Content-Security-Policy": DOCS_CSP };
+					return DOCS_PAGE;
+				},
+			},
+			docsAsset: {
+				visibility: "published",
+				auth: "none",
+				params: { file: { type: "string", max: 100 } },
+				handler(ctx: Context<{ file: string }, Meta>) {
+					if (ctx.params.file === "init.js") {
+						ctx.meta.$responseType = "text/javascript; charset=utf-8";
+						return DOCS_INIT;
+					}
+					const asset = DOCS_ASSETS[ctx.params.file];
+					if (!asset) throw notFound("This file");
+					ctx.meta.$responseType = asset.type;
+					ctx.meta.$responseHeaders = { "Cache-Control": "public, max-age=86400" };
+					return asset.body;
+				},
+			},
+			stripeWebhook: {
+				visibility: "published",
+				auth: "none",
+				handler(ctx: Context<unknown, Meta>) {
+					return ctx.call("billing.handleStripeWebhook", ctx.meta.webhook);
+				},
+			},
+		},
+
+		events: {
+			// Pushed by auth when a session ends: its tokens stop working before they expire.
+			"auth.session.revoked"(ctx: Context<{ sessionId: string; expiresAt: string }>) {
+				verifier.revokeSession(ctx.params.sessionId, Date.parse(ctx.params.expiresAt) / 1000);
+			},
+			"notification.alert.created"(ctx: Context<{ userId: string; alert: { id: string }; unreadCount?: number }>) {
+				streams.send(ctx.params.userId, "alert", { alert: ctx.params.alert, unreadCount: ctx.params.unreadCount }, ctx.params.alert.id);
+			},
+			// Routes and actions changed: the spec is rebuilt on next request.
+			"$services.changed"() {
+				spec = undefined;
+			},
 		},
 
 		methods: {
+			async authenticate(ctx: Context<unknown, Meta>, _route: unknown, req: Request, res: ServerResponse) {
+				const policy: EdgePolicy = req.$action ?? { auth: "required" };
+				const token = bearerToken(req);
+				const caller = token ? await verifier.verify(token) : undefined;
+				if (!caller && policy.auth === "none") {
+					// Probes ("none") are never limited: an orchestrator must always see the truth.
+					if (policy.rateLimit !== "none") await this.applyRateLimit(res, policies[policy.rateLimit ?? "anonymous"]!, `ip:${ctx.meta.clientIp}`);
+					return null;
+				}
+				if (!caller) throw unauthorized("This request needs `Authorization: Bearer <access token>`.");
+				ctx.meta.caller = { userId: caller.userId, sessionId: caller.sessionId, roles: caller.roles, permissions: caller.permissions };
+				const limit = policy.rateLimit ? policies[policy.rateLimit]! : policies.user!;
+				await this.applyRateLimit(res, limit, policy.rateLimit ? `ip:${ctx.meta.clientIp}` : `user:${caller.userId}`);
+				return null;
+			},
+			async authorize(ctx: Context<unknown, Meta>, _route: unknown, req: Request) {
+				const missing = (req.$action?.permissions ?? []).filter((p: string) => !ctx.meta.caller?.permissions.includes(p));
+				if (missing.length) throw forbidden(`This needs the permission${missing.length > 1 ? "s" : ""} ${missing.join(", ")}.`, "MISSING_PERMISSION");
+			},
+			async applyRateLimit(res: ServerResponse, policy: RatePolicy, subject: string) {
+				const decision = await limiter.take(policy, subject);
+				for (const [k, v] of Object.entries(rateLimitHeaders(decision))) res.setHeader(k, v);
+				if (!decision.allowed) throw new AppError(429, "RATE_LIMITED", `Too many requests; try again in ${decision.retryAfterS} s.`);
+			},
 			async platformHealth() {
-				const hosts: Record<string, string[]> = Object.fromEntries(BACKENDS.map((s) => [s, []]));
+				const hosts: Record<string, string[]> = { auth: [], billing: [], notification: [] };
 				for (const svc of this.broker.registry.getServiceList({ onlyAvailable: true }) as { name: string; nodeID: string }[]) {
 					hosts[svc.name]?.push(svc.nodeID);
 				}
 				const [cluster, grpc] = await Promise.all([
-					clusterHealth(hosts, (service, nodeID) =>
-						this.broker.call<HealthReport, object>(`${service}.health`, {}, { nodeID, timeout: NODE_HEALTH_TIMEOUT_MS, retries: 0 }),
-					),
+					clusterHealth(hosts, (service, nodeID) => this.broker.call<HealthReport, object>(`${service}.health`, {}, { nodeID, timeout: NODE_HEALTH_TIMEOUT_MS, retries: 0 })),
 					this.grpcCall("auth", "Ping", { message: "health" }).then(
 						() => ({ status: "up" as const }),
 						(err: Error) => ({ status: "down" as const, error: err.message }),
 					),
 				]);
-				return { ...cluster, gateway: { nodeId: this.broker.nodeID, authGrpc: grpc } };
+				return { ...cluster, gateway: { nodeId: this.broker.nodeID, authGrpc: grpc, openStreams: streams.size } };
 			},
 		},
 
+		created() {
+			verifier = new TokenVerifier({
+				issuer: config.gateway.tokenIssuer,
+				audience: config.gateway.tokenAudience,
+				fetchJwks: async () => (await this.grpcCall("auth", "GetJwks", {})) as { keys: [] },
+			});
+		},
 		async started() {
 			await redis.connect();
+			streams.start();
 		},
 		async stopped() {
+			streams.close();
 			await closeRedis(redis);
 		},
 	};
+}
+
+function jsonOnly(req: Request, _res: ServerResponse, next: (err?: unknown) => void) {
+	try {
+		requireJsonBody(req);
+		next();
+	} catch (err) {
+		next(err);
+	}
 }

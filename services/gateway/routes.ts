@@ -1,0 +1,39 @@
+/**
+ * The public REST surface, in one table. Billing and notification actions are reached through
+ * moleculer-web auto-aliases (each action's `rest` under its service's `settings.rest`); auth is
+ * reached over the gRPC bridge, so its routes are listed here with the rpc each one calls and the
+ * edge policy that applies (who may call, which rate limit).
+ */
+export interface GrpcRoute {
+	/** "METHOD path" relative to /api/v1 (or absolute when it starts with "/"). */
+	route: string;
+	rpc: string;
+	/** The auth action behind the rpc: source of the params schema in the OpenAPI spec. */
+	action: string;
+	auth: "required" | "none";
+	permissions?: string[];
+	rateLimit?: string;
+	successStatus?: number;
+	summary: string;
+}
+
+export const AUTH_ROUTES: GrpcRoute[] = [
+	{ route: "POST auth/register", rpc: "Register", action: "auth.register", auth: "none", rateLimit: "auth-strict", successStatus: 201, summary: "Create an account" },
+	{ route: "POST auth/login", rpc: "Login", action: "auth.login", auth: "none", rateLimit: "auth-strict", summary: "Log in with e-mail and password" },
+	{ route: "POST auth/refresh", rpc: "Refresh", action: "auth.refresh", auth: "none", summary: "Exchange a refresh token for a new token pair" },
+	{ route: "POST auth/logout", rpc: "Logout", action: "auth.logout", auth: "required", successStatus: 204, summary: "End this session or all sessions" },
+	{ route: "POST auth/verify-email", rpc: "VerifyEmail", action: "auth.verifyEmail", auth: "none", successStatus: 204, summary: "Confirm an e-mail address with the token sent to it" },
+	{ route: "POST auth/verify-email/resend", rpc: "ResendVerification", action: "auth.resendVerification", auth: "required", rateLimit: "auth-strict", successStatus: 202, summary: "Send the verification e-mail again" },
+	{ route: "POST auth/password/forgot", rpc: "ForgotPassword", action: "auth.forgotPassword", auth: "none", rateLimit: "auth-strict", successStatus: 202, summary: "E-mail a password reset link" },
+	{ route: "POST auth/password/reset", rpc: "ResetPassword", action: "auth.resetPassword", auth: "none", rateLimit: "auth-strict", successStatus: 204, summary: "Set a new password with a reset token" },
+	{ route: "POST auth/password/change", rpc: "ChangePassword", action: "auth.changePassword", auth: "required", rateLimit: "auth-strict", successStatus: 204, summary: "Change the password (needs the current one)" },
+	{ route: "GET auth/me", rpc: "Me", action: "auth.me", auth: "required", summary: "The caller's account, roles and permissions" },
+	{ route: "PUT auth/users/:id/roles", rpc: "SetUserRoles", action: "auth.setUserRoles", auth: "required", permissions: ["roles:write"], summary: "Replace a user's roles" },
+	{ route: "GET /.well-known/jwks.json", rpc: "GetJwks", action: "auth.jwks", auth: "none", summary: "Public keys that verify access tokens" },
+];
+
+/** Services whose published actions are auto-aliased under /api/v1. */
+export const AUTO_ALIASED = ["billing", "notification"];
+
+/** Local gateway action name for a gRPC route. */
+export const proxyActionName = (r: GrpcRoute) => `grpc${r.rpc}`;
