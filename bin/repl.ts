@@ -9,8 +9,10 @@ import { brokerOptions } from "../moleculer.config.ts";
 import { ConfigError, loadConfig } from "../lib/config.ts";
 
 try {
-	const config = loadConfig({ ...process.env, NODE_ID: process.env.NODE_ID ?? `repl-${os.hostname()}-${process.pid}`, METRICS_PORT: "0" }, { services: [] });
-	const broker = new ServiceBroker(brokerOptions(config, { logLevel: "warn" }));
+	const env = { LOG_LEVEL: "warn", ...process.env, NODE_ID: process.env.NODE_ID ?? `repl-${os.hostname()}-${process.pid}` };
+	const config = loadConfig(env, { services: [] });
+	// An operator's console: no metrics endpoint of its own.
+	const broker = new ServiceBroker(brokerOptions(config, { metrics: false }));
 	await broker.start();
 	broker.repl();
 } catch (err) {
