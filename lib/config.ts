@@ -23,12 +23,73 @@ export interface Config {
 	metricsPort: number;
 	grpc: { host: string; port: number; advertiseHost: string; deadlineMs: number };
 	tracingZipkinUrl?: string;
-	gateway: { host: string; port: number; corsOrigins: string[] };
+	gateway: {
+		host: string;
+		port: number;
+		corsOrigins: string[];
+		trustedProxies: string[];
+		hsts: boolean;
+		/** Rate limits as "requests/window", e.g. "600/60s". */
+		rateLimits: { anonymous: string; user: string; authStrict: string };
+		/** Access tokens are accepted only from this issuer, for this audience. */
+		tokenIssuer: string;
+		tokenAudience: string;
+	};
 	databaseUrl?: string;
 	bcryptCost: number;
+	auth: AuthConfig;
 	mongoUrl?: string;
+	billing: {
+		stripeApiKey: string;
+		/** Where the Stripe SDK sends requests (stripe-mock locally); unset = api.stripe.com. */
+		stripeApiBase?: string;
+		/** Unset: webhooks are refused (503) because they cannot be verified. */
+		stripeWebhookSecret?: string;
+		trialDays: number;
+		defaultPlan: string;
+		/** Where Checkout and the Customer Portal send the user back to. */
+		returnUrl: string;
+		sweepIntervalMs: number;
+		seller: { name: string; address: string; taxId?: string };
+		tax: { name: string; rateBps: number };
+	};
 	redisUrl?: string;
 	smtpUrl?: string;
+	notification: NotificationConfig;
+}
+
+/** E-mail, push and queue settings of the notification service (defaults apply on other nodes). */
+export interface NotificationConfig {
+	/** Base of the links in e-mails, alerts and push messages (the web console). */
+	publicUrl: string;
+	/** From: of every e-mail. */
+	smtpFrom: string;
+	/** Web Push is on only when all three are set. */
+	vapid: { publicKey?: string; privateKey?: string; subject?: string };
+	/** Origins a push subscription's endpoint may point to (the browsers' push services). */
+	pushEndpointOrigins: string[];
+	retry: { attempts: number; baseMs: number; maxMs: number };
+	emailRatePerSecond: number;
+	pushRatePerSecond: number;
+}
+
+/** Tokens, sessions and links of the auth service (defaults apply on nodes that do not host it). */
+export interface AuthConfig {
+	/** `iss` of every access token; the gateway checks it. */
+	issuer: string;
+	/** `aud` of every access token; the gateway checks it. */
+	audience: string;
+	accessTokenTtlS: number;
+	/** Absolute session lifetime: no refresh extends a session beyond it. */
+	refreshTokenTtlS: number;
+	/** A session unused for this long ends (its refresh token expires). */
+	sessionIdleTimeoutS: number;
+	/** How long a signing key signs before the next one takes over. */
+	keyRotationDays: number;
+	/** 32 bytes, base64: encrypts signing keys at rest. Unset outside production: a development key is used. */
+	keyEncryptionKey?: string;
+	/** Base of the links in e-mails (verification, password reset). */
+	publicUrl: string;
 }
 
 /** Raised when the environment is not usable; `problems` names every bad variable. */
@@ -68,24 +129,69 @@ const commonSchema: ValidationSchema = {
 	TRACING_ZIPKIN_URL: { ...url(["http", "https"]), optional: true },
 };
 
+const RATE = /^\d+\/\d+(s|m|h)$/;
+
 /** Variables only the nodes hosting a given service need. */
 const perServiceSchema: Record<ServiceName, ValidationSchema> = {
 	gateway: {
 		GATEWAY_HOST: { type: "string", default: "127.0.0.1" },
 		GATEWAY_PORT: { type: "number", integer: true, min: 0, max: 65535, convert: true, default: 4000 },
 		CORS_ORIGINS: { type: "string", default: "" },
+		TRUSTED_PROXIES: { type: "string", default: "" },
+		HSTS: { type: "boolean", convert: true, default: false },
+		RATE_LIMIT_ANONYMOUS: { type: "string", pattern: RATE, default: "120/60s", messages: { stringPattern: "must look like 120/60s, 10/1m or 5000/1h" } },
+		RATE_LIMIT_USER: { type: "string", pattern: RATE, default: "600/60s", messages: { stringPattern: "must look like 600/60s" } },
+		RATE_LIMIT_AUTH_STRICT: { type: "string", pattern: RATE, default: "10/60s", messages: { stringPattern: "must look like 10/60s" } },
+		AUTH_ISSUER: { type: "string", default: "http://127.0.0.1:4000" },
+		AUTH_AUDIENCE: { type: "string", default: "backplane-api" },
 		REDIS_URL: url(["redis", "rediss"]),
 	},
 	auth: {
 		DATABASE_URL: url(["postgres", "postgresql"]),
 		BCRYPT_COST: { type: "number", integer: true, min: 4, max: 15, convert: true, default: 12 },
+		AUTH_ISSUER: { type: "string", min: 1, max: 200, default: "http://127.0.0.1:4000" },
+		AUTH_AUDIENCE: { type: "string", min: 1, max: 200, default: "backplane-api" },
+		ACCESS_TOKEN_TTL_S: { type: "number", integer: true, min: 60, max: 3_600, convert: true, default: 900 },
+		REFRESH_TOKEN_TTL_S: { type: "number", integer: true, min: 3_600, max: 31_536_000, convert: true, default: 2_592_000 },
+		SESSION_IDLE_TIMEOUT_S: { type: "number", integer: true, min: 300, max: 31_536_000, convert: true, default: 604_800 },
+		AUTH_KEY_ROTATION_DAYS: { type: "number", integer: true, min: 1, max: 365, convert: true, default: 30 },
+		AUTH_KEY_ENCRYPTION_KEY: {
+			type: "string",
+			optional: true,
+			pattern: /^[A-Za-z0-9+/]{43}=$/,
+			messages: { stringPattern: "must be 32 bytes in base64 (openssl rand -base64 32)" },
+		},
+		PUBLIC_URL: { ...url(["http", "https"]), default: "http://127.0.0.1:4000" },
 	},
 	billing: {
 		MONGO_URL: url(["mongodb", "mongodb+srv"]),
+		STRIPE_API_KEY: { type: "string", default: "sk_test_123", pattern: /^(sk|rk)_(test|live)_\S+$/, messages: { stringPattern: "must be a Stripe secret key (sk_test_..., sk_live_...)" } },
+		STRIPE_API_BASE: { ...url(["http", "https"]), optional: true },
+		STRIPE_WEBHOOK_SECRET: { type: "string", optional: true, pattern: /^whsec_\S+$/, messages: { stringPattern: "must be a webhook signing secret (whsec_...)" } },
+		BILLING_TRIAL_DAYS: { type: "number", integer: true, min: 0, max: 730, convert: true, default: 14 },
+		BILLING_DEFAULT_PLAN: { type: "string", default: "pro", pattern: /^[a-z0-9][a-z0-9_-]{0,63}$/ },
+		BILLING_RETURN_URL: { ...url(["http", "https"]), default: "http://127.0.0.1:4000/" },
+		BILLING_SWEEP_INTERVAL_MS: { type: "number", integer: true, min: 50, max: 3_600_000, convert: true, default: 30_000 },
+		BILLING_SELLER_NAME: { type: "string", default: "Backplane", max: 200 },
+		BILLING_SELLER_ADDRESS: { type: "string", default: "", max: 500 },
+		BILLING_SELLER_TAX_ID: { type: "string", optional: true, max: 50 },
+		BILLING_TAX_NAME: { type: "string", default: "VAT", max: 50 },
+		BILLING_TAX_RATE_BPS: { type: "number", integer: true, min: 0, max: 10_000, convert: true, default: 0 },
 	},
 	notification: {
 		REDIS_URL: url(["redis", "rediss"]),
 		SMTP_URL: url(["smtp", "smtps"]),
+		SMTP_FROM: { type: "string", min: 3, max: 200, default: "Backplane <no-reply@backplane.local>" },
+		PUBLIC_URL: { ...url(["http", "https"]), default: "http://127.0.0.1:4000" },
+		VAPID_PUBLIC_KEY: { type: "string", optional: true, pattern: /^[A-Za-z0-9_-]{87}$/, messages: { stringPattern: "must be a P-256 public key in base64url (npx web-push generate-vapid-keys)" } },
+		VAPID_PRIVATE_KEY: { type: "string", optional: true, pattern: /^[A-Za-z0-9_-]{43}$/, messages: { stringPattern: "must be a P-256 private key in base64url (npx web-push generate-vapid-keys)" } },
+		VAPID_SUBJECT: { type: "string", optional: true, pattern: /^(mailto:\S+@\S+|https:\/\/\S+)$/, messages: { stringPattern: "must be a mailto: or https:// URL" } },
+		PUSH_ENDPOINT_ORIGINS: { type: "string", default: "https://fcm.googleapis.com,https://updates.push.services.mozilla.com,https://web.push.apple.com,https://*.notify.windows.com" },
+		NOTIFY_MAX_ATTEMPTS: { type: "number", integer: true, min: 1, max: 50, convert: true, default: 10 },
+		NOTIFY_BACKOFF_MS: { type: "number", integer: true, min: 10, max: 3_600_000, convert: true, default: 5_000 },
+		NOTIFY_BACKOFF_MAX_MS: { type: "number", integer: true, min: 10, max: 86_400_000, convert: true, default: 900_000 },
+		EMAIL_RATE_LIMIT: { type: "number", integer: true, min: 1, max: 100_000, convert: true, default: 50 },
+		PUSH_RATE_LIMIT: { type: "number", integer: true, min: 1, max: 100_000, convert: true, default: 200 },
 	},
 };
 
@@ -124,6 +230,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, opts: { service
 	if (Number(input.HEARTBEAT_TIMEOUT_S ?? 6) <= Number(input.HEARTBEAT_INTERVAL_S ?? 2)) {
 		problems.push("HEARTBEAT_TIMEOUT_S (bad value): must be greater than HEARTBEAT_INTERVAL_S");
 	}
+	if (services.includes("auth") && input.NODE_ENV === "production") {
+		if (!input.AUTH_KEY_ENCRYPTION_KEY) problems.push("AUTH_KEY_ENCRYPTION_KEY (missing): is required in production (openssl rand -base64 32)");
+		if (Number(input.BCRYPT_COST ?? 12) < 12) problems.push("BCRYPT_COST (bad value): must be at least 12 in production");
+	}
 	if (problems.length) throw new ConfigError([...new Set(problems)]);
 
 	const v = input as Record<string, string | number | undefined>;
@@ -149,12 +259,57 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, opts: { service
 		gateway: {
 			host: String(v.GATEWAY_HOST ?? "127.0.0.1"),
 			port: Number(v.GATEWAY_PORT ?? 4000),
-			corsOrigins: String(v.CORS_ORIGINS ?? "").split(",").map((s) => s.trim()).filter(Boolean),
+			corsOrigins: list(v.CORS_ORIGINS),
+			trustedProxies: list(v.TRUSTED_PROXIES),
+			hsts: input.HSTS === true,
+			rateLimits: {
+				anonymous: String(v.RATE_LIMIT_ANONYMOUS ?? "120/60s"),
+				user: String(v.RATE_LIMIT_USER ?? "600/60s"),
+				authStrict: String(v.RATE_LIMIT_AUTH_STRICT ?? "10/60s"),
+			},
+			tokenIssuer: String(v.AUTH_ISSUER ?? "http://127.0.0.1:4000"),
+			tokenAudience: String(v.AUTH_AUDIENCE ?? "backplane-api"),
 		},
 		databaseUrl: str("DATABASE_URL"),
 		bcryptCost: Number(v.BCRYPT_COST ?? 12),
+		auth: {
+			issuer: String(v.AUTH_ISSUER ?? "http://127.0.0.1:4000"),
+			audience: String(v.AUTH_AUDIENCE ?? "backplane-api"),
+			accessTokenTtlS: Number(v.ACCESS_TOKEN_TTL_S ?? 900),
+			refreshTokenTtlS: Number(v.REFRESH_TOKEN_TTL_S ?? 2_592_000),
+			sessionIdleTimeoutS: Number(v.SESSION_IDLE_TIMEOUT_S ?? 604_800),
+			keyRotationDays: Number(v.AUTH_KEY_ROTATION_DAYS ?? 30),
+			keyEncryptionKey: str("AUTH_KEY_ENCRYPTION_KEY"),
+			publicUrl: String(v.PUBLIC_URL ?? "http://127.0.0.1:4000").replace(/\/+$/, ""),
+		},
 		mongoUrl: str("MONGO_URL"),
+		billing: {
+			stripeApiKey: String(v.STRIPE_API_KEY ?? "sk_test_123"),
+			stripeApiBase: str("STRIPE_API_BASE"),
+			stripeWebhookSecret: str("STRIPE_WEBHOOK_SECRET"),
+			trialDays: Number(v.BILLING_TRIAL_DAYS ?? 14),
+			defaultPlan: String(v.BILLING_DEFAULT_PLAN ?? "pro"),
+			returnUrl: String(v.BILLING_RETURN_URL ?? "http://127.0.0.1:4000/"),
+			sweepIntervalMs: Number(v.BILLING_SWEEP_INTERVAL_MS ?? 30_000),
+			seller: { name: String(v.BILLING_SELLER_NAME ?? "Backplane"), address: String(v.BILLING_SELLER_ADDRESS ?? ""), taxId: str("BILLING_SELLER_TAX_ID") },
+			tax: { name: String(v.BILLING_TAX_NAME ?? "VAT"), rateBps: Number(v.BILLING_TAX_RATE_BPS ?? 0) },
+		},
 		redisUrl: str("REDIS_URL"),
 		smtpUrl: str("SMTP_URL"),
+		notification: {
+			publicUrl: String(v.PUBLIC_URL ?? "http://127.0.0.1:4000").replace(/\/+$/, ""),
+			smtpFrom: String(v.SMTP_FROM ?? "Backplane <no-reply@backplane.local>"),
+			vapid: { publicKey: str("VAPID_PUBLIC_KEY"), privateKey: str("VAPID_PRIVATE_KEY"), subject: str("VAPID_SUBJECT") },
+			pushEndpointOrigins: list(v.PUSH_ENDPOINT_ORIGINS),
+			retry: { attempts: Number(v.NOTIFY_MAX_ATTEMPTS ?? 10), baseMs: Number(v.NOTIFY_BACKOFF_MS ?? 5_000), maxMs: Number(v.NOTIFY_BACKOFF_MAX_MS ?? 900_000) },
+			emailRatePerSecond: Number(v.EMAIL_RATE_LIMIT ?? 50),
+			pushRatePerSecond: Number(v.PUSH_RATE_LIMIT ?? 200),
+		},
 	};
 }
+
+const list = (value: unknown) =>
+	(typeof value === "string" ? value : "")
+		.split(",")
+		.map((s) => s.trim())
+		.filter(Boolean);

@@ -68,6 +68,11 @@ export function toProblem(err: unknown, instance?: string, requestId?: string): 
 	let status: number, type: string, detail: string;
 	if (known) {
 		({ status, type, detail } = known);
+	} else if (e.type === "VALIDATION_ERROR") {
+		// Moleculer's validator says 422, our own rules 400: one answer for "these fields are wrong".
+		status = 400;
+		type = "VALIDATION_ERROR";
+		detail = e.message ?? "The request is not valid.";
 	} else if (code >= 400 && code < 500 && typeof e.type === "string" && e.type) {
 		// A client fault raised on purpose (AppError or a moleculer-web error): safe to show.
 		status = code;

@@ -264,7 +264,7 @@ export function grpcClientMixin(opts: GrpcClientOptions): Partial<ServiceSchema>
 		const metadata = new Metadata();
 		if (ctx?.requestID) metadata.set("x-request-id", ctx.requestID);
 		metadata.set("x-caller", `${svc.broker.nodeID}/${svc.fullName}`);
-		setMetaOnMetadata(metadata, ctx?.meta as RequestMeta | undefined);
+		setMetaOnMetadata(metadata, ctx?.meta);
 
 		const state = stateOf(svc);
 		const turn = state.turns.get(service) ?? 0;
@@ -357,8 +357,19 @@ function metaFromMetadata(metadata: Metadata): RequestMeta & { grpcCaller?: stri
 	const service = headerValue(metadata, "x-caller");
 	if (service) meta.grpcCaller = service;
 	const identity = metadata.get("x-caller-identity-bin")[0];
-	if (Buffer.isBuffer(identity)) meta.caller = JSON.parse(identity.toString("utf8")) as Caller;
+	if (Buffer.isBuffer(identity)) meta.caller = parseCaller(identity);
 	const ip = headerValue(metadata, "x-client-ip");
 	if (ip) meta.clientIp = ip;
 	return meta;
+}
+
+/** A caller identity as the gateway sends it, or undefined when the bytes are not one. */
+function parseCaller(bytes: Buffer): Caller | undefined {
+	try {
+		const c = JSON.parse(bytes.toString("utf8")) as Partial<Caller>;
+		const strings = (v: unknown) => Array.isArray(v) && v.every((s) => typeof s === "string");
+		return typeof c.userId === "string" && typeof c.sessionId === "string" && strings(c.roles) && strings(c.permissions) ? (c as Caller) : undefined;
+	} catch {
+		return undefined;
+	}
 }

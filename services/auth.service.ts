@@ -1,11 +1,13 @@
 /**
- * auth: accounts, credentials and tokens on PostgreSQL. Served to the gateway over the gRPC
- * bridge (protos/auth/v1/auth.proto) and as Moleculer actions. Publishes through its outbox.
+ * auth: accounts, passwords, tokens signed by key, roles and permissions on PostgreSQL. Served to
+ * the gateway over the gRPC bridge (protos/auth/v1/auth.proto) and as Moleculer actions; the
+ * logic lives in services/auth/*. Publishes through its outbox; broadcasts `auth.session.revoked`.
  */
 import path from "node:path";
 import type { Context, ServiceSchema } from "moleculer";
 import type pg from "pg";
 import type { Config } from "../lib/config.ts";
+import { forbidden, unauthorized } from "../lib/errors.ts";
 import { pgOutboxStore } from "../lib/events/pg-outbox.ts";
 import { migrateUp } from "../lib/migrations.ts";
 import { createPgPool } from "../lib/postgres.ts";
@@ -13,17 +15,50 @@ import { outboxMixin } from "../mixins/events.mixin.ts";
 import type { OutboxMethods } from "../mixins/events.mixin.ts";
 import { grpcServerMixin } from "../mixins/grpc.mixin.ts";
 import { healthMixin } from "../mixins/health.mixin.ts";
-import { registerUser } from "./auth/accounts.ts";
-import type { RegisterInput } from "./auth/accounts.ts";
+import { getProfile, registerUser, resendVerification, verifyEmail } from "./auth/accounts.ts";
+import { DEFAULT_LINK_SETTINGS, callerFrom, systemClock } from "./auth/deps.ts";
+import type { AuthDeps, AuthHooks, CallerIdentity, Clock, RequestInfo, RevokedSession } from "./auth/deps.ts";
+import { startMaintenance } from "./auth/housekeeping.ts";
+import { DEV_KEY_ENCRYPTION_KEY, KeyRing } from "./auth/keys.ts";
+import { DEFAULT_LOCKOUT } from "./auth/lockout.ts";
+import type { LockoutPolicy } from "./auth/lockout.ts";
+import { introspect, login, logout, refresh } from "./auth/login.ts";
+import { dummyHash } from "./auth/passwords.ts";
+import { bootstrapAdmin, setUserRoles } from "./auth/rbac.ts";
+import { changePassword, forgotPassword, resetPassword } from "./auth/recovery.ts";
+import { listSessions, revokeSessions } from "./auth/sessions.ts";
 
 const MIGRATIONS_DIR = path.join(import.meta.dirname, "auth", "migrations");
 
-interface PingParams {
-	message?: string;
+interface AuthMeta {
+	caller?: unknown;
+	clientIp?: string;
+	$statusCode?: number;
+}
+type Ctx<P = Record<string, never>> = Context<P, AuthMeta>;
+
+interface AuthMethods extends OutboxMethods {
+	request(ctx: Ctx<unknown>): RequestInfo;
+	caller(ctx: Ctx<unknown>): CallerIdentity;
+	sessionHooks(): AuthHooks;
+	reply<T>(ctx: Ctx<unknown>, status: number | undefined, result: T): T;
 }
 
-export default function authService(config: Config): ServiceSchema<Record<string, never>, OutboxMethods> {
+/** Tests inject a clock and a small lockout policy; production uses the defaults. */
+export interface AuthServiceOptions {
+	clock?: Clock;
+	lockout?: LockoutPolicy;
+}
+
+const email = { type: "email", max: 254, normalize: true };
+const newPassword = { type: "string", min: 8, max: 512 };
+const secret = { type: "string", min: 1, max: 512 };
+
+export default function authService(config: Config, opts: AuthServiceOptions = {}): ServiceSchema<Record<string, never>, AuthMethods> {
+	const clock = opts.clock ?? systemClock;
 	let pool: pg.Pool;
+	let deps: AuthDeps;
+	let stopMaintenance: (() => void) | undefined;
 
 	return {
 		name: "auth",
@@ -33,35 +68,131 @@ export default function authService(config: Config): ServiceSchema<Record<string
 			grpcServerMixin({
 				proto: "auth/v1/auth.proto",
 				service: "auth.v1.AuthService",
-				methods: { Ping: "ping" },
+				methods: {
+					Ping: "ping", Register: "register", Login: "login", Refresh: "refresh", Logout: "logout", VerifyEmail: "verifyEmail",
+					ResendVerification: "resendVerification", ForgotPassword: "forgotPassword", ResetPassword: "resetPassword",
+					ChangePassword: "changePassword", Me: "me", SetUserRoles: "setUserRoles", Introspect: "introspect", GetJwks: "jwks",
+				},
 				host: config.grpc.host,
 				port: config.grpc.port,
 				advertiseHost: config.grpc.advertiseHost,
 			}),
 		],
 
+		// Actions marked auth "required" or with permissions need ctx.meta.caller (set by the gateway).
+		hooks: {
+			before: {
+				"*"(this: { caller(ctx: Ctx<unknown>): CallerIdentity }, ctx: Ctx<unknown>) {
+					const action = ctx.action;
+					if (action?.auth !== "required" && !action?.permissions?.length) return;
+					const missing = (action.permissions ?? []).filter((p) => !this.caller(ctx).permissions.includes(p));
+					if (missing.length) throw forbidden(`This needs the permission(s): ${missing.join(", ")}.`);
+				},
+			},
+		},
+
 		actions: {
 			ping: {
 				params: { message: { type: "string", max: 200, optional: true } },
-				handler(ctx: Context<PingParams>) {
-					return { message: ctx.params.message || "pong", nodeId: this.broker.nodeID, serverTimeMs: Date.now() };
+				handler(ctx: Ctx<{ message?: string }>) { return { message: ctx.params.message || "pong", nodeId: this.broker.nodeID, serverTimeMs: Date.now() }; },
+			},
+			register: {
+				rest: "POST /register", auth: "none", rateLimit: "auth-strict", openapi: { summary: "Create an account; e-mails a verification link" },
+				params: { $$strict: "remove", email, password: newPassword, name: { type: "string", max: 200, optional: true, trim: true } },
+				async handler(ctx: Ctx<{ email: string; password: string; name?: string }>) { return this.reply(ctx, 201, { user: await registerUser(deps, ctx.params, this.request(ctx)) }); },
+			},
+			login: {
+				rest: "POST /login", auth: "none", rateLimit: "auth-strict", openapi: { summary: "Exchange e-mail and password for an access and a refresh token" },
+				params: { $$strict: "remove", email, password: secret },
+				handler(ctx: Ctx<{ email: string; password: string }>) { return login(deps, ctx.params, this.request(ctx)); },
+			},
+			refresh: {
+				rest: "POST /refresh", auth: "none", openapi: { summary: "Exchange a refresh token for a new pair (the old one is spent)" },
+				params: { $$strict: "remove", refreshToken: secret },
+				handler(ctx: Ctx<{ refreshToken: string }>) { return refresh(deps, this.sessionHooks(), ctx.params.refreshToken, this.request(ctx)); },
+			},
+			logout: {
+				rest: "POST /logout", auth: "required", openapi: { summary: "End this session, the session of a refresh token, or all sessions" },
+				params: { $$strict: "remove", refreshToken: { type: "string", max: 512, optional: true }, allSessions: { type: "boolean", optional: true } },
+				async handler(ctx: Ctx<{ refreshToken?: string; allSessions?: boolean }>) {
+					const input = { refreshToken: ctx.params.refreshToken || undefined, allSessions: ctx.params.allSessions };
+					return this.reply(ctx, 204, await logout(deps, this.sessionHooks(), this.caller(ctx), input, this.request(ctx)));
 				},
 			},
-
-			register: {
-				rest: "POST /register",
-				params: {
-					$$strict: "remove",
-					email: { type: "email", max: 254, normalize: true },
-					password: { type: "string", min: 8, max: 128 },
-					name: { type: "string", max: 200, optional: true, trim: true },
+			verifyEmail: {
+				rest: "POST /verify-email", auth: "none", openapi: { summary: "Confirm the e-mail address with the token of the e-mailed link" },
+				params: { $$strict: "remove", token: secret },
+				async handler(ctx: Ctx<{ token: string }>) { return this.reply(ctx, undefined, await verifyEmail(deps, ctx.params.token, this.request(ctx))); },
+			},
+			resendVerification: {
+				rest: "POST /verify-email/resend", auth: "required", openapi: { summary: "E-mail a new verification link to the caller" },
+				async handler(ctx: Ctx) { return this.reply(ctx, undefined, await resendVerification(deps, this.caller(ctx).userId, this.request(ctx))); },
+			},
+			forgotPassword: {
+				rest: "POST /password/forgot", auth: "none", rateLimit: "auth-strict", openapi: { summary: "E-mail a password reset link (same answer whether or not the account exists)" },
+				params: { $$strict: "remove", email },
+				async handler(ctx: Ctx<{ email: string }>) {
+					await forgotPassword(deps, ctx.params.email, this.request(ctx));
+					return this.reply(ctx, 202, {});
 				},
-				async handler(ctx: Context<RegisterInput, { $statusCode?: number }>) {
-					const user = await registerUser(pool, ctx.params, { bcryptCost: config.bcryptCost, requestId: ctx.requestID ?? undefined });
-					this.relayOutbox();
-					ctx.meta.$statusCode = 201;
-					return { user };
+			},
+			resetPassword: {
+				rest: "POST /password/reset", auth: "none", rateLimit: "auth-strict", openapi: { summary: "Set a new password with the e-mailed token; ends every session" },
+				params: { $$strict: "remove", token: secret, password: newPassword },
+				async handler(ctx: Ctx<{ token: string; password: string }>) {
+					await resetPassword(deps, this.sessionHooks(), ctx.params, this.request(ctx));
+					return this.reply(ctx, 204, {});
 				},
+			},
+			changePassword: {
+				rest: "POST /password/change", auth: "required", openapi: { summary: "Change the password (needs the current one); ends the other sessions" },
+				params: { $$strict: "remove", currentPassword: secret, newPassword, keepOtherSessions: { type: "boolean", optional: true } },
+				async handler(ctx: Ctx<{ currentPassword: string; newPassword: string; keepOtherSessions?: boolean }>) {
+					await changePassword(deps, this.sessionHooks(), this.caller(ctx), ctx.params, this.request(ctx));
+					return this.reply(ctx, 204, {});
+				},
+			},
+			me: {
+				rest: "GET /me", auth: "required", openapi: { summary: "The caller's account, roles and permissions" },
+				handler(ctx: Ctx) { return getProfile(deps, this.caller(ctx).userId); },
+			},
+			sessions: {
+				rest: "GET /sessions", auth: "required", openapi: { summary: "The caller's active sessions" },
+				async handler(ctx: Ctx) { return { sessions: await listSessions(pool, this.caller(ctx).userId, this.caller(ctx).sessionId, clock.now()) }; },
+			},
+			setUserRoles: {
+				rest: "PUT /users/:userId/roles", auth: "required", permissions: ["roles:write"], openapi: { summary: "Replace a user's roles" },
+				params: { $$strict: "remove", userId: { type: "uuid" }, roles: { type: "array", max: 20, unique: true, items: { type: "string", pattern: /^[a-z][a-z0-9_-]{0,49}$/ } } },
+				handler(ctx: Ctx<{ userId: string; roles: string[] }>) { return setUserRoles(deps, { ...ctx.params, actorId: this.caller(ctx).userId }, this.request(ctx)); },
+			},
+			revokeUserSessions: {
+				rest: "DELETE /users/:userId/sessions", auth: "required", permissions: ["users:write"], openapi: { summary: "End every session of a user" },
+				params: { $$strict: "remove", userId: { type: "uuid" } },
+				async handler(ctx: Ctx<{ userId: string }>) {
+					const revoked = await revokeSessions(pool, { userId: ctx.params.userId }, "admin", config.auth, clock.now());
+					this.sessionHooks().sessionsRevoked(revoked);
+					return { revokedSessions: revoked.length };
+				},
+			},
+			introspect: {
+				// Service to service (the gateway): the token in the request is what is checked.
+				visibility: "public", auth: "none", openapi: { summary: "Live validation of an access token (RFC 7662 fields)" },
+				params: { $$strict: "remove", token: { type: "string", min: 1, max: 8192 } },
+				handler(ctx: Ctx<{ token: string }>) { return introspect(deps, ctx.params.token); },
+			},
+			jwks: {
+				rest: "GET /jwks", auth: "none", openapi: { summary: "Public keys that verify access tokens (JWKS)" },
+				handler() { return deps.keys.jwks(); },
+			},
+			// Operator actions (REPL), not routed by the gateway: the first administrator, an early key rotation.
+			bootstrapAdmin: {
+				visibility: "public",
+				params: { email },
+				handler(ctx: Ctx<{ email: string }>) { return bootstrapAdmin(deps, ctx.params.email, this.request(ctx)); },
+			},
+			rotateSigningKey: {
+				visibility: "public",
+				async handler() { return { kid: await deps.keys.rotate() }; },
 			},
 		},
 
@@ -69,16 +200,56 @@ export default function authService(config: Config): ServiceSchema<Record<string
 			healthChecks() {
 				return { postgres: () => pool.query("SELECT 1") };
 			},
+			request(ctx: Ctx<unknown>) {
+				return { clientIp: ctx.meta.clientIp, requestId: ctx.requestID ?? undefined };
+			},
+			caller(ctx: Ctx<unknown>) {
+				const caller = callerFrom(ctx.meta.caller);
+				if (!caller) throw unauthorized();
+				return caller;
+			},
+			/** Relays what the action committed to the outbox, sets the REST status, returns the result. */
+			reply<T>(ctx: Ctx<unknown>, status: number | undefined, result: T): T {
+				this.relayOutbox();
+				if (status) ctx.meta.$statusCode = status;
+				return result;
+			},
+			sessionHooks() {
+				return {
+					sessionsRevoked: (sessions: RevokedSession[]) => {
+						for (const s of sessions) void this.broker.broadcast("auth.session.revoked", s);
+					},
+				};
+			},
 		},
 
 		created() {
 			pool = createPgPool(config.databaseUrl!, `${config.nodeId}/auth`, (err) => this.logger.warn("idle PostgreSQL connection lost", err.message));
+			const kek = config.auth.keyEncryptionKey ? Buffer.from(config.auth.keyEncryptionKey, "base64") : DEV_KEY_ENCRYPTION_KEY;
+			const keys = new KeyRing(pool, kek, clock, { rotationDays: config.auth.keyRotationDays, accessTokenTtlS: config.auth.accessTokenTtlS });
+			const { keyEncryptionKey: _sealed, ...settings } = config.auth;
+			deps = { pool, clock, keys, lockout: opts.lockout ?? DEFAULT_LOCKOUT, settings: { ...settings, ...DEFAULT_LINK_SETTINGS, bcryptCost: config.bcryptCost } };
+			if (this.broker.isMetricsEnabled() && !this.broker.metrics.hasMetric("events.outbox.lag.seconds")) {
+				this.broker.metrics.register({ name: "events.outbox.lag.seconds", type: "gauge", labelNames: ["service"], description: "Age of the oldest event not yet relayed" });
+			}
 		},
 		async started() {
 			const applied = await migrateUp(config.databaseUrl!, MIGRATIONS_DIR, this.logger);
 			this.logger.info(applied.length ? `applied migrations: ${applied.join(", ")}` : "database schema is up to date");
+			if (!config.auth.keyEncryptionKey) {
+				this.logger.warn("AUTH_KEY_ENCRYPTION_KEY is not set: signing keys are sealed with the PUBLIC development key. Never run like this in production (openssl rand -base64 32).");
+			}
+			const kid = await deps.keys.ensureCurrent();
+			if (kid) this.logger.info(`new token signing key ${kid}`);
+			await dummyHash(config.bcryptCost);
+			stopMaintenance = startMaintenance(deps, {
+				rotated: (newKid) => this.logger.info(`rotated token signing key to ${newKid}`),
+				failed: (err) => this.logger.warn("auth housekeeping failed", err.message),
+				lag: this.broker.isMetricsEnabled() ? (s) => this.broker.metrics.set("events.outbox.lag.seconds", s, { service: "auth" }) : undefined,
+			});
 		},
 		async stopped() {
+			stopMaintenance?.();
 			await pool.end();
 		},
 	};

@@ -1,16 +1,19 @@
 /**
- * Accounts: registration. The user row and its `user.created` event are committed in one
- * transaction, so an account can never exist without its event, nor the event without it.
+ * Accounts: registration, e-mail verification and the profile. A new user, its default role, its
+ * verification link and its `user.created` + `user.email_verification_requested` events are
+ * committed in one transaction: an account never exists without its events, nor they without it.
  */
 import { randomUUID } from "node:crypto";
-import bcrypt from "bcrypt";
+import { AppError, badRequest, conflict, notFound } from "../../lib/errors.ts";
+import { audit } from "./audit.ts";
+import { isUniqueViolation, withTransaction } from "./db.ts";
+import { addSeconds } from "./deps.ts";
+import type { AuthDeps, RequestInfo } from "./deps.ts";
+import { enqueue } from "./events.ts";
 import type pg from "pg";
-import { conflict } from "../../lib/errors.ts";
-import type { UserCreated } from "../../lib/events/catalog.ts";
-import { createCloudEvent } from "../../lib/events/cloudevents.ts";
-import { enqueueEvent } from "../../lib/events/pg-outbox.ts";
-
-export const EVENT_SOURCE = "/backplane/auth";
+import { hashPassword, passwordProblems } from "./passwords.ts";
+import { DEFAULT_ROLE, grantRole, grantsOf } from "./rbac.ts";
+import { hashToken, newOpaqueToken } from "./secrets.ts";
 
 export interface User {
 	id: string;
@@ -18,6 +21,11 @@ export interface User {
 	name: string | null;
 	emailVerified: boolean;
 	createdAt: string;
+}
+
+export interface Profile extends User {
+	roles: string[];
+	permissions: string[];
 }
 
 export interface RegisterInput {
@@ -34,33 +42,101 @@ interface UserRow {
 	created_at: Date;
 }
 
-const UNIQUE_VIOLATION = "23505";
+const USER_COLUMNS = "id, email, name, email_verified, created_at";
 
-export async function registerUser(pool: pg.Pool, input: RegisterInput, opts: { bcryptCost: number; requestId?: string }): Promise<User> {
+/** E-mail addresses are compared trimmed and lower-cased (and stored as citext). */
+export const normalizeEmail = (email: string) => email.trim().toLowerCase();
+
+export const invalidLinkToken = () => new AppError(400, "INVALID_OR_EXPIRED_TOKEN", "This link is invalid, has expired or was already used.");
+
+export async function registerUser(deps: AuthDeps, input: RegisterInput, request: RequestInfo): Promise<User> {
+	const email = normalizeEmail(input.email);
+	const name = input.name?.trim() || null;
+	const problems = passwordProblems(input.password, { email, name });
+	if (problems.length) throw badRequest("The password does not meet the password policy.", problems);
 	// Hash before taking a connection: bcrypt is the slow part and must not hold one.
-	const passwordHash = await bcrypt.hash(input.password, opts.bcryptCost);
-	const client = await pool.connect();
+	const passwordHash = await hashPassword(input.password, deps.settings.bcryptCost);
+	const now = deps.clock.now();
 	try {
-		await client.query("BEGIN");
-		const { rows } = await client.query<UserRow>(
-			`INSERT INTO users (id, email, name, password_hash) VALUES ($1, $2, $3, $4)
-			 RETURNING id, email, name, email_verified, created_at`,
-			[randomUUID(), input.email.trim().toLowerCase(), input.name?.trim() || null, passwordHash],
-		);
-		const user = toUser(rows[0]!);
-		const data: UserCreated = { userId: user.id, email: user.email, name: user.name };
-		await enqueueEvent(client, createCloudEvent({ type: "user.created", source: EVENT_SOURCE, subject: user.id, data }), opts.requestId);
-		await client.query("COMMIT");
-		return user;
+		return await withTransaction(deps.pool, async (tx) => {
+			const { rows } = await tx.query<UserRow>(
+				`INSERT INTO users (id, email, name, password_hash, created_at, updated_at, password_changed_at) VALUES ($1, $2, $3, $4, $5, $5, $5)
+				 RETURNING ${USER_COLUMNS}`,
+				[randomUUID(), email, name, passwordHash, now],
+			);
+			const user = toUser(rows[0]!);
+			await grantRole(tx, user.id, DEFAULT_ROLE, now);
+			await enqueue(tx, "user.created", user.id, { userId: user.id, email: user.email, name: user.name }, request, now);
+			await sendVerificationLink(deps, tx, user, request, now);
+			await audit(tx, { action: "register", outcome: "success", userId: user.id }, request, now);
+			return user;
+		});
 	} catch (err) {
-		await client.query("ROLLBACK").catch(() => undefined);
-		if ((err as { code?: string }).code === UNIQUE_VIOLATION) {
-			throw conflict("An account with this e-mail address already exists.", "EMAIL_ALREADY_REGISTERED");
-		}
-		throw err;
-	} finally {
-		client.release();
+		if (!isUniqueViolation(err, "users_email_unique")) throw err;
+		await audit(deps.pool, { action: "register", outcome: "failure", details: { reason: "email_taken", email } }, request, now);
+		throw conflict("An account with this e-mail address already exists.", "EMAIL_ALREADY_REGISTERED");
 	}
+}
+
+/** Stores a fresh verification token and enqueues the e-mail that carries it. */
+async function sendVerificationLink(deps: AuthDeps, tx: pg.PoolClient, user: Pick<User, "id" | "email" | "name">, request: RequestInfo, now: Date): Promise<void> {
+	const { token, hash } = newOpaqueToken();
+	const expiresAt = addSeconds(now, deps.settings.emailVerificationTtlS);
+	await tx.query("INSERT INTO email_verification_tokens (token_hash, user_id, email, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)", [hash, user.id, user.email, now, expiresAt]);
+	const verifyUrl = `${deps.settings.publicUrl}/verify-email?token=${encodeURIComponent(token)}`;
+	await enqueue(tx, "user.email_verification_requested", user.id, { userId: user.id, email: user.email, name: user.name, verifyUrl, expiresAt: expiresAt.toISOString() }, request, now);
+}
+
+/** Marks the address verified. The token is single-use, expires, and only proves the address it was sent to. */
+export async function verifyEmail(deps: AuthDeps, token: string, request: RequestInfo): Promise<{ userId: string }> {
+	const now = deps.clock.now();
+	const result = await withTransaction(deps.pool, async (tx) => {
+		const { rows } = await tx.query<{ user_id: string; used_at: Date | null; expires_at: Date; token_email: string; email: string; name: string | null; email_verified: boolean }>(
+			`SELECT t.user_id, t.used_at, t.expires_at, t.email AS token_email, u.email, u.name, u.email_verified
+			 FROM email_verification_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1 FOR UPDATE OF t, u`,
+			[hashToken(token)],
+		);
+		const row = rows[0];
+		if (!row || row.used_at || row.expires_at <= now || row.token_email.toLowerCase() !== row.email.toLowerCase()) return { ok: false as const, userId: row?.user_id };
+		await tx.query("UPDATE email_verification_tokens SET used_at = $2 WHERE token_hash = $1", [hashToken(token), now]);
+		if (!row.email_verified) {
+			await tx.query("UPDATE users SET email_verified = true, email_verified_at = $2, updated_at = $2 WHERE id = $1", [row.user_id, now]);
+			await enqueue(tx, "user.email_verified", row.user_id, { userId: row.user_id, email: row.email, name: row.name, verifiedAt: now.toISOString() }, request, now);
+		}
+		await audit(tx, { action: "email.verify", outcome: "success", userId: row.user_id }, request, now);
+		return { ok: true as const, userId: row.user_id };
+	});
+	if (!result.ok) {
+		await audit(deps.pool, { action: "email.verify", outcome: "failure", userId: result.userId ?? null }, request, now);
+		throw invalidLinkToken();
+	}
+	return { userId: result.userId };
+}
+
+/** Sends a new verification link to the caller, at most once per `emailResendIntervalS`. */
+export async function resendVerification(deps: AuthDeps, userId: string, request: RequestInfo): Promise<{ sent: boolean }> {
+	const now = deps.clock.now();
+	return withTransaction(deps.pool, async (tx) => {
+		const { rows } = await tx.query<UserRow>(`SELECT ${USER_COLUMNS} FROM users WHERE id = $1 FOR UPDATE`, [userId]);
+		const row = rows[0];
+		if (!row) throw notFound("User");
+		if (row.email_verified) return { sent: false };
+		const last = await tx.query<{ created_at: Date }>("SELECT created_at FROM email_verification_tokens WHERE user_id = $1 ORDER BY created_at DESC LIMIT 1", [userId]);
+		const wait = last.rows[0] ? deps.settings.emailResendIntervalS - (now.getTime() - last.rows[0].created_at.getTime()) / 1000 : 0;
+		if (wait > 0) {
+			const retryAfterS = Math.ceil(wait);
+			throw new AppError(429, "TOO_MANY_REQUESTS", `A verification e-mail was sent moments ago; try again in ${retryAfterS} s.`, { retryAfterS });
+		}
+		await sendVerificationLink(deps, tx, toUser(row), request, now);
+		await audit(tx, { action: "email.verification_resent", outcome: "success", userId }, request, now);
+		return { sent: true };
+	});
+}
+
+export async function getProfile(deps: AuthDeps, userId: string): Promise<Profile> {
+	const { rows } = await deps.pool.query<UserRow>(`SELECT ${USER_COLUMNS} FROM users WHERE id = $1`, [userId]);
+	if (!rows[0]) throw notFound("User");
+	return { ...toUser(rows[0]), ...(await grantsOf(deps.pool, userId)) };
 }
 
 function toUser(row: UserRow): User {

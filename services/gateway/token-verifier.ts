@@ -90,6 +90,8 @@ export class TokenVerifier {
 				clockTolerance: this.opts.clockToleranceS,
 				currentDate: new Date(this.opts.now()),
 				requiredClaims: ["sub", "sid", "exp", "iat"],
+				// RFC 9068 access tokens only: an ID token or other JWT from the same issuer is refused.
+				typ: "at+jwt",
 			});
 			return payload;
 		} catch (err) {

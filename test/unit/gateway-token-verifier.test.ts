@@ -15,7 +15,7 @@ async function keyWithId(kid: string): Promise<{ key: Key; jwk: JWK }> {
 
 function sign(key: Key, kid: string, claims: Record<string, unknown> = {}, opts: { exp?: string | number; aud?: string; iss?: string } = {}) {
 	return new SignJWT({ sid: "s1", roles: ["user"], permissions: ["billing:read"], ...claims })
-		.setProtectedHeader({ alg: "EdDSA", kid })
+		.setProtectedHeader({ alg: "EdDSA", kid, typ: "at+jwt" })
 		.setSubject("u1")
 		.setIssuer(opts.iss ?? ISSUER)
 		.setAudience(opts.aud ?? AUDIENCE)
@@ -54,7 +54,8 @@ describe("TokenVerifier", () => {
 			claims.permissions = ["roles:write"];
 			return `${h}.${Buffer.from(JSON.stringify(claims)).toString("base64url")}.${s}`;
 		}, "INVALID_TOKEN"],
-		["missing claims", async () => new SignJWT({}).setProtectedHeader({ alg: "EdDSA", kid: "k1" }).setSubject("u1").setIssuer(ISSUER).setAudience(AUDIENCE).setIssuedAt().setExpirationTime("5m").sign(k1.key.privateKey), "INVALID_TOKEN"],
+		["not an access token (typ)", async () => new SignJWT({ sid: "s1", roles: [], permissions: [] }).setProtectedHeader({ alg: "EdDSA", kid: "k1", typ: "JWT" }).setSubject("u1").setIssuer(ISSUER).setAudience(AUDIENCE).setIssuedAt().setExpirationTime("5m").sign(k1.key.privateKey), "INVALID_TOKEN"],
+		["missing claims", async () => new SignJWT({}).setProtectedHeader({ alg: "EdDSA", kid: "k1", typ: "at+jwt" }).setSubject("u1").setIssuer(ISSUER).setAudience(AUDIENCE).setIssuedAt().setExpirationTime("5m").sign(k1.key.privateKey), "INVALID_TOKEN"],
 	])("refuses a token that is %s with 401 %s", async (_, make, type) => {
 		await expect(verifier().verify(await make())).rejects.toMatchObject({ code: 401, type });
 	});

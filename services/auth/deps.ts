@@ -1,0 +1,79 @@
+/**
+ * What every auth domain function receives instead of importing it: the pool, the clock, the
+ * settings and the key ring. Tests pass a fake clock and small limits; the service passes config.
+ */
+import type pg from "pg";
+import type { KeyRing } from "./keys.ts";
+import type { LockoutPolicy } from "./lockout.ts";
+
+export interface Clock {
+	now(): Date;
+}
+
+export const systemClock: Clock = { now: () => new Date() };
+
+export interface AuthSettings {
+	bcryptCost: number;
+	issuer: string;
+	audience: string;
+	accessTokenTtlS: number;
+	/** Absolute session lifetime. */
+	refreshTokenTtlS: number;
+	/** Inactivity timeout: a refresh token expires this long after it was issued. */
+	sessionIdleTimeoutS: number;
+	/** Base of e-mailed links, without a trailing slash. */
+	publicUrl: string;
+	/** Lifetime of e-mail verification links. */
+	emailVerificationTtlS: number;
+	/** Lifetime of password reset links. */
+	passwordResetTtlS: number;
+	/** Minimum time between two e-mails of the same kind to one account. */
+	emailResendIntervalS: number;
+}
+
+export const DEFAULT_LINK_SETTINGS = { emailVerificationTtlS: 24 * 3600, passwordResetTtlS: 30 * 60, emailResendIntervalS: 60 } as const;
+
+export interface AuthDeps {
+	pool: pg.Pool;
+	clock: Clock;
+	settings: AuthSettings;
+	keys: KeyRing;
+	lockout: LockoutPolicy;
+}
+
+/** Who asked, for throttling and the audit log. */
+export interface RequestInfo {
+	clientIp?: string;
+	requestId?: string;
+}
+
+/** A session that ended; the service broadcasts it so gateways refuse its access tokens. */
+export interface RevokedSession {
+	sessionId: string;
+	userId: string;
+	/** Until when access tokens of this session may still be presented (their latest expiry). */
+	expiresAt: string;
+}
+
+/** What the service wires to the broker: sessions that ended are broadcast to the gateways. */
+export interface AuthHooks {
+	sessionsRevoked(sessions: RevokedSession[]): void;
+}
+
+export const addSeconds = (date: Date, seconds: number) => new Date(date.getTime() + seconds * 1000);
+
+export interface CallerIdentity {
+	userId: string;
+	sessionId: string;
+	roles: string[];
+	permissions: string[];
+}
+
+const isStrings = (v: unknown): v is string[] => Array.isArray(v) && v.length <= 200 && v.every((s) => typeof s === "string");
+
+/** The authenticated caller the gateway passed along, if it has the expected shape. */
+export function callerFrom(value: unknown): CallerIdentity | undefined {
+	const c = value as Partial<CallerIdentity> | null | undefined;
+	if (!c || typeof c !== "object" || typeof c.userId !== "string" || typeof c.sessionId !== "string" || !isStrings(c.roles) || !isStrings(c.permissions)) return undefined;
+	return { userId: c.userId, sessionId: c.sessionId, roles: c.roles, permissions: c.permissions };
+}

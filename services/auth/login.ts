@@ -1,0 +1,160 @@
+/**
+ * Login, refresh, logout and introspection. Login answers an unknown e-mail exactly like a wrong
+ * password (same error, same bcrypt work against a dummy hash) and is throttled per account and
+ * per client IP (lockout.ts). Every outcome lands in the audit log.
+ */
+import { AppError } from "../../lib/errors.ts";
+import { normalizeEmail } from "./accounts.ts";
+import { audit } from "./audit.ts";
+import { withTransaction } from "./db.ts";
+import type { AuthDeps, AuthHooks, RequestInfo, RevokedSession } from "./deps.ts";
+import { accountKey, ipKey, recordFailure, recordSuccess, secondsLocked } from "./lockout.ts";
+import { hashPassword, verifyAgainstDummy, verifyPassword } from "./passwords.ts";
+import { grantsOf } from "./rbac.ts";
+import { clientIpOrNull, hashToken } from "./secrets.ts";
+import { openSession, revokeSessions, rotateRefreshToken, sessionIsActive } from "./sessions.ts";
+import type { IssuedRefreshToken } from "./sessions.ts";
+import { issueAccessToken, verifyAccessToken } from "./tokens.ts";
+
+export interface TokenPair {
+	accessToken: string;
+	refreshToken: string;
+	tokenType: "Bearer";
+	/** Seconds until the access token expires. */
+	expiresIn: number;
+	/** Seconds until the refresh token expires (unless used or revoked first). */
+	refreshTokenExpiresIn: number;
+}
+
+export const invalidCredentials = () => new AppError(401, "INVALID_CREDENTIALS", "The e-mail address or the password is not correct.");
+export const invalidRefreshToken = () => new AppError(401, "INVALID_REFRESH_TOKEN", "The refresh token is invalid, expired or revoked; log in again.");
+export const tooManyAttempts = (retryAfterS: number) =>
+	new AppError(429, "TOO_MANY_LOGIN_ATTEMPTS", `Too many failed attempts; try again in ${retryAfterS} s.`, { retryAfterS });
+
+/** The throttling keys of a login attempt: the account, and the client IP when known. */
+export function throttleKeys(email: string, clientIp: string | undefined): { account: string; ip?: string } {
+	const ip = clientIpOrNull(clientIp);
+	return { account: accountKey(email), ...(ip ? { ip: ipKey(ip) } : {}) };
+}
+
+interface LoginRow {
+	id: string;
+	password_hash: string;
+}
+
+export async function login(deps: AuthDeps, input: { email: string; password: string }, request: RequestInfo): Promise<TokenPair> {
+	const { pool, clock, settings } = deps;
+	const email = normalizeEmail(input.email);
+	const keys = throttleKeys(email, request.clientIp);
+	const now = clock.now();
+	const locked = await secondsLocked(pool, [keys.account, ...(keys.ip ? [keys.ip] : [])], now);
+	if (locked > 0) {
+		await audit(pool, { action: "login", outcome: "failure", details: { reason: "locked", email } }, request, now);
+		throw tooManyAttempts(locked);
+	}
+	const { rows } = await pool.query<LoginRow>("SELECT id, password_hash FROM users WHERE email = $1", [email]);
+	const user = rows[0];
+	const check = user ? await verifyPassword(input.password, user.password_hash, settings.bcryptCost) : await verifyAgainstDummy(input.password, settings.bcryptCost);
+	if (!user || !check.ok) {
+		const at = clock.now();
+		await recordFailure(pool, keys.account, deps.lockout.account, at);
+		if (keys.ip) await recordFailure(pool, keys.ip, deps.lockout.ip, at);
+		await audit(pool, { action: "login", outcome: "failure", userId: user?.id ?? null, details: { reason: user ? "wrong_password" : "unknown_account", email } }, request, at);
+		throw invalidCredentials();
+	}
+	if (check.needsRehash) {
+		const rehashed = await hashPassword(input.password, settings.bcryptCost);
+		await pool.query("UPDATE users SET password_hash = $3 WHERE id = $1 AND password_hash = $2", [user.id, user.password_hash, rehashed]);
+	}
+	const at = clock.now();
+	const refresh = await withTransaction(pool, async (tx) => {
+		await recordSuccess(tx, keys.account, at);
+		const issued = await openSession(tx, user.id, settings, at, request.clientIp);
+		await audit(tx, { action: "login", outcome: "success", userId: user.id, sessionId: issued.sessionId }, request, at);
+		return issued;
+	});
+	return tokenPair(deps, user.id, refresh, at);
+}
+
+async function tokenPair(deps: AuthDeps, userId: string, refresh: IssuedRefreshToken, now: Date): Promise<TokenPair> {
+	const grants = await grantsOf(deps.pool, userId);
+	const access = await issueAccessToken(deps.keys, deps.settings, { sub: userId, sid: refresh.sessionId, ...grants }, now);
+	return {
+		accessToken: access.token,
+		refreshToken: refresh.refreshToken,
+		tokenType: "Bearer",
+		expiresIn: access.expiresIn,
+		refreshTokenExpiresIn: Math.floor((refresh.expiresAt.getTime() - now.getTime()) / 1000),
+	};
+}
+
+/** Spends a refresh token for a new pair (roles and permissions read afresh). A replay revokes the session. */
+export async function refresh(deps: AuthDeps, hooks: AuthHooks, refreshToken: string, request: RequestInfo): Promise<TokenPair> {
+	const now = deps.clock.now();
+	const rotation = await withTransaction(deps.pool, async (tx) => {
+		const result = await rotateRefreshToken(tx, refreshToken, deps.settings, now);
+		await audit(
+			tx,
+			{ action: "token.refresh", outcome: result.ok ? "success" : "failure", userId: result.userId ?? null, sessionId: result.ok ? result.token.sessionId : (result.sessionId ?? null), details: result.ok ? {} : { reason: result.reason } },
+			request,
+			now,
+		);
+		return result;
+	});
+	if (!rotation.ok) {
+		if (rotation.revoked?.length) hooks.sessionsRevoked(rotation.revoked);
+		throw invalidRefreshToken();
+	}
+	return tokenPair(deps, rotation.userId, rotation.token, now);
+}
+
+export interface LogoutInput {
+	/** Ends the session of this refresh token (one of the caller's own); default: the caller's current session. */
+	refreshToken?: string;
+	/** Ends every session of the caller. */
+	allSessions?: boolean;
+}
+
+export async function logout(deps: AuthDeps, hooks: AuthHooks, caller: { userId: string; sessionId: string }, input: LogoutInput, request: RequestInfo): Promise<{ revokedSessions: number }> {
+	const now = deps.clock.now();
+	const revoked = await withTransaction(deps.pool, async (tx) => {
+		let sessions: RevokedSession[];
+		if (input.allSessions) {
+			sessions = await revokeSessions(tx, { userId: caller.userId }, "logout_all", deps.settings, now);
+		} else {
+			let sessionId = caller.sessionId;
+			if (input.refreshToken) {
+				const { rows } = await tx.query<{ session_id: string }>("SELECT session_id FROM refresh_tokens WHERE token_hash = $1", [hashToken(input.refreshToken)]);
+				if (rows[0]) sessionId = rows[0].session_id;
+			}
+			sessions = await revokeSessions(tx, { sessionId, userId: caller.userId }, "logout", deps.settings, now);
+		}
+		await audit(tx, { action: input.allSessions ? "logout.all" : "logout", outcome: "success", userId: caller.userId, sessionId: caller.sessionId, details: { revoked: sessions.length } }, request, now);
+		return sessions;
+	});
+	if (revoked.length) hooks.sessionsRevoked(revoked);
+	return { revokedSessions: revoked.length };
+}
+
+export interface Introspection {
+	active: boolean;
+	sub?: string;
+	sid?: string;
+	jti?: string;
+	iss?: string;
+	aud?: string;
+	iat?: number;
+	exp?: number;
+	roles?: string[];
+	permissions?: string[];
+	tokenType?: "access_token";
+}
+
+/** RFC 7662-style answer: `active` only when the signature, the claims, the expiry and the session all hold. */
+export async function introspect(deps: AuthDeps, token: string): Promise<Introspection> {
+	const now = deps.clock.now();
+	const check = await verifyAccessToken(deps.keys, deps.settings, token, now);
+	if (!check.valid || !(await sessionIsActive(deps.pool, check.claims.sid, now))) return { active: false };
+	const { sub, sid, jti, iss, aud, iat, exp, roles, permissions } = check.claims;
+	return { active: true, sub, sid, jti, iss, aud, iat, exp, roles, permissions, tokenType: "access_token" };
+}

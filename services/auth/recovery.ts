@@ -1,0 +1,127 @@
+/**
+ * Password reset by e-mailed link and password change by a logged-in user. A reset request
+ * answers the same whether or not the account exists; its token is single-use, stored hashed and
+ * expires after `passwordResetTtlS`. Using it ends every session; a change ends all the other
+ * sessions unless asked not to. Both publish `user.password_changed`.
+ */
+import { badRequest, notFound } from "../../lib/errors.ts";
+import { invalidLinkToken, normalizeEmail } from "./accounts.ts";
+import { audit } from "./audit.ts";
+import { withTransaction } from "./db.ts";
+import { addSeconds } from "./deps.ts";
+import type { AuthDeps, AuthHooks, RequestInfo } from "./deps.ts";
+import { enqueue } from "./events.ts";
+import { accountKey, recordFailure, recordSuccess, secondsLocked } from "./lockout.ts";
+import { tooManyAttempts } from "./login.ts";
+import { hashPassword, passwordProblems, verifyPassword } from "./passwords.ts";
+import { clientIpOrNull, hashToken, newOpaqueToken } from "./secrets.ts";
+import { revokeSessions } from "./sessions.ts";
+
+interface AccountRow {
+	id: string;
+	email: string;
+	name: string | null;
+	password_hash: string;
+}
+
+/**
+ * Sends a reset link when the account exists and none was sent in the last
+ * `emailResendIntervalS` (no mail bombing); resolves the same way in every case.
+ */
+export async function forgotPassword(deps: AuthDeps, rawEmail: string, request: RequestInfo): Promise<void> {
+	const email = normalizeEmail(rawEmail);
+	const now = deps.clock.now();
+	await withTransaction(deps.pool, async (tx) => {
+		const { rows } = await tx.query<AccountRow>("SELECT id, email, name FROM users WHERE email = $1 FOR UPDATE", [email]);
+		const user = rows[0];
+		const recent = user
+			? await tx.query("SELECT 1 FROM password_reset_tokens WHERE user_id = $1 AND created_at > $2 LIMIT 1", [user.id, addSeconds(now, -deps.settings.emailResendIntervalS)])
+			: undefined;
+		const send = user !== undefined && recent?.rowCount === 0;
+		if (user && send) {
+			const { token, hash } = newOpaqueToken();
+			const expiresAt = addSeconds(now, deps.settings.passwordResetTtlS);
+			await tx.query("INSERT INTO password_reset_tokens (token_hash, user_id, created_at, expires_at, client_ip) VALUES ($1, $2, $3, $4, $5)", [hash, user.id, now, expiresAt, clientIpOrNull(request.clientIp)]);
+			const resetUrl = `${deps.settings.publicUrl}/reset-password?token=${encodeURIComponent(token)}`;
+			await enqueue(tx, "user.password_reset_requested", user.id, { userId: user.id, email: user.email, name: user.name, resetUrl, expiresAt: expiresAt.toISOString() }, request, now);
+		}
+		const reason = !user ? "unknown_account" : send ? undefined : "recently_sent";
+		await audit(tx, { action: "password.reset_requested", outcome: "success", userId: user?.id ?? null, details: reason ? { reason, email } : {} }, request, now);
+	});
+}
+
+interface ResetRow {
+	user_id: string;
+	used_at: Date | null;
+	expires_at: Date;
+	email: string;
+	name: string | null;
+}
+
+export async function resetPassword(deps: AuthDeps, hooks: AuthHooks, input: { token: string; password: string }, request: RequestInfo): Promise<void> {
+	const hash = hashToken(input.token);
+	const find = `SELECT t.user_id, t.used_at, t.expires_at, u.email, u.name FROM password_reset_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1`;
+	const usable = (row: ResetRow | undefined, now: Date) => row !== undefined && row.used_at === null && row.expires_at > now;
+	const first = (await deps.pool.query<ResetRow>(find, [hash])).rows[0];
+	if (!first || !usable(first, deps.clock.now())) {
+		await audit(deps.pool, { action: "password.reset", outcome: "failure", userId: first?.user_id ?? null, details: { reason: first ? "used_or_expired" : "unknown_token" } }, request, deps.clock.now());
+		throw invalidLinkToken();
+	}
+	// The policy check leaves the token usable: the user may try another password with the same link.
+	const problems = passwordProblems(input.password, { email: first.email, name: first.name });
+	if (problems.length) throw badRequest("The password does not meet the password policy.", problems);
+	const passwordHash = await hashPassword(input.password, deps.settings.bcryptCost);
+	const now = deps.clock.now();
+	const revoked = await withTransaction(deps.pool, async (tx) => {
+		const row = (await tx.query<ResetRow>(`${find} FOR UPDATE OF t, u`, [hash])).rows[0];
+		if (!row || !usable(row, now)) throw invalidLinkToken();
+		await tx.query("UPDATE users SET password_hash = $2, password_changed_at = $3, updated_at = $3 WHERE id = $1", [row.user_id, passwordHash, now]);
+		// This link and any other outstanding one die with the old password.
+		await tx.query("UPDATE password_reset_tokens SET used_at = $2 WHERE user_id = $1 AND used_at IS NULL", [row.user_id, now]);
+		const sessions = await revokeSessions(tx, { userId: row.user_id }, "password_reset", deps.settings, now);
+		// Proof of the mailbox lifts a lockout, so an attacker cannot keep the owner out.
+		await recordSuccess(tx, accountKey(row.email), now);
+		await enqueue(tx, "user.password_changed", row.user_id, { userId: row.user_id, email: row.email, name: row.name, changedAt: now.toISOString(), method: "reset" }, request, now);
+		await audit(tx, { action: "password.reset", outcome: "success", userId: row.user_id, details: { revokedSessions: sessions.length } }, request, now);
+		return sessions;
+	});
+	if (revoked.length) hooks.sessionsRevoked(revoked);
+}
+
+export interface ChangePasswordInput {
+	currentPassword: string;
+	newPassword: string;
+	/** Keep the user's other sessions (default: end them, ASVS 7.4.3). */
+	keepOtherSessions?: boolean;
+}
+
+export async function changePassword(deps: AuthDeps, hooks: AuthHooks, caller: { userId: string; sessionId: string }, input: ChangePasswordInput, request: RequestInfo): Promise<void> {
+	const { rows } = await deps.pool.query<AccountRow>("SELECT id, email, name, password_hash FROM users WHERE id = $1", [caller.userId]);
+	const user = rows[0];
+	if (!user) throw notFound("User");
+	const key = accountKey(user.email);
+	const locked = await secondsLocked(deps.pool, [key], deps.clock.now());
+	if (locked > 0) throw tooManyAttempts(locked);
+	const check = await verifyPassword(input.currentPassword, user.password_hash, deps.settings.bcryptCost);
+	if (!check.ok) {
+		// Guessing through this form counts against the same lockout as the login form.
+		await recordFailure(deps.pool, key, deps.lockout.account, deps.clock.now());
+		await audit(deps.pool, { action: "password.change", outcome: "failure", userId: user.id, sessionId: caller.sessionId, details: { reason: "wrong_current_password" } }, request, deps.clock.now());
+		throw badRequest("The current password is not correct.", [{ field: "currentPassword", message: "is not your current password", type: "passwordMismatch" }]);
+	}
+	const problems = passwordProblems(input.newPassword, { email: user.email, name: user.name }, "newPassword");
+	if (problems.length) throw badRequest("The new password does not meet the password policy.", problems);
+	const passwordHash = await hashPassword(input.newPassword, deps.settings.bcryptCost);
+	const now = deps.clock.now();
+	const revoked = await withTransaction(deps.pool, async (tx) => {
+		// Guarded by the hash we checked: a concurrent change wins, this one fails cleanly.
+		const updated = await tx.query("UPDATE users SET password_hash = $3, password_changed_at = $4, updated_at = $4 WHERE id = $1 AND password_hash = $2", [user.id, user.password_hash, passwordHash, now]);
+		if (updated.rowCount !== 1) throw badRequest("The password was changed meanwhile; try again.", [{ field: "currentPassword", message: "is not your current password", type: "passwordMismatch" }]);
+		const sessions = input.keepOtherSessions ? [] : await revokeSessions(tx, { userId: user.id, exceptSessionId: caller.sessionId }, "password_change", deps.settings, now);
+		await recordSuccess(tx, key, now);
+		await enqueue(tx, "user.password_changed", user.id, { userId: user.id, email: user.email, name: user.name, changedAt: now.toISOString(), method: "change" }, request, now);
+		await audit(tx, { action: "password.change", outcome: "success", userId: user.id, sessionId: caller.sessionId, details: { revokedSessions: sessions.length } }, request, now);
+		return sessions;
+	});
+	if (revoked.length) hooks.sessionsRevoked(revoked);
+}

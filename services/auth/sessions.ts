@@ -1,0 +1,126 @@
+/**
+ * Sessions and their refresh tokens. A login opens a session (absolute lifetime
+ * `refreshTokenTtlS`); each refresh spends the presented token and issues the next one of the
+ * same family, valid for `sessionIdleTimeoutS` (never past the session's end). Presenting a spent
+ * token again is a replay: the whole session (the family) is revoked. A unique index keeps at
+ * most one unspent token per session, so rotation cannot fork.
+ */
+import { randomUUID } from "node:crypto";
+import type pg from "pg";
+import type { Db } from "./db.ts";
+import { addSeconds } from "./deps.ts";
+import type { AuthSettings, RevokedSession } from "./deps.ts";
+import { clientIpOrNull, hashToken, newOpaqueToken } from "./secrets.ts";
+
+type SessionSettings = Pick<AuthSettings, "refreshTokenTtlS" | "sessionIdleTimeoutS" | "accessTokenTtlS">;
+
+export type RevokeReason = "logout" | "logout_all" | "refresh_token_reuse" | "password_reset" | "password_change" | "admin";
+
+export interface IssuedRefreshToken {
+	sessionId: string;
+	refreshToken: string;
+	expiresAt: Date;
+}
+
+export async function openSession(tx: pg.PoolClient, userId: string, settings: SessionSettings, now: Date, clientIp?: string): Promise<IssuedRefreshToken> {
+	const sessionId = randomUUID();
+	const sessionEnd = addSeconds(now, settings.refreshTokenTtlS);
+	await tx.query(
+		"INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, client_ip) VALUES ($1, $2, $3, $3, $4, $5)",
+		[sessionId, userId, now, sessionEnd, clientIpOrNull(clientIp)],
+	);
+	return issueRefreshToken(tx, sessionId, sessionEnd, settings, now);
+}
+
+async function issueRefreshToken(tx: pg.PoolClient, sessionId: string, sessionEnd: Date, settings: SessionSettings, now: Date): Promise<IssuedRefreshToken> {
+	const { token, hash } = newOpaqueToken();
+	const idleEnd = addSeconds(now, settings.sessionIdleTimeoutS);
+	const expiresAt = idleEnd < sessionEnd ? idleEnd : sessionEnd;
+	await tx.query("INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES ($1, $2, $3, $4)", [hash, sessionId, now, expiresAt]);
+	return { sessionId, refreshToken: token, expiresAt };
+}
+
+export type Rotation =
+	| { ok: true; userId: string; token: IssuedRefreshToken }
+	| { ok: false; reason: "unknown" | "expired" | "revoked" | "reused"; userId?: string; sessionId?: string; revoked?: RevokedSession[] };
+
+interface PresentedRow {
+	session_id: string;
+	expires_at: Date;
+	used_at: Date | null;
+	user_id: string;
+	session_expires_at: Date;
+	revoked_at: Date | null;
+}
+
+/**
+ * Spends `refreshToken` and issues its successor. A replay of a spent token revokes the session;
+ * the caller must commit the transaction even then (the revocation is the point) and answer 401.
+ */
+export async function rotateRefreshToken(tx: pg.PoolClient, refreshToken: string, settings: SessionSettings, now: Date): Promise<Rotation> {
+	const { rows } = await tx.query<PresentedRow>(
+		`SELECT rt.session_id, rt.expires_at, rt.used_at, s.user_id, s.expires_at AS session_expires_at, s.revoked_at
+		 FROM refresh_tokens rt JOIN sessions s ON s.id = rt.session_id
+		 WHERE rt.token_hash = $1 FOR UPDATE OF rt, s`,
+		[hashToken(refreshToken)],
+	);
+	const row = rows[0];
+	if (!row) return { ok: false, reason: "unknown" };
+	const who = { userId: row.user_id, sessionId: row.session_id };
+	if (row.revoked_at) return { ok: false, reason: "revoked", ...who };
+	if (row.used_at) {
+		const revoked = await revokeSessions(tx, { sessionId: row.session_id }, "refresh_token_reuse", settings, now);
+		return { ok: false, reason: "reused", ...who, revoked };
+	}
+	if (row.expires_at <= now || row.session_expires_at <= now) return { ok: false, reason: "expired", ...who };
+	await tx.query("UPDATE refresh_tokens SET used_at = $2 WHERE token_hash = $1", [hashToken(refreshToken), now]);
+	await tx.query("UPDATE sessions SET last_used_at = $2 WHERE id = $1", [row.session_id, now]);
+	return { ok: true, userId: row.user_id, token: await issueRefreshToken(tx, row.session_id, row.session_expires_at, settings, now) };
+}
+
+export type SessionSelector = { sessionId: string; userId?: string } | { userId: string; exceptSessionId?: string };
+
+/**
+ * Ends the selected live sessions. Their access tokens still carry a valid signature until they
+ * expire (`expiresAt` at the latest): the caller broadcasts the list so gateways refuse them.
+ */
+export async function revokeSessions(db: Db, which: SessionSelector, reason: RevokeReason, settings: Pick<SessionSettings, "accessTokenTtlS">, now: Date): Promise<RevokedSession[]> {
+	const { rows } =
+		"sessionId" in which
+			? await db.query<{ id: string; user_id: string }>(
+					"UPDATE sessions SET revoked_at = $3, revoked_reason = $4 WHERE id = $1 AND ($2::uuid IS NULL OR user_id = $2) AND revoked_at IS NULL RETURNING id, user_id",
+					[which.sessionId, which.userId ?? null, now, reason],
+				)
+			: await db.query<{ id: string; user_id: string }>(
+					"UPDATE sessions SET revoked_at = $3, revoked_reason = $4 WHERE user_id = $1 AND ($2::uuid IS NULL OR id <> $2) AND revoked_at IS NULL RETURNING id, user_id",
+					[which.userId, which.exceptSessionId ?? null, now, reason],
+				);
+	const expiresAt = addSeconds(now, settings.accessTokenTtlS).toISOString();
+	return rows.map((r) => ({ sessionId: r.id, userId: r.user_id, expiresAt }));
+}
+
+/** Not revoked and within its absolute lifetime. */
+export async function sessionIsActive(db: Db, sessionId: string, now: Date): Promise<boolean> {
+	const { rowCount } = await db.query("SELECT 1 FROM sessions WHERE id = $1 AND revoked_at IS NULL AND expires_at > $2", [sessionId, now]);
+	return rowCount === 1;
+}
+
+export interface SessionView {
+	id: string;
+	createdAt: string;
+	lastUsedAt: string;
+	expiresAt: string;
+	clientIp: string | null;
+	current: boolean;
+}
+
+export async function listSessions(db: Db, userId: string, currentSessionId: string | undefined, now: Date): Promise<SessionView[]> {
+	const { rows } = await db.query<{ id: string; created_at: Date; last_used_at: Date; expires_at: Date; client_ip: string | null }>(
+		"SELECT id, created_at, last_used_at, expires_at, client_ip FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 ORDER BY last_used_at DESC LIMIT 100",
+		[userId, now],
+	);
+	return rows.map((r) => ({
+		id: r.id, createdAt: r.created_at.toISOString(), lastUsedAt: r.last_used_at.toISOString(), expiresAt: r.expires_at.toISOString(),
+		clientIp: r.client_ip, current: r.id === currentSessionId,
+	}));
+}
