@@ -28,7 +28,7 @@ export const AUTH_ROUTES: GrpcRoute[] = [
 	{ route: "POST auth/password/reset", rpc: "ResetPassword", action: "auth.resetPassword", auth: "none", rateLimit: "auth-strict", successStatus: 204, summary: "Set a new password with a reset token" },
 	{ route: "POST auth/password/change", rpc: "ChangePassword", action: "auth.changePassword", auth: "required", rateLimit: "auth-strict", successStatus: 204, summary: "Change the password (needs the current one)" },
 	{ route: "GET auth/me", rpc: "Me", action: "auth.me", auth: "required", summary: "The caller's account, roles and permissions" },
-	{ route: "PUT auth/users/:id/roles", rpc: "SetUserRoles", action: "auth.setUserRoles", auth: "required", permissions: ["roles:write"], summary: "Replace a user's roles" },
+	{ route: "PUT auth/users/:userId/roles", rpc: "SetUserRoles", action: "auth.setUserRoles", auth: "required", permissions: ["roles:write"], summary: "Replace a user's roles" },
 	{ route: "GET /.well-known/jwks.json", rpc: "GetJwks", action: "auth.jwks", auth: "none", summary: "Public keys that verify access tokens" },
 ];
 

@@ -59,6 +59,26 @@ describe("gateway rate limits", () => {
 
 });
 
+describe("gateway strict limit on credential endpoints", () => {
+	it("limits login attempts per client IP more tightly than other routes", async () => {
+		const gw = await startNode(["gateway"], testEnv(uniqueId("gwstrict"), { RATE_LIMIT_AUTH_STRICT: "3/1h" }));
+		try {
+			const url = `http://127.0.0.1:${portOf(gw)}/api/v1/auth/login`;
+			const statuses: number[] = [];
+			let last: Response | undefined;
+			for (let i = 0; i < 5; i++) {
+				last = await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ email: "a@example.com", password: "whatever it is" }) });
+				statuses.push(last.status);
+			}
+			// No auth node runs here: allowed attempts fail with 503, the rest are refused before any work.
+			expect(statuses).toEqual([503, 503, 503, 429, 429]);
+			expect(last!.headers.get("ratelimit-policy")).toBe('"auth-strict";q=3;w=3600');
+		} finally {
+			await gw.stop();
+		}
+	});
+});
+
 describe("gateway edge behaviour", () => {
 	let gw: ServiceBroker;
 	let urlA: string;

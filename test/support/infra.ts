@@ -52,6 +52,8 @@ export function testEnv(namespace: string, extra: Record<string, string> = {}): 
 		REDIS_URL: infra.redisUrl,
 		SMTP_URL: infra.smtpUrl,
 		BCRYPT_COST: "4",
+		// Tests log in often from one address; the strict limit itself is tested on its own.
+		RATE_LIMIT_AUTH_STRICT: "10000/60s",
 		METRICS_PORT: "0",
 		GRPC_PORT: "0",
 		GATEWAY_PORT: "0",

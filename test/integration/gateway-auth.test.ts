@@ -1,0 +1,107 @@
+/**
+ * The gateway in front of auth over gRPC, on real PostgreSQL, Redis and RabbitMQ: tokens issued
+ * by auth are verified at the edge by public key, permissions enforced, rotated keys picked up
+ * and revoked sessions refused without a call to auth.
+ */
+import type { ServiceBroker } from "moleculer";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createTestDatabase, startNode, testEnv, uniqueId } from "../support/infra.ts";
+
+const portOf = (broker: ServiceBroker) => (broker.getLocalService("gateway") as unknown as { server: { address(): { port: number } } }).server.address().port;
+
+describe("gateway + auth over gRPC", () => {
+	let auth: ServiceBroker;
+	let gateway: ServiceBroker;
+	let base: string;
+	const password = "a perfectly long passphrase";
+
+	const post = (path: string, body: unknown, token?: string) =>
+		fetch(`${base}${path}`, { method: "POST", headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) }, body: JSON.stringify(body) });
+	const get = (path: string, token?: string) => fetch(`${base}${path}`, { headers: token ? { authorization: `Bearer ${token}` } : {} });
+	async function login(email: string): Promise<{ accessToken: string; refreshToken: string }> {
+		const res = await post("/api/v1/auth/login", { email, password });
+		expect(res.status).toBe(200);
+		return (await res.json()) as { accessToken: string; refreshToken: string };
+	}
+	async function newUser(): Promise<{ id: string; email: string }> {
+		const email = `${uniqueId("u")}@example.com`;
+		const res = await post("/api/v1/auth/register", { email, password });
+		expect(res.status).toBe(201);
+		return ((await res.json()) as { user: { id: string; email: string } }).user;
+	}
+
+	beforeAll(async () => {
+		const env = testEnv(uniqueId("gwauth"), { DATABASE_URL: await createTestDatabase() });
+		auth = await startNode(["auth"], env);
+		gateway = await startNode(["gateway"], env);
+		await gateway.waitForServices(["auth"], 10_000);
+		base = `http://127.0.0.1:${portOf(gateway)}`;
+	});
+	afterAll(async () => {
+		await Promise.all([gateway?.stop(), auth?.stop()]);
+	});
+
+	it("logs in and answers /me with the identity from the verified token", async () => {
+		const user = await newUser();
+		const { accessToken } = await login(user.email);
+		const me = await get("/api/v1/auth/me", accessToken);
+		expect(me.status).toBe(200);
+		expect(await me.json()).toMatchObject({ id: user.id, email: user.email, roles: ["user"] });
+		const jwks = (await (await get("/.well-known/jwks.json")).json()) as { keys: { kid: string; kty: string }[] };
+		expect(jwks.keys.length).toBeGreaterThan(0);
+		expect(jwks.keys[0]).toMatchObject({ kty: "OKP" });
+	});
+
+	it("refuses a route without the permission it needs (403) and allows it once granted", async () => {
+		const user = await newUser();
+		const target = await newUser();
+		const { accessToken } = await login(user.email);
+		const denied = await fetch(`${base}/api/v1/auth/users/${target.id}/roles`, { method: "PUT", headers: { "content-type": "application/json", authorization: `Bearer ${accessToken}` }, body: JSON.stringify({ roles: ["admin"] }) });
+		expect(denied.status).toBe(403);
+		expect(((await denied.json()) as { code: string }).code).toBe("MISSING_PERMISSION");
+
+		await auth.call("auth.bootstrapAdmin", { email: user.email });
+		const admin = await login(user.email);
+		const granted = await fetch(`${base}/api/v1/auth/users/${target.id}/roles`, { method: "PUT", headers: { "content-type": "application/json", authorization: `Bearer ${admin.accessToken}` }, body: JSON.stringify({ roles: ["admin"] }) });
+		expect(granted.status).toBe(200);
+		expect(await granted.json()).toMatchObject({ roles: ["admin"] });
+	});
+
+	it("accepts tokens signed with a rotated key without a restart", async () => {
+		const user = await newUser();
+		const before = await login(user.email);
+		expect((await get("/api/v1/auth/me", before.accessToken)).status).toBe(200);
+		const { kid } = await auth.call<{ kid: string }, object>("auth.rotateSigningKey", {});
+		// The gateway refreshes its keys at most every 5 s when it meets an unknown key id.
+		await new Promise((r) => setTimeout(r, 5_500));
+		const after = await login(user.email);
+		expect(JSON.parse(Buffer.from(after.accessToken.split(".")[0]!, "base64url").toString()).kid).toBe(kid);
+		expect((await get("/api/v1/auth/me", after.accessToken)).status).toBe(200);
+		expect((await get("/api/v1/auth/me", before.accessToken)).status).toBe(200);
+	});
+
+	it("refuses the access token of a session that logged out, before it expires", async () => {
+		const user = await newUser();
+		const { accessToken, refreshToken } = await login(user.email);
+		expect((await get("/api/v1/auth/me", accessToken)).status).toBe(200); // now cached at the edge
+		expect((await post("/api/v1/auth/logout", { refreshToken }, accessToken)).status).toBe(204);
+		const deadline = Date.now() + 3_000;
+		let status = 200;
+		while (status === 200 && Date.now() < deadline) {
+			status = (await get("/api/v1/auth/me", accessToken)).status;
+			if (status === 200) await new Promise((r) => setTimeout(r, 50));
+		}
+		expect(status).toBe(401);
+	});
+
+	it("answers a wrong password with 401 problem+json and never reveals whether the account exists", async () => {
+		const user = await newUser();
+		const wrong = await post("/api/v1/auth/login", { email: user.email, password: "not the password at all" });
+		const unknown = await post("/api/v1/auth/login", { email: `${uniqueId("nobody")}@example.com`, password: "not the password at all" });
+		expect(wrong.status).toBe(401);
+		expect(unknown.status).toBe(401);
+		const [a, b] = (await Promise.all([wrong.json(), unknown.json()])) as { code: string; detail: string }[];
+		expect(a!.code).toBe(b!.code);
+		expect(a!.detail).toBe(b!.detail);
+	});
+});
