@@ -75,7 +75,8 @@ describe("gateway + auth over gRPC", () => {
 		// The gateway refreshes its keys at most every 5 s when it meets an unknown key id.
 		await new Promise((r) => setTimeout(r, 5_500));
 		const after = await login(user.email);
-		expect(JSON.parse(Buffer.from(after.accessToken.split(".")[0]!, "base64url").toString()).kid).toBe(kid);
+		const header = JSON.parse(Buffer.from(after.accessToken.split(".")[0]!, "base64url").toString()) as { kid: string };
+		expect(header.kid).toBe(kid);
 		expect((await get("/api/v1/auth/me", after.accessToken)).status).toBe(200);
 		expect((await get("/api/v1/auth/me", before.accessToken)).status).toBe(200);
 	});
