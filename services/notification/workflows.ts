@@ -1,0 +1,222 @@
+/**
+ * Workflows: which event becomes which notification, on which channels, in which category.
+ * Declared here as data (as Novu and Knock declare theirs), so what a user receives for an event
+ * is read in one table; the texts live in the locale catalogs (locales/<lang>.json) under the
+ * workflow's id.
+ */
+import type { EmailVerificationRequested, EventCatalog, EventType, InvoiceData, PasswordChanged, PasswordResetRequested, SubscriptionData, UserRef } from "../../lib/events/catalog.ts";
+
+export const CHANNELS = ["email", "push", "in_app"] as const;
+export type Channel = (typeof CHANNELS)[number];
+
+export const CATEGORIES = ["security", "account", "billing"] as const;
+export type Category = (typeof CATEGORIES)[number];
+
+/** Categories a user cannot switch off: they carry what keeps an account safe. */
+export const LOCKED_CATEGORIES: ReadonlySet<Category> = new Set(["security"]);
+
+export type PushUrgency = "very-low" | "low" | "normal" | "high";
+
+export interface Recipient {
+	userId: string;
+	/** From the event when it carries one; otherwise the contact record is used at send time. */
+	email?: string;
+	name?: string | null;
+}
+
+export interface Workflow<E extends EventType = EventType> {
+	/** Also the message id in the locale catalogs. */
+	id: string;
+	event: E;
+	category: Category;
+	channels: readonly Channel[];
+	recipient(data: EventCatalog[E]): Recipient;
+	/** Template variables; links are built from the public URL. */
+	variables(data: EventCatalog[E], publicUrl: string): Record<string, unknown>;
+	/** How long a push service keeps an undelivered message, and how urgent it is. */
+	push?: { ttlSeconds: number; urgency: PushUrgency };
+}
+
+/** Thrown when an event's data cannot make a notification (a bad link); it is dead-lettered. */
+export class InvalidEventDataError extends Error {
+	constructor(message: string) {
+		super(message);
+		this.name = "InvalidEventDataError";
+	}
+}
+
+/** `base` joined with encoded path segments: link("https://x.io/app", "billing") -> https://x.io/app/billing */
+export function link(base: string, ...segments: string[]): string {
+	const root = base.replace(/\/+$/, "");
+	return segments.length ? `${root}/${segments.map(encodeURIComponent).join("/")}` : `${root}/`;
+}
+
+/** A link taken from an event must be an absolute http(s) URL: nothing else goes into an e-mail. */
+export function checkedLink(value: string, field: string): string {
+	let url: URL;
+	try {
+		url = new URL(value);
+	} catch {
+		throw new InvalidEventDataError(`${field} is not a URL`);
+	}
+	if (url.protocol !== "https:" && url.protocol !== "http:") throw new InvalidEventDataError(`${field} must be an http(s) URL`);
+	return url.toString();
+}
+
+const fromUser = (d: UserRef): Recipient => ({ userId: d.userId, email: d.email, name: d.name });
+const byUserId = (d: { userId: string }): Recipient => ({ userId: d.userId });
+
+const DAY = 86_400;
+const subscriptionVars = (d: SubscriptionData, publicUrl: string) => ({
+	planId: d.planId,
+	status: d.status,
+	trialEnd: d.trialEnd,
+	currentPeriodEnd: d.currentPeriodEnd,
+	cancelAtPeriodEnd: d.cancelAtPeriodEnd,
+	actionUrl: link(publicUrl, "billing"),
+});
+const invoiceVars = (d: InvoiceData, publicUrl: string) => ({
+	invoiceNumber: d.number,
+	total: d.total,
+	currency: d.currency,
+	nextPaymentAttempt: d.nextPaymentAttempt ?? null,
+	actionUrl: link(publicUrl, "billing", "invoices", d.invoiceId),
+});
+
+/** Types each workflow's callbacks by its event's data. */
+function define<E extends EventType>(workflow: Workflow<E>): Workflow {
+	return workflow;
+}
+
+export const WORKFLOWS: readonly Workflow[] = [
+	define({
+		id: "welcome",
+		event: "user.created",
+		category: "account",
+		channels: ["email", "in_app"],
+		recipient: fromUser,
+		variables: (d, publicUrl) => ({ name: d.name, actionUrl: link(publicUrl) }),
+	}),
+	define({
+		id: "verify-email",
+		event: "user.email_verification_requested",
+		category: "security",
+		channels: ["email"],
+		recipient: fromUser,
+		variables: (d: EmailVerificationRequested) => ({ name: d.name, actionUrl: checkedLink(d.verifyUrl, "verifyUrl"), expiresAt: d.expiresAt }),
+	}),
+	define({
+		id: "email-verified",
+		event: "user.email_verified",
+		category: "account",
+		channels: ["in_app"],
+		recipient: fromUser,
+		variables: (d, publicUrl) => ({ name: d.name, email: d.email, actionUrl: link(publicUrl, "account") }),
+	}),
+	define({
+		id: "password-reset",
+		event: "user.password_reset_requested",
+		category: "security",
+		channels: ["email"],
+		recipient: fromUser,
+		variables: (d: PasswordResetRequested) => ({ name: d.name, actionUrl: checkedLink(d.resetUrl, "resetUrl"), expiresAt: d.expiresAt }),
+	}),
+	define({
+		id: "password-changed",
+		event: "user.password_changed",
+		category: "security",
+		channels: ["email", "push", "in_app"],
+		recipient: fromUser,
+		variables: (d: PasswordChanged, publicUrl) => ({ name: d.name, changedAt: d.changedAt, method: d.method, actionUrl: link(publicUrl, "password", "forgot") }),
+		push: { ttlSeconds: DAY, urgency: "high" },
+	}),
+	define({
+		id: "subscription-started",
+		event: "subscription.created",
+		category: "billing",
+		channels: ["in_app"],
+		recipient: byUserId,
+		variables: subscriptionVars,
+	}),
+	define({
+		id: "subscription-updated",
+		event: "subscription.updated",
+		category: "billing",
+		channels: ["in_app"],
+		recipient: byUserId,
+		variables: subscriptionVars,
+	}),
+	define({
+		id: "subscription-canceled",
+		event: "subscription.canceled",
+		category: "billing",
+		channels: ["push", "in_app"],
+		recipient: byUserId,
+		variables: subscriptionVars,
+		push: { ttlSeconds: DAY, urgency: "normal" },
+	}),
+	define({
+		id: "trial-ending",
+		event: "subscription.trial_will_end",
+		category: "billing",
+		channels: ["email", "push", "in_app"],
+		recipient: byUserId,
+		variables: subscriptionVars,
+		push: { ttlSeconds: 2 * DAY, urgency: "normal" },
+	}),
+	define({
+		id: "trial-ended",
+		event: "trial.ended",
+		category: "billing",
+		channels: ["email", "push", "in_app"],
+		recipient: byUserId,
+		variables: subscriptionVars,
+		push: { ttlSeconds: 2 * DAY, urgency: "normal" },
+	}),
+	define({
+		id: "invoice-created",
+		event: "invoice.created",
+		category: "billing",
+		channels: ["in_app"],
+		recipient: byUserId,
+		variables: invoiceVars,
+	}),
+	define({
+		id: "invoice-paid",
+		event: "invoice.paid",
+		category: "billing",
+		channels: ["email", "in_app"],
+		recipient: byUserId,
+		variables: invoiceVars,
+	}),
+	define({
+		id: "payment-failed",
+		event: "invoice.payment_failed",
+		category: "billing",
+		channels: ["email", "push", "in_app"],
+		recipient: byUserId,
+		variables: (d: InvoiceData, publicUrl) => ({ ...invoiceVars(d, publicUrl), actionUrl: link(publicUrl, "billing") }),
+		push: { ttlSeconds: 2 * DAY, urgency: "high" },
+	}),
+];
+
+const byEvent = new Map<string, Workflow>(WORKFLOWS.map((w) => [w.event, w]));
+
+export function workflowFor(eventType: string): Workflow | undefined {
+	return byEvent.get(eventType);
+}
+
+export function workflowById(id: string): Workflow | undefined {
+	return WORKFLOWS.find((w) => w.id === id);
+}
+
+/** Channel switches of one user: `enabled(category, channel)` answers for unlocked categories. */
+export interface ChannelSwitch {
+	enabled(category: Category, channel: Channel): boolean;
+}
+
+/** The channels a workflow delivers on for this user: all of them for a locked category. */
+export function plannedChannels(workflow: Workflow, prefs: ChannelSwitch): Channel[] {
+	if (LOCKED_CATEGORIES.has(workflow.category)) return [...workflow.channels];
+	return workflow.channels.filter((channel) => prefs.enabled(workflow.category, channel));
+}
