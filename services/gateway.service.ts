@@ -111,6 +111,9 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 		settings: {
 			port: config.gateway.port,
 			ip: config.gateway.host,
+			// One line per request at info would dominate the gateway's CPU; metrics count requests.
+			logRequest: "debug",
+			logResponse: "debug",
 			log4XXResponses: false,
 			logRequestParams: null,
 			logResponseData: null,

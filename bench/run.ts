@@ -1,0 +1,145 @@
+/**
+ * `npm run bench`: each target of the brief measured as a ratio against a baseline measured in
+ * the same run on the same machine, so the numbers mean the same on any machine. Prints a table
+ * and a verdict per target; it is a measurement, not a test, and always exits 0 when it ran.
+ *
+ *   BENCH_SECONDS=10 npm run bench     (default 5 s per load run)
+ */
+import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { createServer } from "node:net";
+import autocannon from "autocannon";
+import bcrypt from "bcrypt";
+import { baseEnv, benchNamespace, rssMb, startNodeProcess, stopNodes } from "./cluster.ts";
+import type { NodeProcess } from "./cluster.ts";
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+// The production minimum (lib/config.ts refuses less when NODE_ENV=production).
+const BCRYPT_COST = 12;
+
+interface Row {
+	target: string;
+	measured: string;
+	baseline: string;
+	ratio: number;
+	goal: string;
+	ok: boolean;
+}
+const rows: Row[] = [];
+const log = (msg: string) => console.log(`[bench] ${msg}`);
+
+async function freePort(): Promise<number> {
+	return new Promise((resolve) => {
+		const srv = createServer().listen(0, "127.0.0.1", () => {
+			const { port } = srv.address() as { port: number };
+			srv.close(() => resolve(port));
+		});
+	});
+}
+
+/** Successful (2xx) answers per second: errors never count as throughput. */
+const okRate = (r: autocannon.Result) => r["2xx"] / r.duration;
+
+async function load(title: string, opts: autocannon.Options): Promise<autocannon.Result> {
+	log(`${title}: ${opts.connections} connections for ${SECONDS} s`);
+	await autocannon({ ...opts, duration: 1 }); // warm-up
+	const result = await autocannon({ ...opts, duration: SECONDS });
+	const errors = result.errors + result.timeouts + result.non2xx;
+	const statuses = Object.entries(result.statusCodeStats ?? {}).map(([code, { count }]) => `${code}: ${count}`).join(", ");
+	log(`  ${Math.round(okRate(result))} successful req/s, p50 ${result.latency.p50} ms, p99 ${result.latency.p99} ms${errors ? `; ${errors} errors or non-2xx (${statuses})` : ""}`);
+	return result;
+}
+
+/** A bare node:http server in its own process: the ceiling any HTTP gateway is compared with. */
+async function bareHttpServer(): Promise<{ url: string; stop: () => void }> {
+	const port = await freePort();
+	const child = spawn(process.execPath, ["-e", `require("node:http").createServer((q, s) => { s.setHeader("content-type", "application/json"); s.end('{"hello":"world"}'); }).listen(${port}, "127.0.0.1", () => console.log("up"));`], { stdio: ["ignore", "pipe", "inherit"] });
+	await new Promise((r) => child.stdout.once("data", r));
+	return { url: `http://127.0.0.1:${port}/`, stop: () => child.kill() };
+}
+
+async function json<T>(res: Response): Promise<T> {
+	if (!res.ok) throw new Error(`${res.status} ${await res.text()}`);
+	return (await res.json()) as T;
+}
+
+async function main(): Promise<void> {
+	const namespace = benchNamespace();
+	const gatewayPort = await freePort();
+	const env = baseEnv(namespace, { GATEWAY_PORT: String(gatewayPort), BCRYPT_COST: String(BCRYPT_COST), RATE_LIMIT_USER: "100000000/1h", RATE_LIMIT_AUTH_STRICT: "100000000/1h", RATE_LIMIT_ANONYMOUS: "100000000/1h" });
+	const nodes: NodeProcess[] = [];
+	const bare = await bareHttpServer();
+	try {
+		log(`starting auth, notification and gateway nodes (namespace ${namespace})`);
+		for (const svc of ["auth", "notification", "gateway"]) nodes.push(await startNodeProcess(svc, env));
+		const base = `http://127.0.0.1:${gatewayPort}`;
+		await waitHealthy(base);
+
+		const email = `bench-${namespace}@example.com`;
+		const password = "correct horse battery staple 42";
+		await json(await fetch(`${base}/api/v1/auth/register`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ email, password }) }));
+		const { accessToken } = await json<{ accessToken: string }>(await fetch(`${base}/api/v1/auth/login`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ email, password }) }));
+
+		// Idle nodes (before any load): memory and time to ready.
+		for (const [svc, n] of [["auth", nodes[0]!], ["notification", nodes[1]!], ["gateway", nodes[2]!]] as const) {
+			const rss = rssMb(n.child.pid!, (p) => readFileSync(p, "utf8"));
+			rows.push({ target: `${svc} node ready / RSS`, measured: `${Math.round(n.readyMs)} ms / ${Math.round(rss)} MB`, baseline: "-", ratio: NaN, goal: "< 3000 ms / < 150 MB", ok: n.readyMs < 3000 && rss < 150 });
+		}
+
+		// 1. Authenticated GET through the gateway to a remote node over the AMQP transporter.
+		const baseline = await load("bare node:http", { url: bare.url, connections: 50 });
+		const gateway = await load("GET /api/v1/notifications (JWT, gateway -> notification over AMQP)", { url: `${base}/api/v1/notifications`, connections: 50, headers: { authorization: `Bearer ${accessToken}` } });
+		const ratio = okRate(gateway) / okRate(baseline);
+		rows.push({
+			target: "authenticated GET via gateway -> remote node",
+			measured: `${Math.round(okRate(gateway))} req/s, p99 ${gateway.latency.p99} ms`,
+			baseline: `${Math.round(okRate(baseline))} req/s (node:http)`,
+			ratio,
+			goal: ">= 0.20x, p99 <= 25 ms",
+			ok: ratio >= 0.2 && gateway.latency.p99 <= 25 && gateway.non2xx === 0,
+		});
+
+		// 2. Login against the raw bcrypt.compare rate at the same cost (bcrypt should be the only real cost).
+		const hash = await bcrypt.hash(password, BCRYPT_COST);
+		const rawStart = performance.now();
+		let compares = 0;
+		while (performance.now() - rawStart < SECONDS * 1000) {
+			await Promise.all(Array.from({ length: 4 }, () => bcrypt.compare(password, hash)));
+			compares += 4;
+		}
+		const rawRate = compares / ((performance.now() - rawStart) / 1000);
+		log(`raw bcrypt.compare (cost ${BCRYPT_COST}, 4 in parallel): ${rawRate.toFixed(1)}/s`);
+		const login = await load("POST /api/v1/auth/login", { url: `${base}/api/v1/auth/login`, method: "POST", connections: 8, headers: { "content-type": "application/json" }, body: JSON.stringify({ email, password }) });
+		rows.push({
+			target: "login",
+			measured: `${okRate(login).toFixed(1)} logins/s`,
+			baseline: `${rawRate.toFixed(1)} bcrypt.compare/s`,
+			ratio: okRate(login) / rawRate,
+			goal: ">= 0.9x",
+			ok: okRate(login) / rawRate >= 0.9 && login.non2xx === 0,
+		});
+
+	} finally {
+		bare.stop();
+		await stopNodes(nodes);
+	}
+
+	console.log("\n| target | measured | baseline (same run) | ratio | goal | verdict |\n|---|---|---|---|---|---|");
+	for (const r of rows) console.log(`| ${r.target} | ${r.measured} | ${r.baseline} | ${Number.isNaN(r.ratio) ? "-" : `${r.ratio.toFixed(2)}x`} | ${r.goal} | ${r.ok ? "met" : "MISSED"} |`);
+}
+
+async function waitHealthy(base: string): Promise<void> {
+	const deadline = Date.now() + 30_000;
+	while (Date.now() < deadline) {
+		try {
+			const body = (await (await fetch(`${base}/healthz`)).json()) as { services: Record<string, { status: string }>; gateway: { authGrpc: { status: string } } };
+			if (body.services.auth?.status === "up" && body.services.notification?.status === "up" && body.gateway.authGrpc.status === "up") return;
+		} catch {
+			// not listening yet
+		}
+		await new Promise((r) => setTimeout(r, 200));
+	}
+	throw new Error("the bench cluster did not become healthy in 30 s");
+}
+
+await main();
