@@ -9,6 +9,8 @@ source "$HERE/lib.sh"
 LOG_TAG=test
 
 ensure_node_modules
+# schemathesis (API fuzzing) and the manifest tools; cached outside the clone after the first run.
+bash "$HERE/infra.sh" install-tools
 bash "$HERE/infra.sh" up
 eval "$(bash "$HERE/infra.sh" env)"
 export RABBITMQ_URL RABBITMQ_MANAGEMENT_URL DATABASE_URL MONGO_URL REDIS_URL SMTP_URL MAILPIT_API_URL STRIPE_API_BASE

@@ -247,15 +247,15 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 				const policy: EdgePolicy = req.$action ?? { auth: "required" };
 				const token = bearerToken(req);
 				const caller = token ? await verifier.verify(token) : undefined;
-				if (!caller && policy.auth === "none") {
-					// Probes ("none") are never limited: an orchestrator must always see the truth.
-					if (policy.rateLimit !== "none") await this.applyRateLimit(res, policies[policy.rateLimit ?? "anonymous"]!, `ip:${ctx.meta.clientIp}`);
-					return null;
-				}
-				if (!caller) throw unauthorized("This request needs `Authorization: Bearer <access token>`.");
-				ctx.meta.caller = { userId: caller.userId, sessionId: caller.sessionId, roles: caller.roles, permissions: caller.permissions };
-				const limit = policy.rateLimit ? policies[policy.rateLimit]! : policies.user!;
-				await this.applyRateLimit(res, limit, policy.rateLimit ? `ip:${ctx.meta.clientIp}` : `user:${caller.userId}`);
+				if (!caller && policy.auth !== "none") throw unauthorized("This request needs `Authorization: Bearer <access token>`.");
+				if (caller) ctx.meta.caller = { userId: caller.userId, sessionId: caller.sessionId, roles: caller.roles, permissions: caller.permissions };
+				// Probes ("none") are never limited: an orchestrator must always see the truth.
+				if (policy.rateLimit === "none") return null;
+				// A named limit (credential endpoints) counts per client IP, the default ones per user or IP.
+				const named = policy.rateLimit ? policies[policy.rateLimit] : undefined;
+				const limit = named ?? (caller ? policies.user! : policies.anonymous!);
+				const subject = caller && !named ? `user:${caller.userId}` : `ip:${ctx.meta.clientIp}`;
+				await this.applyRateLimit(res, limit, subject);
 				return null;
 			},
 			async authorize(ctx: Context<unknown, Meta>, _route: unknown, req: Request) {

@@ -52,6 +52,12 @@ describe("gateway + auth over gRPC", () => {
 		expect(jwks.keys[0]).toMatchObject({ kty: "OKP" });
 	});
 
+	it("serves public routes to a logged-in caller too (health probes, plans)", async () => {
+		const { accessToken } = await login((await newUser()).email);
+		expect((await get("/readyz", accessToken)).status).toBe(200);
+		expect((await get("/api/openapi.json", accessToken)).status).toBe(200);
+	});
+
 	it("refuses a route without the permission it needs (403) and allows it once granted", async () => {
 		const user = await newUser();
 		const target = await newUser();

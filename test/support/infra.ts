@@ -5,6 +5,7 @@
  */
 import { randomBytes } from "node:crypto";
 import pg from "pg";
+import webpush from "web-push";
 import { ServiceBroker } from "moleculer";
 import type { ServiceSchema } from "moleculer";
 import { loadConfig } from "../../lib/config.ts";
@@ -19,7 +20,11 @@ export const infra = {
 	redisUrl: process.env.REDIS_URL ?? "redis://127.0.0.1:56379",
 	smtpUrl: process.env.SMTP_URL ?? "smtp://127.0.0.1:51025",
 	mailpitApiUrl: process.env.MAILPIT_API_URL ?? "http://127.0.0.1:58025",
+	stripeApiBase: process.env.STRIPE_API_BASE ?? "http://127.0.0.1:52111",
 };
+
+/** One VAPID key pair per test process, so push is enabled wherever notification runs. */
+const vapid = webpush.generateVAPIDKeys();
 
 export const uniqueId = (prefix: string) => `${prefix}${randomBytes(4).toString("hex")}`;
 
@@ -51,6 +56,10 @@ export function testEnv(namespace: string, extra: Record<string, string> = {}): 
 		MONGO_URL: mongo.toString(),
 		REDIS_URL: infra.redisUrl,
 		SMTP_URL: infra.smtpUrl,
+		STRIPE_API_BASE: infra.stripeApiBase,
+		VAPID_PUBLIC_KEY: vapid.publicKey,
+		VAPID_PRIVATE_KEY: vapid.privateKey,
+		VAPID_SUBJECT: "mailto:ops@backplane.test",
 		BCRYPT_COST: "4",
 		// Tests log in often from one address; the strict limit itself is tested on its own.
 		RATE_LIMIT_AUTH_STRICT: "10000/60s",
