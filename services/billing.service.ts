@@ -1,27 +1,213 @@
 /**
- * billing: plans, subscriptions, invoices and Stripe on MongoDB (or any MongoDB-wire server).
+ * billing: plans, trials, subscriptions, invoices and Stripe on MongoDB (or any MongoDB-wire
+ * server). Thin: params, the caller, a call into services/billing/*, the result. Publishes
+ * through the outbox on its own documents; runs the lifecycle scheduler on every node.
  */
 import type { Context, ServiceSchema } from "moleculer";
+import type { CallerMeta } from "../lib/caller.ts";
 import type { Config } from "../lib/config.ts";
-import type { CloudEvent } from "../lib/events/cloudevents.ts";
 import type { UserCreated } from "../lib/events/catalog.ts";
+import type { CloudEvent } from "../lib/events/cloudevents.ts";
+import { mongoOutboxStore } from "../lib/events/mongo-outbox.ts";
+import { notFound, unauthorized } from "../lib/errors.ts";
 import { createMongoClient } from "../lib/mongo.ts";
-import { eventHandlersMixin } from "../mixins/events.mixin.ts";
+import { eventHandlersMixin, outboxMixin } from "../mixins/events.mixin.ts";
+import type { OutboxMethods } from "../mixins/events.mixin.ts";
 import { healthMixin } from "../mixins/health.mixin.ts";
-import { customers, ensureCustomer } from "./billing/customers.ts";
+import { customers } from "./billing/customers.ts";
+import { renderInvoiceHtml, renderInvoicePdf } from "./billing/invoice-render.ts";
+import { getUserInvoice, invoiceView, listInvoices } from "./billing/invoices.ts";
+import { describeSweep, pollEvery, runLifecycle } from "./billing/lifecycle.ts";
+import { BILLING_COUNTERS, BILLING_HISTOGRAMS, SWEEP_STEPS } from "./billing/metrics.ts";
+import { archivePlan, getPlan, listPlans, planSchema, planView, seedPlans, upsertPlan } from "./billing/plans.ts";
+import { ensureIndexes, OUTBOX_COLLECTIONS } from "./billing/store.ts";
+import type { Clock } from "./billing/store.ts";
+import { createPortalSession, createStripeClient } from "./billing/stripe.ts";
+import type { StripeClient } from "./billing/stripe.ts";
+import { cancelSubscription, changePlan, findSubscription, onboardUser, pauseSubscription, resumeSubscription, startCheckout, subscriptionView } from "./billing/subscriptions.ts";
+import { handleStripeWebhook } from "./billing/webhooks.ts";
+import type { WebhookInput } from "./billing/webhooks.ts";
 
-export default function billingService(config: Config): ServiceSchema {
+/** What tests (or an embedding) may replace: the clock and the Stripe client. */
+export interface BillingDeps {
+	now?: Clock;
+	stripe?: StripeClient;
+	/** Documents per lifecycle step and sweep. */
+	sweepBatchSize?: number;
+}
+
+type Ctx<P = Record<string, never>> = Context<P, CallerMeta & { $responseType?: string; $responseHeaders?: Record<string, string> }>;
+
+const SLUG = { type: "string", pattern: /^[a-z0-9][a-z0-9_-]{0,63}$/ } as const;
+const INTERVAL = { type: "enum", values: ["month", "year"], optional: true } as const;
+const QUANTITY = { type: "number", integer: true, min: 1, max: 100_000, convert: true, optional: true } as const;
+const INVOICE_ID = { id: { type: "string", min: 1, max: 200 } } as const;
+/** Old processed-event keys are pruned every this many sweeps. */
+const PRUNE_EVERY_SWEEPS = 100;
+
+/** The authenticated user (set by the gateway); 401 without one. */
+function userOf(ctx: Ctx<unknown>): string {
+	const userId = ctx.meta.caller?.userId;
+	if (!userId) throw unauthorized();
+	return userId;
+}
+
+interface BillingMethods extends OutboxMethods {
+	sweep(): Promise<void>;
+}
+
+export default function billingService(config: Config, deps: BillingDeps = {}): ServiceSchema<{ rest: string }, BillingMethods> {
+	const settings = config.billing;
+	const now = deps.now ?? (() => new Date());
 	const mongo = createMongoClient(config.mongoUrl!, `${config.nodeId}/billing`);
 	const db = mongo.db();
+	const stripe = deps.stripe ?? createStripeClient({ apiKey: settings.stripeApiKey, apiBase: settings.stripeApiBase });
+	const taxRates = [settings.tax];
+	const op = (ctx: Ctx<unknown>) => ({ now: now(), requestId: ctx.requestID });
+	let scheduler: { stop(): Promise<void> } | undefined;
+	let sweeps = 0;
 
 	return {
 		name: "billing",
-		mixins: [healthMixin(), eventHandlersMixin({ handlers: { "user.created": "onUserCreated" } })],
+		mixins: [
+			healthMixin(),
+			// Leases use the wall clock, not the injectable one: they are about processes, not billing time.
+			outboxMixin({ rabbitmqUrl: config.rabbitmqUrl, store: () => mongoOutboxStore(db, { collections: OUTBOX_COLLECTIONS }) }),
+			eventHandlersMixin({ handlers: { "user.created": "onUserCreated" } }),
+		],
+		settings: { rest: "billing" },
 
 		actions: {
+			listPlans: {
+				rest: "GET /plans", auth: "none", openapi: { summary: "The plan catalog" },
+				params: { $$strict: "remove", currency: { type: "string", pattern: /^[a-z]{3}$/, optional: true } },
+				async handler(ctx: Ctx<{ currency?: string }>) {
+					return { plans: (await listPlans(db, { currency: ctx.params.currency })).map(planView) };
+				},
+			},
+			getSubscription: {
+				rest: "GET /subscription", openapi: { summary: "The caller's subscription" }, params: {},
+				async handler(ctx: Ctx) {
+					const sub = await findSubscription(db, userOf(ctx));
+					if (!sub) throw notFound("Subscription");
+					return subscriptionView(sub);
+				},
+			},
+			changePlan: {
+				rest: "POST /subscription/change", openapi: { summary: "Move to another plan (prorated)" },
+				params: { $$strict: "remove", planId: SLUG, interval: INTERVAL, quantity: QUANTITY },
+				async handler(ctx: Ctx<{ planId: string; interval?: "month" | "year"; quantity?: number }>) {
+					const { subscription, proration } = await changePlan(db, stripe, { userId: userOf(ctx), ...ctx.params }, op(ctx));
+					this.relayOutbox();
+					return { subscription: subscriptionView(subscription), proration: proration && { credit: proration.credit, charge: proration.charge, net: proration.net, currency: subscription.currency } };
+				},
+			},
+			cancel: {
+				rest: "POST /subscription/cancel", openapi: { summary: "Cancel now or at the end of the period" },
+				params: { $$strict: "remove", atPeriodEnd: { type: "boolean", convert: true, default: true } },
+				async handler(ctx: Ctx<{ atPeriodEnd: boolean }>) {
+					const sub = await cancelSubscription(db, stripe, { userId: userOf(ctx), atPeriodEnd: ctx.params.atPeriodEnd }, op(ctx));
+					this.relayOutbox();
+					return subscriptionView(sub);
+				},
+			},
+			pause: {
+				rest: "POST /subscription/pause", openapi: { summary: "Pause collection" }, params: {},
+				async handler(ctx: Ctx) {
+					const sub = await pauseSubscription(db, stripe, { userId: userOf(ctx) }, op(ctx));
+					this.relayOutbox();
+					return subscriptionView(sub);
+				},
+			},
+			resume: {
+				rest: "POST /subscription/resume", openapi: { summary: "Resume a paused subscription or take back a cancellation" }, params: {},
+				async handler(ctx: Ctx) {
+					const sub = await resumeSubscription(db, stripe, { userId: userOf(ctx) }, op(ctx));
+					this.relayOutbox();
+					return subscriptionView(sub);
+				},
+			},
+			checkout: {
+				rest: "POST /checkout", openapi: { summary: "A Stripe Checkout Session for a plan" },
+				params: { $$strict: "remove", planId: SLUG, interval: INTERVAL, quantity: QUANTITY },
+				async handler(ctx: Ctx<{ planId: string; interval?: "month" | "year"; quantity?: number }>) {
+					const { url } = await startCheckout(db, stripe, { userId: userOf(ctx), ...ctx.params, returnUrl: settings.returnUrl }, op(ctx));
+					return { url };
+				},
+			},
+			portal: {
+				rest: "POST /portal", openapi: { summary: "A Stripe Customer Portal link" }, params: {},
+				async handler(ctx: Ctx) {
+					return createPortalSession(db, stripe, userOf(ctx), settings.returnUrl, now());
+				},
+			},
+			listInvoices: {
+				rest: "GET /invoices", openapi: { summary: "The caller's invoices, newest first" },
+				params: { $$strict: "remove", limit: { type: "number", integer: true, min: 1, max: 100, convert: true, default: 20 }, cursor: { type: "string", max: 200, optional: true } },
+				async handler(ctx: Ctx<{ limit: number; cursor?: string }>) {
+					const page = await listInvoices(db, userOf(ctx), ctx.params);
+					return { invoices: page.invoices.map(invoiceView), nextCursor: page.nextCursor };
+				},
+			},
+			getInvoice: {
+				rest: "GET /invoices/:id", openapi: { summary: "One of the caller's invoices" }, params: INVOICE_ID,
+				async handler(ctx: Ctx<{ id: string }>) {
+					return invoiceView(await getUserInvoice(db, userOf(ctx), ctx.params.id));
+				},
+			},
+			invoicePdf: {
+				rest: "GET /invoices/:id/pdf", openapi: { summary: "The invoice as PDF" }, params: INVOICE_ID,
+				async handler(ctx: Ctx<{ id: string }>) {
+					const invoice = await getUserInvoice(db, userOf(ctx), ctx.params.id);
+					ctx.meta.$responseType = "application/pdf";
+					ctx.meta.$responseHeaders = { "Content-Disposition": `inline; filename="invoice-${invoice.number ?? invoice._id}.pdf"` };
+					return renderInvoicePdf(invoice);
+				},
+			},
+			invoiceHtml: {
+				rest: "GET /invoices/:id/html", openapi: { summary: "The invoice as HTML" }, params: INVOICE_ID,
+				async handler(ctx: Ctx<{ id: string }>) {
+					const invoice = await getUserInvoice(db, userOf(ctx), ctx.params.id);
+					ctx.meta.$responseType = "text/html; charset=utf-8";
+					return renderInvoiceHtml(invoice);
+				},
+			},
+			/** Called by the gateway's raw-body route POST /api/v1/billing/webhooks/stripe. */
+			handleStripeWebhook: {
+				visibility: "public", auth: "none",
+				params: { rawBody: { type: "string", min: 2, max: 2_000_000 }, signature: { type: "string", min: 1, max: 4_000 }, encoding: { type: "enum", values: ["base64", "utf8"], optional: true } },
+				async handler(ctx: Ctx<WebhookInput>) {
+					const result = await handleStripeWebhook({ db, stripe, secret: settings.stripeWebhookSecret, seller: settings.seller, now: now(), requestId: ctx.requestID }, ctx.params);
+					this.broker.metrics.increment("billing.webhooks.total", { type: result.type, outcome: result.outcome });
+					if (result.outcome === "ignored") this.logger.info(`stripe webhook ${result.eventId} (${result.type}) acknowledged without effect`);
+					else this.logger.debug(`stripe webhook ${result.eventId} (${result.type}): ${result.outcome}`);
+					if (result.outcome === "applied") this.relayOutbox();
+					return { received: true, ...result };
+				},
+			},
+			adminListPlans: {
+				rest: "GET /admin/plans", permissions: ["billing:admin"], openapi: { summary: "Every plan, archived ones too" }, params: {},
+				async handler() {
+					return { plans: (await listPlans(db, { includeInactive: true })).map(planView) };
+				},
+			},
+			upsertPlan: {
+				rest: "PUT /admin/plans/:id", permissions: ["billing:admin"], openapi: { summary: "Create or replace a plan" }, params: planSchema,
+				async handler(ctx: Ctx<Record<string, unknown>>) {
+					return planView(await upsertPlan(db, ctx.params, now()));
+				},
+			},
+			archivePlan: {
+				rest: "DELETE /admin/plans/:id", permissions: ["billing:admin"], openapi: { summary: "Stop offering a plan" }, params: { id: SLUG },
+				async handler(ctx: Ctx<{ id: string }>) {
+					return planView(await archivePlan(db, ctx.params.id, now()));
+				},
+			},
+			/** Internal: the cluster test and operators read a customer record. */
 			getCustomer: {
+				visibility: "public",
 				params: { userId: { type: "string", max: 100 } },
-				async handler(ctx: Context<{ userId: string }>) {
+				async handler(ctx: Ctx<{ userId: string }>) {
 					return customers(db).findOne({ _id: ctx.params.userId });
 				},
 			},
@@ -31,17 +217,50 @@ export default function billingService(config: Config): ServiceSchema {
 			healthChecks() {
 				return { mongodb: () => db.command({ ping: 1 }) };
 			},
-			async onUserCreated(event: CloudEvent<UserCreated>) {
-				const created = await ensureCustomer(db, event.data, event.id, new Date());
-				this.logger.info(created ? `customer created for user ${event.data.userId}` : `customer for user ${event.data.userId} already exists`);
+			async onUserCreated(event: CloudEvent<UserCreated>, ctx: Context) {
+				const result = await onboardUser(db, event, settings, { now: now(), requestId: ctx.requestID });
+				if (result.duplicate) return this.logger.info(`user.created ${event.id} already handled`);
+				if (result.created) this.relayOutbox();
+				this.logger.info(`user ${event.data.userId}: customer ${result.newCustomer ? "created" : "exists"}, subscription ${result.subscription._id} ${result.created ? `started (${result.subscription.status})` : "exists"}`);
+			},
+			async sweep() {
+				const started = performance.now();
+				const report = await runLifecycle(db, { now: now(), batchSize: deps.sweepBatchSize ?? 100, seller: settings.seller, taxRates, prune: ++sweeps % PRUNE_EVERY_SWEEPS === 0 });
+				const ms = performance.now() - started;
+				const { changed, line } = describeSweep(report, ms);
+				this.broker.metrics.increment("billing.lifecycle.sweeps.total");
+				this.broker.metrics.observe("billing.lifecycle.sweep.duration", ms);
+				for (const step of SWEEP_STEPS) if (report[step]) this.broker.metrics.increment("billing.lifecycle.changes.total", { step }, report[step]);
+				for (const f of report.failures) {
+					this.broker.metrics.increment("billing.lifecycle.failures.total", { step: f.step });
+					this.logger.warn(`lifecycle ${f.step} failed for ${f.id}, retried next sweep`, f.error instanceof Error ? f.error.message : String(f.error));
+				}
+				if (changed || report.failures.length) this.logger.info(line);
+				else this.logger.debug(line);
+				if (changed) this.relayOutbox();
 			},
 		},
 
+		created() {
+			if (!this.broker.isMetricsEnabled()) return;
+			for (const metric of BILLING_COUNTERS) this.broker.metrics.register({ type: "counter", ...metric });
+			for (const metric of BILLING_HISTOGRAMS) this.broker.metrics.register({ type: "histogram", ...metric });
+		},
 		async started() {
+			if (config.nodeEnv === "production" && settings.stripeApiKey === "sk_test_123") throw new Error("STRIPE_API_KEY must be set in production (the default is stripe-mock's test key)");
+			if (!settings.stripeWebhookSecret) this.logger.warn("STRIPE_WEBHOOK_SECRET is not set: Stripe webhooks will be refused");
 			// Connecting eagerly surfaces a wrong URL at start-up, not at the first request.
 			await mongo.connect();
+			await ensureIndexes(db);
+			const seeded = await seedPlans(db, now());
+			if (seeded) this.logger.info(`seeded ${seeded} default plan(s)`);
+			await getPlan(db, settings.defaultPlan).catch(() => {
+				throw new Error(`BILLING_DEFAULT_PLAN: plan "${settings.defaultPlan}" does not exist in the catalog`);
+			});
+			scheduler = pollEvery(settings.sweepIntervalMs, () => this.sweep().catch((err: unknown) => this.logger.warn("lifecycle sweep failed", err instanceof Error ? err.message : String(err))));
 		},
 		async stopped() {
+			await scheduler?.stop();
 			await mongo.close();
 		},
 	};

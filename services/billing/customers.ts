@@ -1,8 +1,10 @@
 /**
  * Billing customers, one per user, created from `user.created`. Keyed by the user id, so
- * however often the event arrives the customer exists exactly once.
+ * however often the event arrives the customer exists exactly once. The Stripe customer is
+ * created lazily (at the first Checkout or portal visit), so sign-up never waits on Stripe.
  */
 import type { Db } from "mongodb";
+import { isDuplicateKey } from "./store.ts";
 
 export interface Customer {
 	_id: string;
@@ -11,16 +13,31 @@ export interface Customer {
 	createdAt: Date;
 	/** The event that created this customer, for tracing. */
 	createdByEvent: string;
+	stripeCustomerId?: string | null;
+	/** A payment method was collected (Checkout completed, or one attached in the portal). */
+	paymentMethodOnFile?: boolean;
+	updatedAt?: Date;
 }
 
 export const customers = (db: Db) => db.collection<Customer>("customers");
 
 /** Returns true when this call created the customer, false when it already existed. */
 export async function ensureCustomer(db: Db, user: { userId: string; email: string; name: string | null }, eventId: string, now: Date): Promise<boolean> {
-	const result = await customers(db).updateOne(
-		{ _id: user.userId },
-		{ $setOnInsert: { email: user.email, name: user.name, createdAt: now, createdByEvent: eventId } },
-		{ upsert: true },
-	);
-	return result.upsertedCount === 1;
+	try {
+		await customers(db).insertOne({ _id: user.userId, email: user.email, name: user.name, createdAt: now, createdByEvent: eventId, stripeCustomerId: null, paymentMethodOnFile: false });
+		return true;
+	} catch (err) {
+		// The unique _id makes a redelivery (even a concurrent one) a no-op.
+		if (isDuplicateKey(err)) return false;
+		throw err;
+	}
+}
+
+export async function findCustomerByStripeId(db: Db, stripeCustomerId: string): Promise<Customer | null> {
+	return customers(db).findOne({ stripeCustomerId });
+}
+
+export async function markPaymentMethodOnFile(db: Db, userId: string, now: Date): Promise<boolean> {
+	const result = await customers(db).updateOne({ _id: userId, paymentMethodOnFile: { $ne: true } }, { $set: { paymentMethodOnFile: true, updatedAt: now } });
+	return result.modifiedCount === 1;
 }

@@ -1,0 +1,169 @@
+/**
+ * The lifecycle scheduler's work, run by a polling loop on every billing node. Durable and
+ * exactly once without locks or queues: each step finds due documents by their due-time fields
+ * (trialEnd, currentPeriodEnd, autoFinalizeAt) and changes each with one version-guarded update
+ * that also appends the events, so when two nodes race for the same subscription one update
+ * wins and the other matches nothing. A node that was down catches up on its next sweep;
+ * batches are bounded so a backlog drains over several sweeps.
+ */
+import type { Db } from "mongodb";
+import { WITHOUT_OUTBOX } from "../../lib/events/mongo-outbox.ts";
+import { customers } from "./customers.ts";
+import { createDraft, dueDrafts, finalizeInvoice } from "./invoices.ts";
+import type { InvoiceLine, Party } from "./invoices.ts";
+import { findPrice, findPriceById, getPlan } from "./plans.ts";
+import { addInterval, licensedAmount } from "./pricing.ts";
+import { DAY_MS, pruneProcessed } from "./store.ts";
+import { commitChange, subscriptions } from "./subscriptions.ts";
+import type { Change, Subscription } from "./subscriptions.ts";
+
+/** `subscription.trial_will_end` goes out this long before the trial ends (as Stripe does). */
+export const TRIAL_WILL_END_NOTICE_MS = 3 * DAY_MS;
+
+export interface LifecycleOptions {
+	now: Date;
+	/** Documents per step and sweep. */
+	batchSize: number;
+	seller: Party;
+	taxRates: { name: string; rateBps: number }[];
+	/** Also forget old processed-event keys (done now and then, not every sweep). */
+	prune?: boolean;
+}
+
+export interface SweepReport {
+	trialWillEnd: number;
+	trialEnded: number;
+	periodsEnded: number;
+	draftsFinalized: number;
+	pruned: number;
+	/** Documents that failed (logged by the caller; retried next sweep). */
+	failures: { id: string; step: string; error: unknown }[];
+}
+
+export async function runLifecycle(db: Db, opts: LifecycleOptions): Promise<SweepReport> {
+	const report: SweepReport = { trialWillEnd: 0, trialEnded: 0, periodsEnded: 0, draftsFinalized: 0, pruned: 0, failures: [] };
+	const ctx = { now: opts.now };
+	const each = async <T extends { _id: string }>(step: string, docs: T[], work: (doc: T) => Promise<boolean>) => {
+		let done = 0;
+		for (const doc of docs) {
+			try {
+				if (await work(doc)) done++;
+			} catch (error) {
+				report.failures.push({ id: doc._id, step, error });
+			}
+		}
+		return done;
+	};
+	const due = (filter: Record<string, unknown>, sort: Record<string, 1>) =>
+		subscriptions(db).find(filter, { projection: WITHOUT_OUTBOX }).sort(sort).limit(opts.batchSize).toArray();
+
+	// Only while the end is still ahead: after downtime past the end, "will end" would be news from the past.
+	const ending = await due({ status: "trialing", trialWillEndNotifiedAt: null, trialEnd: { $gt: opts.now, $lte: new Date(opts.now.getTime() + TRIAL_WILL_END_NOTICE_MS) } }, { trialEnd: 1 });
+	report.trialWillEnd = await each("trial_will_end", ending, async (sub) =>
+		(await commitChange(db, sub, { set: { trialWillEndNotifiedAt: opts.now }, events: ["subscription.trial_will_end"], guard: { status: "trialing", trialWillEndNotifiedAt: null } }, ctx)) !== "conflict",
+	);
+
+	const ended = await due({ status: "trialing", trialEnd: { $lte: opts.now } }, { trialEnd: 1 });
+	report.trialEnded = await each("trial_ended", ended, async (sub) => {
+		const change = await trialOutcome(db, sub, opts.now);
+		return (await commitChange(db, sub, { ...change, guard: { status: "trialing", trialEndedAt: null } }, ctx)) !== "conflict";
+	});
+
+	// Stripe renews and cancels the subscriptions it bills and tells us by webhook; these are ours.
+	const periods = await due({ status: { $in: ["active", "past_due", "unpaid"] }, currentPeriodEnd: { $lte: opts.now }, stripeSubscriptionId: null }, { currentPeriodEnd: 1 });
+	report.periodsEnded = await each("period_end", periods, (sub) => endPeriod(db, sub, opts));
+
+	report.draftsFinalized = await each("finalize_draft", (await dueDrafts(db, opts.now, opts.batchSize)).map((_id) => ({ _id })), async ({ _id }) => (await finalizeInvoice(db, _id, ctx)).status !== "draft");
+
+	if (opts.prune) report.pruned = await pruneProcessed(db, opts.now);
+	return report;
+}
+
+/**
+ * Where a trial goes when it ends: canceled if the user asked; active with a payment method
+ * (or on a free price); otherwise what the plan says (cancel, pause, or downgrade to a free plan).
+ */
+export async function trialOutcome(db: Db, sub: Subscription, now: Date): Promise<Pick<Change, "set" | "events">> {
+	const end = sub.trialEnd ?? now;
+	const base = { trialEndedAt: now };
+	const canceled = (): Pick<Change, "set" | "events"> => ({ set: { ...base, status: "canceled", canceledAt: now, endedAt: end }, events: ["trial.ended", "subscription.canceled"] });
+	const activeFrom = (interval = sub.interval) => ({ status: "active" as const, currentPeriodStart: end, currentPeriodEnd: addInterval(end, interval) });
+	if (sub.cancelAtPeriodEnd) return canceled();
+
+	const plan = await getPlan(db, sub.planId);
+	const price = findPriceById(plan, sub.priceId);
+	const free = price.model !== "metered" && licensedAmount(price, sub.quantity) === 0;
+	const customer = await customers(db).findOne({ _id: sub.userId }, { projection: { paymentMethodOnFile: 1 } });
+	if (free || sub.stripeSubscriptionId || customer?.paymentMethodOnFile) return { set: { ...base, ...activeFrom() }, events: ["trial.ended", "subscription.updated"] };
+
+	switch (plan.trialEndBehavior) {
+		case "cancel":
+			return canceled();
+		case "pause":
+			return { set: { ...base, status: "paused", pausedAt: end }, events: ["trial.ended", "subscription.updated"] };
+		case "downgrade": {
+			const target = await getPlan(db, plan.downgradePlanId!);
+			const price = target.prices.find((p) => p.currency === sub.currency && p.interval === sub.interval) ?? findPrice(target, sub.currency);
+			return { set: { ...base, ...activeFrom(price.interval), planId: target._id, priceId: price.id, interval: price.interval, quantity: 1 }, events: ["trial.ended", "subscription.updated"] };
+		}
+	}
+}
+
+/** Ends a local subscription's period: cancels it if scheduled, else renews it and invoices what is owed. */
+async function endPeriod(db: Db, sub: Subscription, opts: LifecycleOptions): Promise<boolean> {
+	const ctx = { now: opts.now };
+	const guard = { currentPeriodEnd: sub.currentPeriodEnd };
+	if (sub.cancelAtPeriodEnd) {
+		const change: Change = { set: { status: "canceled", canceledAt: opts.now, endedAt: sub.currentPeriodEnd }, events: ["subscription.canceled"], guard };
+		return (await commitChange(db, sub, change, ctx)) !== "conflict";
+	}
+	const plan = await getPlan(db, sub.planId);
+	const price = findPriceById(plan, sub.priceId);
+	const start = sub.currentPeriodEnd;
+	const end = addInterval(start, sub.interval);
+	const amount = licensedAmount(price, sub.quantity);
+	const lines: InvoiceLine[] = [];
+	if (amount > 0) lines.push({ description: `${plan.name} (${sub.interval}ly)`, quantity: sub.quantity, unitAmount: price.model === "per_seat" ? (price.unitAmount ?? 0) : amount, amount, periodStart: start, periodEnd: end, proration: false });
+	lines.push(...sub.pendingItems.map((i) => ({ description: i.description, quantity: 1, unitAmount: i.amount, amount: i.amount, periodStart: i.periodStart, periodEnd: i.periodEnd, proration: true })));
+	// A credit larger than what is owed waits for a later invoice rather than making a negative one.
+	const billable = lines.length > 0 && lines.reduce((a, l) => a + l.amount, 0) >= 0;
+	// Deterministic id: a retry after a crash finds the same draft instead of invoicing twice.
+	const invoiceId = `in_${sub._id}_${start.getTime()}`;
+	if (billable) {
+		const customer = await customers(db).findOne({ _id: sub.userId });
+		await createDraft(db, { id: invoiceId, userId: sub.userId, subscriptionId: sub._id, currency: sub.currency, seller: opts.seller, buyer: { name: customer?.name ?? customer?.email ?? sub.userId, email: customer?.email ?? null }, lines, taxRates: opts.taxRates }, opts.now);
+	}
+	const extra = billable && sub.pendingItems.length ? { $pullAll: { pendingItems: sub.pendingItems } } : undefined;
+	const next = await commitChange(db, sub, { set: { currentPeriodStart: start, currentPeriodEnd: end }, events: [], guard, extra }, ctx);
+	if (next === "conflict") return false;
+	if (billable) await finalizeInvoice(db, invoiceId, ctx);
+	return true;
+}
+
+/** One log line for a sweep, and whether it changed anything. */
+export function describeSweep(report: SweepReport, ms: number): { changed: number; line: string } {
+	const changed = report.trialWillEnd + report.trialEnded + report.periodsEnded + report.draftsFinalized;
+	const line = `lifecycle sweep: ${report.trialWillEnd} trial_will_end, ${report.trialEnded} trials ended, ${report.periodsEnded} periods ended, ${report.draftsFinalized} drafts finalized, ${report.failures.length} failed in ${Math.round(ms)} ms`;
+	return { changed, line };
+}
+
+/** Runs `work` now and then every `intervalMs` after each run ends (never two at once), until stopped. */
+export function pollEvery(intervalMs: number, work: () => Promise<void>): { stop(): Promise<void> } {
+	let timer: NodeJS.Timeout | undefined;
+	let running: Promise<void> | undefined;
+	let stopped = false;
+	const loop = () => {
+		running = work().finally(() => {
+			if (!stopped) timer = setTimeout(loop, intervalMs);
+		});
+	};
+	loop();
+	return {
+		async stop() {
+			stopped = true;
+			clearTimeout(timer);
+			await running;
+		},
+	};
+}
+

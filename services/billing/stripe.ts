@@ -1,0 +1,168 @@
+/**
+ * Stripe through its SDK: the client (pointed at stripe-mock locally), customers, Checkout
+ * Sessions, the Customer Portal, and the calls that mirror a local change onto a subscription
+ * Stripe bills. Every mutating call carries an idempotency key derived from what it does, so a
+ * retry (ours or the SDK's) never does it twice. Stripe failures become AppErrors.
+ */
+import Stripe from "stripe";
+import type { Db } from "mongodb";
+import { AppError, notFound, unavailable } from "../../lib/errors.ts";
+import { customers } from "./customers.ts";
+import type { Plan } from "./plans.ts";
+import type { Price } from "./pricing.ts";
+import type { Subscription } from "./subscriptions.ts";
+
+export type StripeClient = Stripe;
+
+export interface StripeClientOptions {
+	apiKey: string;
+	/** e.g. http://127.0.0.1:52111 for stripe-mock; unset = api.stripe.com. */
+	apiBase?: string;
+	timeoutMs?: number;
+}
+
+export function createStripeClient(opts: StripeClientOptions): Stripe {
+	const base = opts.apiBase ? new URL(opts.apiBase) : undefined;
+	const protocol = base?.protocol === "http:" ? "http" : "https";
+	return new Stripe(opts.apiKey, {
+		timeout: opts.timeoutMs ?? 10_000,
+		maxNetworkRetries: 2,
+		telemetry: false,
+		appInfo: { name: "backplane-billing" },
+		...(base ? { host: base.hostname, port: Number(base.port || (protocol === "http" ? 80 : 443)), protocol } : {}),
+	});
+}
+
+/** Runs a Stripe call, turning its failures into the project's error vocabulary. */
+export async function stripeCall<T>(what: string, call: () => Promise<T>): Promise<T> {
+	try {
+		return await call();
+	} catch (err) {
+		if (err instanceof Stripe.errors.StripeCardError) throw new AppError(402, "PAYMENT_FAILED", err.message, { declineCode: err.decline_code ?? null });
+		if (err instanceof Stripe.errors.StripeConnectionError || err instanceof Stripe.errors.StripeAPIError || err instanceof Stripe.errors.StripeRateLimitError) {
+			throw unavailable(`The payment provider is not reachable (${what}). Try again shortly.`, "PAYMENT_PROVIDER_UNAVAILABLE");
+		}
+		throw err;
+	}
+}
+
+const seconds = (d: Date) => Math.floor(d.getTime() / 1000);
+
+/** The user's Stripe customer id, creating the Stripe customer on first use. */
+export async function ensureStripeCustomer(db: Db, stripe: Stripe, userId: string, now: Date): Promise<string> {
+	const customer = await customers(db).findOne({ _id: userId });
+	if (!customer) throw notFound("Billing customer");
+	if (customer.stripeCustomerId) return customer.stripeCustomerId;
+	const created = await stripeCall("create customer", () =>
+		stripe.customers.create({ email: customer.email, ...(customer.name ? { name: customer.name } : {}), metadata: { userId } }, { idempotencyKey: `customer-create:${userId}` }),
+	);
+	// The first writer wins; a concurrent request that created another one reads the winner.
+	await customers(db).updateOne({ _id: userId, stripeCustomerId: null }, { $set: { stripeCustomerId: created.id, updatedAt: now } });
+	const saved = await customers(db).findOne({ _id: userId }, { projection: { stripeCustomerId: 1 } });
+	return saved?.stripeCustomerId ?? created.id;
+}
+
+export interface CheckoutInput {
+	userId: string;
+	plan: Plan;
+	price: Price;
+	quantity: number;
+	subscription: Subscription;
+	returnUrl: string;
+	now: Date;
+}
+
+/** Stripe refuses a trial that ends less than 48 hours from now. */
+const MIN_STRIPE_TRIAL_MS = 48 * 3_600_000;
+
+function lineItem(plan: Plan, price: Price, quantity: number): Stripe.Checkout.SessionCreateParams.LineItem {
+	const metered = price.model === "metered";
+	if (price.stripePriceId) return { price: price.stripePriceId, ...(metered ? {} : { quantity }) };
+	if (price.model === "tiered" || metered) throw new AppError(409, "PRICE_NOT_IN_STRIPE", `Price ${price.id} needs a Stripe price id (set stripePriceId on the plan) before it can be sold.`);
+	const unitAmount = price.unitAmount ?? 0;
+	return {
+		price_data: { currency: price.currency, unit_amount: unitAmount, recurring: { interval: price.interval }, product_data: { name: plan.name } },
+		quantity: price.model === "per_seat" ? quantity : 1,
+	};
+}
+
+/** A Checkout Session (subscription mode) that collects a payment method and starts the plan in Stripe. */
+export async function createCheckoutSession(db: Db, stripe: Stripe, input: CheckoutInput): Promise<{ id: string; url: string }> {
+	const { userId, plan, price, quantity, subscription, now } = input;
+	const customer = await ensureStripeCustomer(db, stripe, userId, now);
+	const metadata = { userId, subscriptionId: subscription._id, planId: plan._id, priceId: price.id, quantity: String(quantity) };
+	const trialEnd = subscription.status === "trialing" && subscription.trialEnd && subscription.trialEnd.getTime() - now.getTime() > MIN_STRIPE_TRIAL_MS ? seconds(subscription.trialEnd) : undefined;
+	const success = new URL(input.returnUrl);
+	success.searchParams.set("checkout", "success");
+	const cancel = new URL(input.returnUrl);
+	cancel.searchParams.set("checkout", "canceled");
+	const session = await stripeCall("create checkout session", () =>
+		stripe.checkout.sessions.create(
+			{
+				mode: "subscription",
+				customer,
+				client_reference_id: userId,
+				line_items: [lineItem(plan, price, quantity)],
+				success_url: success.toString(),
+				cancel_url: cancel.toString(),
+				metadata,
+				subscription_data: { metadata, ...(trialEnd ? { trial_end: trialEnd } : {}) },
+			},
+			{ idempotencyKey: `checkout:${subscription._id}:v${subscription.version}:${price.id}:${quantity}` },
+		),
+	);
+	if (!session.url) throw unavailable("The payment provider returned no Checkout URL.", "PAYMENT_PROVIDER_UNAVAILABLE");
+	return { id: session.id, url: session.url };
+}
+
+/** A Customer Portal session where the user manages payment methods and sees Stripe's receipts. */
+export async function createPortalSession(db: Db, stripe: Stripe, userId: string, returnUrl: string, now: Date): Promise<{ url: string }> {
+	const customer = await ensureStripeCustomer(db, stripe, userId, now);
+	const session = await stripeCall("create portal session", () => stripe.billingPortal.sessions.create({ customer, return_url: returnUrl }));
+	return { url: session.url };
+}
+
+/**
+ * Moves a Stripe-billed subscription to another price; Stripe invoices the proration now (to
+ * the second, as `prorate` computes it; a change of interval restarts the cycle there too).
+ */
+export async function pushPriceChange(stripe: Stripe, sub: Subscription, price: Price, quantity: number, at: Date): Promise<void> {
+	if (!price.stripePriceId) throw new AppError(409, "PRICE_NOT_IN_STRIPE", `Price ${price.id} has no Stripe price id; an administrator must set one before subscriptions billed by Stripe can move to it.`);
+	const itemId = sub.stripeItemId ?? (await stripeCall("read subscription", () => stripe.subscriptions.retrieve(sub.stripeSubscriptionId!))).items.data[0]?.id;
+	if (!itemId) throw new AppError(409, "STRIPE_SUBSCRIPTION_EMPTY", "The Stripe subscription has no item to change.");
+	await stripeCall("change subscription price", () =>
+		stripe.subscriptions.update(
+			sub.stripeSubscriptionId!,
+			{
+				items: [{ id: itemId, price: price.stripePriceId!, ...(price.model === "metered" ? {} : { quantity }) }],
+				proration_behavior: sub.status === "trialing" ? "none" : "always_invoice",
+				proration_date: seconds(at),
+			},
+			{ idempotencyKey: `change:${sub._id}:v${sub.version}` },
+		),
+	);
+}
+
+export async function pushCancel(stripe: Stripe, sub: Subscription, atPeriodEnd: boolean): Promise<void> {
+	const id = sub.stripeSubscriptionId!;
+	const idempotencyKey = `cancel:${sub._id}:v${sub.version}:${atPeriodEnd ? "period-end" : "now"}`;
+	if (atPeriodEnd) await stripeCall("cancel at period end", () => stripe.subscriptions.update(id, { cancel_at_period_end: true }, { idempotencyKey }));
+	else await stripeCall("cancel subscription", () => stripe.subscriptions.cancel(id, {}, { idempotencyKey }));
+}
+
+export async function pushPause(stripe: Stripe, sub: Subscription): Promise<void> {
+	await stripeCall("pause subscription", () =>
+		stripe.subscriptions.update(sub.stripeSubscriptionId!, { pause_collection: { behavior: "void" } }, { idempotencyKey: `pause:${sub._id}:v${sub.version}` }),
+	);
+}
+
+/** Undoes a pause or a scheduled cancellation. */
+export async function pushResume(stripe: Stripe, sub: Subscription): Promise<void> {
+	await stripeCall("resume subscription", () =>
+		stripe.subscriptions.update(
+			sub.stripeSubscriptionId!,
+			sub.status === "paused" ? { pause_collection: "" } : { cancel_at_period_end: false },
+			{ idempotencyKey: `resume:${sub._id}:v${sub.version}` },
+		),
+	);
+}

@@ -1,0 +1,113 @@
+/**
+ * The MongoDB outbox store on the real MongoDB-wire server: events written with the change are
+ * relayed once, removed after the confirm, kept when publishing fails, and never published by two
+ * relays at the same time.
+ */
+import { MongoClient } from "mongodb";
+import type { Db } from "mongodb";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createCloudEvent } from "../../lib/events/cloudevents.ts";
+import { lockKey, mongoOutboxStore, outboxEntry, withDocumentLock, withEvents } from "../../lib/events/mongo-outbox.ts";
+import type { OutboxEntry } from "../../lib/events/outbox-relay.ts";
+import { testEnv, uniqueId } from "../support/infra.ts";
+
+describe("mongoOutboxStore", () => {
+	let client: MongoClient;
+	let db: Db;
+	const event = (n: number) => outboxEntry(createCloudEvent({ type: "test.happened", source: "/test", data: { n } }), `req-${n}`);
+
+	beforeAll(async () => {
+		client = new MongoClient(testEnv(uniqueId("outbox")).MONGO_URL!, { retryWrites: false, serverSelectionTimeoutMS: 3_000 });
+		await client.connect();
+		db = client.db();
+	});
+	afterAll(async () => {
+		await db.dropDatabase().catch(() => undefined);
+		await client.close();
+	});
+
+	/** Writers of an outbox aggregate hold its lock, as billing's do. */
+	async function write(collection: string, id: string, entries: OutboxEntry[]) {
+		await withDocumentLock(db, lockKey(collection, id), () => db.collection<{ _id: string; n: number }>(collection).updateOne({ _id: id }, withEvents({ $inc: { n: 1 } }, entries, new Date()), { upsert: true }));
+	}
+
+	it("relays events in order, then removes exactly them and clears the document's outbox flag", async () => {
+		await write("a", "doc1", [event(1), event(2)]);
+		await write("b", "doc2", [event(3)]);
+		const store = mongoOutboxStore(db, { collections: ["a", "b"] });
+		expect(await store.countPending()).toBe(3);
+		const published: unknown[] = [];
+		expect(await store.relayBatch(100, async (entries) => void published.push(...entries.map((e) => (e.event.data as { n: number }).n)))).toBe(3);
+		expect(published).toEqual([1, 2, 3]);
+		expect(await store.countPending()).toBe(0);
+		expect(await db.collection("a").findOne({ _id: "doc1" as never })).toMatchObject({ n: 1, pendingEvents: [], outboxAt: null, outboxLease: null });
+		expect(await store.relayBatch(100, async () => undefined)).toBe(0);
+	});
+
+	it("keeps the events when publishing fails and releases the claim for the next attempt", async () => {
+		await write("a", "doc3", [event(4)]);
+		const store = mongoOutboxStore(db, { collections: ["a"] });
+		await expect(store.relayBatch(10, async () => Promise.reject(new Error("RabbitMQ down")))).rejects.toThrow("RabbitMQ down");
+		expect(await store.countPending()).toBe(1);
+		const seen: number[] = [];
+		expect(await store.relayBatch(10, async (e) => void seen.push(...e.map((x) => (x.event.data as { n: number }).n)))).toBe(1);
+		expect(seen).toEqual([4]);
+	});
+
+	it("keeps an event appended while its document's batch was being published", async () => {
+		await write("a", "doc4", [event(5)]);
+		const store = mongoOutboxStore(db, { collections: ["a"] });
+		const seen: number[] = [];
+		await store.relayBatch(10, async (entries) => {
+			seen.push(...entries.map((x) => (x.event.data as { n: number }).n));
+			await write("a", "doc4", [event(6)]);
+		});
+		expect(seen).toEqual([5]);
+		expect(await store.countPending()).toBe(1);
+		await store.relayBatch(10, async (entries) => void seen.push(...entries.map((x) => (x.event.data as { n: number }).n)));
+		expect(seen).toEqual([5, 6]);
+		expect(await db.collection("a").findOne({ _id: "doc4" as never })).toMatchObject({ pendingEvents: [], outboxAt: null });
+	});
+
+	it("never lets two relays publish the same document at once", async () => {
+		for (let i = 0; i < 20; i++) await write("c", `d${i}`, [event(100 + i)]);
+		const stores = [mongoOutboxStore(db, { collections: ["c"] }), mongoOutboxStore(db, { collections: ["c"] })];
+		const seen: number[] = [];
+		const slowPublish = async (entries: OutboxEntry[]) => {
+			await new Promise((r) => setTimeout(r, 20));
+			seen.push(...entries.map((x) => (x.event.data as { n: number }).n));
+		};
+		await Promise.all(stores.map(async (store) => {
+			for (let i = 0; i < 30 && (await store.relayBatch(3, slowPublish)) > 0; i++);
+		}));
+		expect(seen.sort((x, y) => x - y)).toEqual(Array.from({ length: 20 }, (_, i) => 100 + i));
+	});
+
+	it("serializes concurrent writers of one document, which the server alone does not", async () => {
+		await db.collection<{ _id: string; n: number }>("locked").insertOne({ _id: "k", n: 0 });
+		await Promise.all(Array.from({ length: 20 }, () => withDocumentLock(db, lockKey("locked", "k"), () => db.collection<{ _id: string; n: number }>("locked").updateOne({ _id: "k" }, { $inc: { n: 1 } }))));
+		expect((await db.collection<{ _id: string; n: number }>("locked").findOne({ _id: "k" }))?.n).toBe(20);
+	});
+
+	it("takes over a lock whose holder crashed, once its lease expired", async () => {
+		await db.collection<{ _id: string; owner: string; expiresAt: Date }>("doc_locks").insertOne({ _id: lockKey("locked", "crashed"), owner: "dead", expiresAt: new Date(Date.now() - 1) });
+		expect(await withDocumentLock(db, lockKey("locked", "crashed"), async () => "ran", { waitMs: 500 })).toBe("ran");
+		await db.collection<{ _id: string; owner: string; expiresAt: Date }>("doc_locks").insertOne({ _id: lockKey("locked", "busy"), owner: "alive", expiresAt: new Date(Date.now() + 60_000) });
+		await expect(withDocumentLock(db, lockKey("locked", "busy"), async () => "ran", { waitMs: 100 })).rejects.toMatchObject({ code: 503, type: "RESOURCE_BUSY" });
+	});
+
+	it("loses no event while writers append and a relay removes at the same time", async () => {
+		const store = mongoOutboxStore(db, { collections: ["d"] });
+		const seen: number[] = [];
+		let writing = true;
+		const relaying = (async () => {
+			while (writing || (await store.countPending()) > 0) await store.relayBatch(50, async (entries) => void seen.push(...entries.map((x) => (x.event.data as { n: number }).n)));
+		})();
+		await Promise.all(Array.from({ length: 5 }, async (_, w) => {
+			for (let i = 0; i < 8; i++) await write("d", "hot", [event(1_000 + w * 10 + i)]);
+		}));
+		writing = false;
+		await relaying;
+		expect(seen.sort((x, y) => x - y)).toEqual(Array.from({ length: 5 }, (_, w) => Array.from({ length: 8 }, (_, i) => 1_000 + w * 10 + i)).flat());
+	});
+});

@@ -1,0 +1,118 @@
+/**
+ * Sign-up to trial on the real servers: `user.created` through RabbitMQ to billing, however often
+ * it arrives, and the caller-scoped subscription actions the gateway maps under /api/v1/billing.
+ */
+import { MongoClient } from "mongodb";
+import type { Db } from "mongodb";
+import type { ServiceBroker } from "moleculer";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Caller } from "../../lib/caller.ts";
+import { createCloudEvent } from "../../lib/events/cloudevents.ts";
+import { AmqpEventPublisher } from "../../lib/events/publisher.ts";
+import { eventually, infra, uniqueId } from "../support/infra.ts";
+import { billingEnv, startBillingNode, tapEvents, TestClock } from "../support/stripe.ts";
+
+const DAY = 86_400_000;
+
+describe("billing: sign-up trial and subscription actions", () => {
+	const namespace = uniqueId("billsignup");
+	const clock = new TestClock();
+	let node: ServiceBroker;
+	let tap: Awaited<ReturnType<typeof tapEvents>>;
+	let publisher: AmqpEventPublisher;
+	let mongo: MongoClient;
+	let db: Db;
+
+	const as = (userId: string, permissions: string[] = []) => ({ meta: { caller: { userId, sessionId: "s", roles: [], permissions } satisfies Caller } });
+	async function signUp(userId: string) {
+		await publisher.publish([{ event: createCloudEvent({ type: "user.created", source: "/backplane/auth", subject: userId, data: { userId, email: `${userId}@example.com`, name: "Ada" } }) }]);
+		return eventually(async () => (await db.collection("subscriptions").findOne({ userId })) ?? undefined, 10_000, "the trial");
+	}
+
+	beforeAll(async () => {
+		const env = billingEnv(namespace);
+		tap = await tapEvents(namespace, ["subscription.created", "subscription.updated", "subscription.canceled"]);
+		node = await startBillingNode(env, clock);
+		publisher = new AmqpEventPublisher(infra.rabbitmqUrl, namespace);
+		mongo = new MongoClient(env.MONGO_URL!, { retryWrites: false });
+		db = mongo.db();
+	});
+
+	afterAll(async () => {
+		await node?.stop();
+		await publisher?.close();
+		await tap?.close();
+		await db?.dropDatabase().catch(() => undefined);
+		await mongo?.close();
+	});
+
+	it("creates one customer and one trial however often user.created arrives", async () => {
+		const userId = uniqueId("u-");
+		const data = { userId, email: `${userId}@example.com`, name: "Ada" };
+		const first = createCloudEvent({ type: "user.created", source: "/backplane/auth", subject: userId, data });
+		// The same event redelivered, and the same user announced again under a new event id.
+		const republished = createCloudEvent({ type: "user.created", source: "/backplane/auth", subject: userId, data });
+		await publisher.publish([{ event: first }, { event: first }, { event: republished }]);
+
+		await eventually(async () => (await db.collection("processed_events").countDocuments({ _id: { $in: [`user.created:${first.id}`, `user.created:${republished.id}`] } as never })) === 2, 10_000, "all three deliveries handled");
+		expect(await db.collection("customers").countDocuments({ _id: userId as never })).toBe(1);
+		const subs = await db.collection("subscriptions").find({ userId }).toArray();
+		expect(subs).toHaveLength(1);
+		expect(subs[0]).toMatchObject({ status: "trialing", planId: "pro", priceId: "pro-usd-month", currency: "usd", quantity: 1 });
+		expect((subs[0]!.trialEnd as Date).getTime() - clock.now().getTime()).toBeLessThanOrEqual(14 * DAY);
+		expect((subs[0]!.trialEnd as Date).getTime() - clock.now().getTime()).toBeGreaterThan(14 * DAY - 60_000);
+
+		const created = await eventually(async () => tap.of("subscription.created", userId).length > 0 && tap.of("subscription.created", userId), 10_000, "subscription.created");
+		await new Promise((r) => setTimeout(r, 1_000));
+		expect(tap.of("subscription.created", userId)).toHaveLength(1);
+		expect(created[0]).toMatchObject({ source: "/backplane/billing", subject: subs[0]!._id, data: { userId, planId: "pro", status: "trialing", cancelAtPeriodEnd: false } });
+	});
+
+	it("lists the seeded catalog to anyone, in integer minor units", async () => {
+		const { plans } = await node.call<{ plans: { id: string; prices: { unitAmount?: number; currency: string }[] }[] }, object>("billing.listPlans", {});
+		expect(plans.map((p) => p.id)).toEqual(["free", "starter", "pro", "scale"]);
+		for (const price of plans.flatMap((p) => p.prices)) if (price.unitAmount !== undefined) expect(Number.isInteger(price.unitAmount)).toBe(true);
+		const eur = await node.call<{ plans: { id: string; prices: { currency: string }[] }[] }, object>("billing.listPlans", { currency: "eur" });
+		expect(eur.plans.flatMap((p) => p.prices.map((x) => x.currency))).toEqual(["eur", "eur", "eur"]);
+	});
+
+	it("shows a caller only their own subscription, and nobody's without a caller", async () => {
+		const userId = uniqueId("u-");
+		await signUp(userId);
+		const mine = await node.call<{ status: string; planId: string; trialEnd: string }, object>("billing.getSubscription", {}, as(userId));
+		expect(mine).toMatchObject({ status: "trialing", planId: "pro", billedByStripe: false });
+		await expect(node.call("billing.getSubscription", {})).rejects.toMatchObject({ code: 401, type: "UNAUTHORIZED" });
+		await expect(node.call("billing.getSubscription", {}, as(uniqueId("stranger-")))).rejects.toMatchObject({ code: 404 });
+	});
+
+	it("changes plan in the trial without charge, schedules and takes back a cancellation, then cancels", async () => {
+		const userId = uniqueId("u-");
+		const sub = await signUp(userId);
+		const changed = await node.call<{ subscription: { planId: string; priceId: string; status: string }; proration: unknown }, object>("billing.changePlan", { planId: "starter" }, as(userId));
+		expect(changed).toMatchObject({ subscription: { planId: "starter", priceId: "starter-usd-month", status: "trialing" }, proration: null });
+		await expect(node.call("billing.changePlan", { planId: "nope" }, as(userId))).rejects.toMatchObject({ code: 404 });
+		await expect(node.call("billing.changePlan", { planId: "Bad Id!" }, as(userId))).rejects.toMatchObject({ code: 422 });
+
+		expect(await node.call("billing.cancel", {}, as(userId))).toMatchObject({ status: "trialing", cancelAtPeriodEnd: true });
+		expect(await node.call("billing.resume", {}, as(userId))).toMatchObject({ status: "trialing", cancelAtPeriodEnd: false });
+		await expect(node.call("billing.pause", {}, as(userId))).rejects.toMatchObject({ code: 409, type: "SUBSCRIPTION_STATE_CONFLICT" });
+		expect(await node.call("billing.cancel", { atPeriodEnd: false }, as(userId))).toMatchObject({ status: "canceled", cancelAtPeriodEnd: false });
+		await expect(node.call("billing.cancel", {}, as(userId))).rejects.toMatchObject({ code: 404 });
+
+		const updates = await eventually(async () => tap.of("subscription.updated", userId).length === 3 && tap.of("subscription.updated", userId), 10_000, "three subscription.updated");
+		expect(updates.map((e) => [e.data.planId, e.data.cancelAtPeriodEnd])).toEqual([["starter", false], ["starter", true], ["starter", false]]);
+		await eventually(async () => tap.of("subscription.canceled", userId).length === 1, 10_000, "subscription.canceled");
+		const stored = await db.collection("subscriptions").findOne({ _id: sub._id });
+		expect(stored).toMatchObject({ status: "canceled", liveKey: `${userId}:ended:${String(sub._id)}`, pendingEvents: [] });
+	});
+
+	it("lets only valid plans in through the admin actions", async () => {
+		const admin = as("admin-1", ["billing:admin"]);
+		const plan = await node.call<{ id: string; prices: unknown[] }, object>("billing.upsertPlan", { id: "team", name: "Team", prices: [{ id: "team-usd-month", currency: "usd", interval: "month", model: "per_seat", unitAmount: 1_500 }] }, admin);
+		expect(plan).toMatchObject({ id: "team", active: true, trialEndBehavior: "pause" });
+		await expect(node.call("billing.upsertPlan", { id: "broken", name: "Broken", prices: [{ id: "b", currency: "usd", interval: "month", model: "flat", unitAmount: 9.99 }] }, admin)).rejects.toMatchObject({ code: 422 });
+		expect(await node.call("billing.archivePlan", { id: "team" }, admin)).toMatchObject({ active: false });
+		const { plans } = await node.call<{ plans: { id: string }[] }, object>("billing.listPlans", {});
+		expect(plans.map((p) => p.id)).not.toContain("team");
+	});
+});

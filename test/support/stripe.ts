@@ -1,0 +1,79 @@
+/**
+ * Test support for billing: stripe-mock's address, signed Stripe webhook payloads, a clock the
+ * test moves, a billing node with that clock injected, and a tap that counts the events billing
+ * publishes to RabbitMQ.
+ */
+import { randomBytes } from "node:crypto";
+import amqp from "amqplib";
+import { ServiceBroker } from "moleculer";
+import Stripe from "stripe";
+import type { CloudEvent } from "../../lib/events/cloudevents.ts";
+import { brokerOptions } from "../../moleculer.config.ts";
+import billingService from "../../services/billing.service.ts";
+import { infra, testConfig, testEnv, uniqueId } from "./infra.ts";
+
+export const STRIPE_API_BASE = process.env.STRIPE_API_BASE ?? "http://127.0.0.1:52111";
+export const WEBHOOK_SECRET = "whsec_backplane_test_secret";
+
+/** The environment of a billing test node: stripe-mock, a webhook secret, a fast scheduler. */
+export function billingEnv(namespace: string, extra: Record<string, string> = {}): Record<string, string> {
+	return testEnv(namespace, { STRIPE_API_BASE, STRIPE_WEBHOOK_SECRET: WEBHOOK_SECRET, BILLING_SWEEP_INTERVAL_MS: "100", ...extra });
+}
+
+/** A clock tests move forward; every node of a test shares one. */
+export class TestClock {
+	private ms: number;
+	constructor(start = Date.now()) {
+		this.ms = start;
+	}
+	readonly now = () => new Date(this.ms);
+	advance(ms: number): void {
+		this.ms += ms;
+	}
+	seconds(): number {
+		return Math.floor(this.ms / 1000);
+	}
+}
+
+/** An in-process node hosting billing with the test's clock. */
+export async function startBillingNode(env: Record<string, string>, clock: TestClock, nodeId = uniqueId("billing-")): Promise<ServiceBroker> {
+	const config = testConfig({ ...env, SERVICES: "billing", NODE_ID: nodeId });
+	const broker = new ServiceBroker(brokerOptions(config, process.env.TEST_LOG_LEVEL ? {} : { logger: false }));
+	broker.createService(billingService(config, { now: clock.now }));
+	await broker.start();
+	return broker;
+}
+
+export type StripeTestEvent = { id: string; type: string; created: number; data: { object: Record<string, unknown> } };
+
+export function stripeEvent(type: string, object: Record<string, unknown>, created: number, id = `evt_${randomBytes(8).toString("hex")}`): StripeTestEvent {
+	return { id, type, created, data: { object }, ...{ object: "event", api_version: "2026-10-28.endive", livemode: false, pending_webhooks: 1, request: { id: null, idempotency_key: null } } };
+}
+
+/** The payload and `Stripe-Signature` header Stripe would send, signed at `timestamp`. */
+export function signed(event: StripeTestEvent, timestamp: number, secret = WEBHOOK_SECRET): { rawBody: string; signature: string } {
+	const rawBody = JSON.stringify(event);
+	return { rawBody, signature: Stripe.webhooks.generateTestHeaderString({ payload: rawBody, secret, timestamp }) };
+}
+
+/** Counts the CloudEvents published to `<namespace>.<type>` exchanges from now on. */
+export async function tapEvents(namespace: string, types: string[]) {
+	const connection = await amqp.connect(infra.rabbitmqUrl);
+	const channel = await connection.createChannel();
+	const seen: CloudEvent<Record<string, unknown>>[] = [];
+	for (const type of types) {
+		const exchange = `${namespace}.${type}`;
+		await channel.assertExchange(exchange, "fanout", { durable: true });
+		const { queue } = await channel.assertQueue("", { exclusive: true, autoDelete: true });
+		await channel.bindQueue(queue, exchange, "");
+		await channel.consume(queue, (msg) => msg && seen.push(JSON.parse(msg.content.toString()) as CloudEvent<Record<string, unknown>>), { noAck: true });
+	}
+	return {
+		seen,
+		of: (type: string, subject?: string) => seen.filter((e) => e.type === type && (!subject || e.subject === subject || e.data.userId === subject)),
+		close: async () => {
+			await channel.close().catch(() => undefined);
+			await connection.close().catch(() => undefined);
+		},
+	};
+}
