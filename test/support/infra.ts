@@ -101,3 +101,13 @@ export async function eventually<T>(probe: () => Promise<T | undefined | false>,
 	}
 	throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError instanceof Error ? `: ${lastError.message}` : ""}`);
 }
+
+/** Waits until every node sees every other node available (discovery is asynchronous). */
+export async function waitForCluster(nodes: ServiceBroker[], timeoutMs = 15_000): Promise<void> {
+	const ids = nodes.map((n) => n.nodeID);
+	await eventually(
+		async () => nodes.every((n) => ids.every((id) => n.registry.nodes.get(id)?.available === true)),
+		timeoutMs,
+		`nodes ${ids.join(", ")} to see each other`,
+	);
+}

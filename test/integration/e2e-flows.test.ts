@@ -1,0 +1,93 @@
+/**
+ * User journeys through the gateway on the whole platform (four nodes, real servers): sign-up
+ * produces the welcome e-mail and in-app alert; an open Server-Sent Events stream receives new
+ * alerts live; the password-reset e-mail's link really resets the password.
+ */
+import type { ServiceBroker } from "moleculer";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { deleteMessages, getMessage, messagesTo } from "../support/mailpit.ts";
+import { createTestDatabase, eventually, startNode, testEnv, uniqueId, waitForCluster } from "../support/infra.ts";
+
+describe("user journeys through the gateway", () => {
+	const nodes: ServiceBroker[] = [];
+	const mailIds: string[] = [];
+	let base: string;
+	const json = { "content-type": "application/json" };
+	const post = (path: string, body: unknown, token?: string) => fetch(`${base}${path}`, { method: "POST", headers: { ...json, ...(token ? { authorization: `Bearer ${token}` } : {}) }, body: JSON.stringify(body) });
+	const login = async (email: string, password: string) => ((await (await post("/api/v1/auth/login", { email, password })).json()) as { accessToken: string }).accessToken;
+	const mailTo = (email: string, subject: RegExp) =>
+		eventually(async () => (await messagesTo(email)).find((m) => subject.test(m.Subject)), 15_000, `an e-mail to ${email} matching ${subject}`);
+
+	beforeAll(async () => {
+		const env = testEnv(uniqueId("e2e"), { DATABASE_URL: await createTestDatabase(), PUBLIC_URL: "http://app.backplane.test" });
+		for (const svc of ["auth", "billing", "notification"] as const) nodes.push(await startNode([svc], env));
+		const gateway = await startNode(["gateway"], env);
+		nodes.push(gateway);
+		// Every node must know the gateway too: alerts are broadcast to the gateways it knows.
+		await waitForCluster(nodes);
+		base = `http://127.0.0.1:${(gateway.getLocalService("gateway") as unknown as { server: { address(): { port: number } } }).server.address().port}`;
+	});
+	afterAll(async () => {
+		await Promise.all(nodes.map((n) => n.stop()));
+		await deleteMessages([...new Set(mailIds)]);
+	});
+
+	it("sign-up: welcome e-mail in the SMTP sink, welcome alert in the inbox, live alerts over SSE", async () => {
+		const email = `${uniqueId("ada")}@example.com`;
+		const password = "correct horse battery staple 42";
+		expect((await post("/api/v1/auth/register", { email, password, name: "Ada" })).status).toBe(201);
+
+		const welcome = await mailTo(email, /welcome/i);
+		mailIds.push(welcome.ID);
+		const token = await login(email, password);
+		const inbox = await eventually(async () => {
+			const res = await fetch(`${base}/api/v1/notifications`, { headers: { authorization: `Bearer ${token}` } });
+			const body = (await res.json()) as { items?: { title: string }[]; data?: { title: string }[] };
+			const items = body.items ?? body.data ?? [];
+			return items.find((a) => /welcome/i.test(a.title));
+		}, 10_000, "the welcome alert in the inbox");
+		expect(inbox.title).toMatch(/welcome/i);
+
+		// Open a live stream, then cause a new alert (a password change) and read it from the stream.
+		const stream = await fetch(`${base}/api/v1/notifications/stream`, { headers: { authorization: `Bearer ${token}`, accept: "text/event-stream" } });
+		expect(stream.status).toBe(200);
+		expect(stream.headers.get("content-type")).toContain("text/event-stream");
+		const reader = stream.body!.getReader();
+		const newPassword = "another very long passphrase 7";
+		expect((await post("/api/v1/auth/password/change", { currentPassword: password, newPassword, keepOtherSessions: true }, token)).status).toBe(204);
+		let received = "";
+		const deadline = Date.now() + 10_000;
+		while (!received.includes("event: alert") && Date.now() < deadline) {
+			const chunk: { value?: Uint8Array } = await Promise.race([reader.read(), new Promise<{ value?: undefined }>((r) => setTimeout(() => r({}), deadline - Date.now()))]);
+			if (chunk.value) received += new TextDecoder().decode(chunk.value);
+		}
+		await reader.cancel();
+		expect(received).toContain("event: alert");
+		const data = JSON.parse(received.split("event: alert\n")[1]!.split("\n")[0]!.replace(/^data: /, "")) as { alert: { category: string }; unreadCount: number };
+		expect(data.alert.category).toBe("security");
+		expect(data.unreadCount).toBeGreaterThanOrEqual(2);
+		mailIds.push(...(await messagesTo(email)).map((m) => m.ID));
+	});
+
+	it("password reset: the e-mailed link resets the password and the old one stops working", async () => {
+		const email = `${uniqueId("reset")}@example.com`;
+		const password = "correct horse battery staple 42";
+		expect((await post("/api/v1/auth/register", { email, password })).status).toBe(201);
+		expect((await post("/api/v1/auth/password/forgot", { email })).status).toBe(202);
+
+		const mail = await mailTo(email, /reset/i);
+		const message = await getMessage(mail.ID);
+		const link = /https?:\/\/\S+reset-password\?token=[A-Za-z0-9_-]+/.exec(message.Text)?.[0];
+		expect(link).toBeDefined();
+		expect(link!.startsWith("http://app.backplane.test/")).toBe(true);
+		const token = new URL(link!).searchParams.get("token");
+
+		const newPassword = "a brand new long passphrase 9";
+		expect((await post("/api/v1/auth/password/reset", { token, password: newPassword })).status).toBe(204);
+		expect((await post("/api/v1/auth/login", { email, password })).status).toBe(401);
+		expect((await post("/api/v1/auth/login", { email, password: newPassword })).status).toBe(200);
+		// The link is single-use.
+		expect((await post("/api/v1/auth/password/reset", { token, password: "yet another long passphrase" })).status).toBeGreaterThanOrEqual(400);
+		mailIds.push(...(await messagesTo(email)).map((m) => m.ID));
+	});
+});
