@@ -21,6 +21,7 @@ import { AlertStreams } from "./gateway/alert-streams.ts";
 import { bearerToken, clientIpResolver, requestIdOf, requireJsonBody, setSecurityHeaders } from "./gateway/http.ts";
 import { buildSpec } from "./gateway/openapi.ts";
 import { collectOperations, DOCS_ASSETS, DOCS_INIT, DOCS_PAGE } from "./gateway/api-docs.ts";
+import { httpMetricsMiddleware, registerHttpMetrics } from "./gateway/http-metrics.ts";
 import { parsePolicy, RateLimiter, rateLimitHeaders } from "./gateway/rate-limit.ts";
 import type { RatePolicy } from "./gateway/rate-limit.ts";
 import { AUTH_ROUTES, AUTO_ALIASED, proxyActionName } from "./gateway/routes.ts";
@@ -31,7 +32,7 @@ const JSON_LIMIT = "64kb";
 // Swagger UI styles itself inline; everything it loads comes from this origin.
 const DOCS_CSP = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'";
 
-type Request = IncomingMessage & { $ctx?: Context; $action?: EdgePolicy; $alias?: { path?: string }; $route?: { path?: string }; originalUrl?: string; rawBody?: Buffer };
+type Request = IncomingMessage & { $ctx?: Context; $action?: EdgePolicy; $alias?: object; originalUrl?: string; rawBody?: Buffer };
 type Meta = {
 	caller?: Caller;
 	clientIp?: string;
@@ -67,6 +68,7 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 	const streams = new AlertStreams();
 	let verifier: TokenVerifier;
 	let spec: Record<string, unknown> | undefined;
+	let metricsMiddleware = (_req: Request, _res: ServerResponse, next: () => void) => next();
 
 	// Auth routes call local actions that forward to auth over gRPC; edge policy comes from the table.
 	const grpcProxies = Object.fromEntries(
@@ -124,6 +126,7 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 			}) as unknown as ApiSettingsSchema["rootCallOptions"],
 			cors: config.gateway.corsOrigins.length ? { origin: config.gateway.corsOrigins, credentials: true, maxAge: 600, exposedHeaders: ["X-Request-ID", "RateLimit", "RateLimit-Policy", "Retry-After"] } : undefined,
 			use: [
+				(req: Request, res: ServerResponse, next: () => void) => metricsMiddleware(req, res, next),
 				(req: Request, res: ServerResponse, next: () => void) => {
 					setSecurityHeaders(res, config.gateway.hsts);
 					next();
@@ -284,6 +287,11 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 		},
 
 		created() {
+			if (this.broker.isMetricsEnabled()) {
+				registerHttpMetrics(this.broker.metrics);
+				const record = httpMetricsMiddleware(this.broker.metrics);
+				metricsMiddleware = (req, res, next) => record(req, res, next);
+			}
 			verifier = new TokenVerifier({
 				issuer: config.gateway.tokenIssuer,
 				audience: config.gateway.tokenAudience,

@@ -122,6 +122,16 @@ describe("gateway edge behaviour", () => {
 		expect(bad.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/);
 	});
 
+	it("counts requests per route template and status code", async () => {
+		await fetch(`${urlA}/readyz`);
+		await fetch(`${urlA}/api/v1/auth/me`);
+		const metric = gw.metrics.getMetric("http.requests.total")!;
+		const values = (metric as unknown as { snapshot(): { labels: { route: string; status: number }; value: number }[] }).snapshot();
+		expect(values.find((v) => v.labels.route === "/readyz" && v.labels.status === 200)?.value).toBeGreaterThan(0);
+		expect(values.find((v) => v.labels.route === "/api/v1/auth/me" && v.labels.status === 401)?.value).toBeGreaterThan(0);
+		expect(values.some((v) => v.labels.route.includes("?"))).toBe(false);
+	});
+
 	it("serves an OpenAPI 3.1 document of the routes and a docs page with its assets from this origin", async () => {
 		const spec = (await (await fetch(`${urlA}/api/openapi.json`)).json()) as { openapi: string; paths: Record<string, Record<string, { security: unknown[] }>> };
 		expect(spec.openapi).toBe("3.1.0");
