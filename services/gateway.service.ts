@@ -226,7 +226,7 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 				visibility: "published",
 				auth: "none",
 				handler(ctx: Context<unknown, Meta>) {
-					return ctx.call("billing.handleStripeWebhook", ctx.meta.webhook);
+					return ctx.call("billing.handleStripeWebhook", { ...ctx.meta.webhook, encoding: "base64" });
 				},
 			},
 		},
