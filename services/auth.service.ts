@@ -4,7 +4,7 @@
  * logic lives in services/auth/*. Publishes through its outbox; broadcasts `auth.session.revoked`.
  */
 import path from "node:path";
-import type { Context, ServiceSchema } from "moleculer";
+import type { Context, Service, ServiceSchema } from "moleculer";
 import type pg from "pg";
 import type { Config } from "../lib/config.ts";
 import { forbidden, unauthorized } from "../lib/errors.ts";
@@ -77,6 +77,19 @@ export default function authService(config: Config, opts: AuthServiceOptions = {
 				port: config.grpc.port,
 				advertiseHost: config.grpc.advertiseHost,
 			}),
+			// Moleculer starts mixins last to first: this one runs before the outbox relay and the
+			// gRPC server, so neither serves before the schema is migrated and a signing key exists.
+			{
+				async started(this: Service) {
+					const applied = await migrateUp(config.databaseUrl!, MIGRATIONS_DIR, this.logger);
+					this.logger.info(applied.length ? `applied migrations: ${applied.join(", ")}` : "database schema is up to date");
+					if (!config.auth.keyEncryptionKey) {
+						this.logger.warn("AUTH_KEY_ENCRYPTION_KEY is not set: signing keys are sealed with the PUBLIC development key. Never run like this in production (openssl rand -base64 32).");
+					}
+					const kid = await deps.keys.ensureCurrent();
+					if (kid) this.logger.info(`new token signing key ${kid}`);
+				},
+			},
 		],
 
 		// Actions marked auth "required" or with permissions need ctx.meta.caller (set by the gateway).
@@ -234,13 +247,6 @@ export default function authService(config: Config, opts: AuthServiceOptions = {
 			}
 		},
 		async started() {
-			const applied = await migrateUp(config.databaseUrl!, MIGRATIONS_DIR, this.logger);
-			this.logger.info(applied.length ? `applied migrations: ${applied.join(", ")}` : "database schema is up to date");
-			if (!config.auth.keyEncryptionKey) {
-				this.logger.warn("AUTH_KEY_ENCRYPTION_KEY is not set: signing keys are sealed with the PUBLIC development key. Never run like this in production (openssl rand -base64 32).");
-			}
-			const kid = await deps.keys.ensureCurrent();
-			if (kid) this.logger.info(`new token signing key ${kid}`);
 			await dummyHash(config.bcryptCost);
 			stopMaintenance = startMaintenance(deps, {
 				rotated: (newKid) => this.logger.info(`rotated token signing key to ${newKid}`),
