@@ -10,6 +10,9 @@ import { readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import autocannon from "autocannon";
 import bcrypt from "bcrypt";
+import nodemailer from "nodemailer";
+import { createCloudEvent } from "../lib/events/cloudevents.ts";
+import { AmqpEventPublisher } from "../lib/events/publisher.ts";
 import { baseEnv, benchNamespace, rssMb, startNodeProcess, stopNodes } from "./cluster.ts";
 import type { NodeProcess } from "./cluster.ts";
 
@@ -119,6 +122,28 @@ async function main(): Promise<void> {
 			ok: okRate(login) / rawRate >= 0.9 && login.non2xx === 0,
 		});
 
+		// 3. Notification throughput: user.created events -> welcome e-mails in the SMTP sink,
+		// against nodemailer sending the same number of mails straight to the same sink.
+		const MAILS = Number(process.env.BENCH_MAILS ?? 200);
+		const rawDomain = `raw-${namespace}.test`;
+		const smtpStart = performance.now();
+		const transport = nodemailer.createTransport({ url: process.env.SMTP_URL!, pool: true, maxConnections: 5 });
+		await Promise.all(Array.from({ length: MAILS }, (_, i) => transport.sendMail({ from: "bench@backplane.test", to: `u${i}@${rawDomain}`, subject: "Welcome", text: "hello", html: "<p>hello</p>" })));
+		transport.close();
+		const rawMailRate = MAILS / ((performance.now() - smtpStart) / 1000);
+		log(`raw nodemailer to the SMTP sink: ${rawMailRate.toFixed(0)} mails/s`);
+
+		const domain = `platform-${namespace}.test`;
+		const publisher = new AmqpEventPublisher(process.env.RABBITMQ_URL!, namespace);
+		const mailStart = performance.now();
+		await publisher.publish(Array.from({ length: MAILS }, (_, i) => ({ event: createCloudEvent({ type: "user.created", source: "/bench", subject: `u${i}`, data: { userId: `bench-${namespace}-${i}`, email: `u${i}@${domain}`, name: null } }) })));
+		await publisher.close();
+		await waitForMails(domain, MAILS, 120_000);
+		const mailRate = MAILS / ((performance.now() - mailStart) / 1000);
+		log(`platform (event -> queue -> SMTP): ${mailRate.toFixed(0)} mails/s`);
+		rows.push({ target: `notification: ${MAILS} welcome e-mails`, measured: `${mailRate.toFixed(0)} mails/s`, baseline: `${rawMailRate.toFixed(0)} mails/s (nodemailer)`, ratio: mailRate / rawMailRate, goal: "reported (no target in the brief)", ok: true });
+		await deleteMails(rawDomain);
+		await deleteMails(domain);
 	} finally {
 		bare.stop();
 		await stopNodes(nodes);
@@ -126,6 +151,24 @@ async function main(): Promise<void> {
 
 	console.log("\n| target | measured | baseline (same run) | ratio | goal | verdict |\n|---|---|---|---|---|---|");
 	for (const r of rows) console.log(`| ${r.target} | ${r.measured} | ${r.baseline} | ${Number.isNaN(r.ratio) ? "-" : `${r.ratio.toFixed(2)}x`} | ${r.goal} | ${r.ok ? "met" : "MISSED"} |`);
+}
+
+const mailpit = () => process.env.MAILPIT_API_URL ?? "http://127.0.0.1:58025";
+
+async function waitForMails(domain: string, count: number, timeoutMs: number): Promise<void> {
+	const deadline = Date.now() + timeoutMs;
+	let seen = 0;
+	while (Date.now() < deadline) {
+		const res = await fetch(`${mailpit()}/api/v1/search?query=${encodeURIComponent(`to:${domain}`)}&limit=1`);
+		seen = ((await res.json()) as { messages_count: number }).messages_count;
+		if (seen >= count) return;
+		await new Promise((r) => setTimeout(r, 100));
+	}
+	throw new Error(`only ${seen} of ${count} mails to ${domain} arrived in ${timeoutMs} ms`);
+}
+
+async function deleteMails(domain: string): Promise<void> {
+	await fetch(`${mailpit()}/api/v1/search?query=${encodeURIComponent(`to:${domain}`)}`, { method: "DELETE" });
 }
 
 async function waitHealthy(base: string): Promise<void> {

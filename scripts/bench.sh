@@ -8,6 +8,6 @@ LOG_TAG=bench
 ensure_node_modules
 bash "$HERE/infra.sh" up
 eval "$(bash "$HERE/infra.sh" env)"
-export RABBITMQ_URL DATABASE_URL MONGO_URL REDIS_URL SMTP_URL STRIPE_API_BASE
+export RABBITMQ_URL DATABASE_URL MONGO_URL REDIS_URL SMTP_URL STRIPE_API_BASE MAILPIT_API_URL
 cd "$ROOT"
 exec node bench/run.ts "$@"
