@@ -9,7 +9,7 @@ import os from "node:os";
 import path from "node:path";
 import type { ServiceBroker } from "moleculer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createTestDatabase, startNode, testEnv, uniqueId } from "../support/infra.ts";
+import { createTestDatabase, gatewayUrl, startNode, testEnv, uniqueId } from "../support/infra.ts";
 
 const SCHEMATHESIS = process.env.SCHEMATHESIS ?? path.join(process.env.BACKPLANE_CACHE ?? path.join(os.homedir(), ".cache", "backplane"), "venv", "bin", "schemathesis");
 const EXAMPLES = process.env.FUZZ_EXAMPLES ?? "10";
@@ -43,7 +43,7 @@ describe("the public API under generated requests", () => {
 		const gateway = await startNode(["gateway"], env);
 		nodes.push(gateway);
 		await gateway.waitForServices(["auth", "billing", "notification"], 15_000);
-		base = `http://127.0.0.1:${(gateway.getLocalService("gateway") as unknown as { server: { address(): { port: number } } }).server.address().port}`;
+		base = gatewayUrl(gateway);
 		const credentials = { email: `${uniqueId("fuzz")}@example.com`, password: "correct horse battery staple 42" };
 		const headers = { "content-type": "application/json" };
 		expect((await fetch(`${base}/api/v1/auth/register`, { method: "POST", headers, body: JSON.stringify(credentials) })).status).toBe(201);

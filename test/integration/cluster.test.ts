@@ -9,7 +9,7 @@ import type { ChildProcess } from "node:child_process";
 import path from "node:path";
 import type { ServiceBroker } from "moleculer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createTestDatabase, eventually, startNode, testEnv, uniqueId } from "../support/infra.ts";
+import { createTestDatabase, eventually, gatewayUrl, startNode, testEnv, uniqueId } from "../support/infra.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "..", "..");
 
@@ -30,8 +30,7 @@ describe("four-node cluster on RabbitMQ", () => {
 		gateway = await startNode(["gateway"], env);
 		nodes.push(gateway);
 		await gateway.waitForServices(["auth", "billing", "notification"], 15_000);
-		const server = (gateway.getLocalService("gateway") as unknown as { server: { address(): { port: number } } }).server;
-		baseUrl = `http://127.0.0.1:${server.address().port}`;
+		baseUrl = gatewayUrl(gateway);
 	});
 
 	afterAll(async () => {

@@ -6,7 +6,7 @@
 import type { ServiceBroker } from "moleculer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { deleteMessages, getMessage, messagesTo } from "../support/mailpit.ts";
-import { createTestDatabase, eventually, startNode, testEnv, uniqueId, waitForCluster } from "../support/infra.ts";
+import { createTestDatabase, eventually, gatewayUrl, startNode, testEnv, uniqueId, waitForCluster } from "../support/infra.ts";
 
 describe("user journeys through the gateway", () => {
 	const nodes: ServiceBroker[] = [];
@@ -25,7 +25,7 @@ describe("user journeys through the gateway", () => {
 		nodes.push(gateway);
 		// Every node must know the gateway too: alerts are broadcast to the gateways it knows.
 		await waitForCluster(nodes);
-		base = `http://127.0.0.1:${(gateway.getLocalService("gateway") as unknown as { server: { address(): { port: number } } }).server.address().port}`;
+		base = gatewayUrl(gateway);
 	});
 	afterAll(async () => {
 		await Promise.all(nodes.map((n) => n.stop()));

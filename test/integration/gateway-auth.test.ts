@@ -5,9 +5,7 @@
  */
 import type { ServiceBroker } from "moleculer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createTestDatabase, startNode, testEnv, uniqueId } from "../support/infra.ts";
-
-const portOf = (broker: ServiceBroker) => (broker.getLocalService("gateway") as unknown as { server: { address(): { port: number } } }).server.address().port;
+import { createTestDatabase, gatewayUrl, startNode, testEnv, uniqueId } from "../support/infra.ts";
 
 describe("gateway + auth over gRPC", () => {
 	let auth: ServiceBroker;
@@ -35,7 +33,7 @@ describe("gateway + auth over gRPC", () => {
 		auth = await startNode(["auth"], env);
 		gateway = await startNode(["gateway"], env);
 		await gateway.waitForServices(["auth"], 10_000);
-		base = `http://127.0.0.1:${portOf(gateway)}`;
+		base = gatewayUrl(gateway);
 	});
 	afterAll(async () => {
 		await Promise.all([gateway?.stop(), auth?.stop()]);

@@ -6,7 +6,7 @@
 import Stripe from "stripe";
 import type { ServiceBroker } from "moleculer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startNode, uniqueId } from "../support/infra.ts";
+import { gatewayUrl, startNode, uniqueId } from "../support/infra.ts";
 import { billingEnv, stripeEvent, WEBHOOK_SECRET } from "../support/stripe.ts";
 
 describe("Stripe webhooks through the gateway", () => {
@@ -19,7 +19,7 @@ describe("Stripe webhooks through the gateway", () => {
 		const gateway = await startNode(["gateway"], env);
 		nodes.push(gateway);
 		await gateway.waitForServices(["billing"], 15_000);
-		url = `http://127.0.0.1:${(gateway.getLocalService("gateway") as unknown as { server: { address(): { port: number } } }).server.address().port}/api/v1/billing/webhooks/stripe`;
+		url = `${gatewayUrl(gateway)}/api/v1/billing/webhooks/stripe`;
 	});
 	afterAll(async () => {
 		await Promise.all(nodes.map((n) => n.stop()));

@@ -4,9 +4,7 @@
  */
 import type { ServiceBroker } from "moleculer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startNode, testEnv, uniqueId } from "../support/infra.ts";
-
-const portOf = (broker: ServiceBroker) => (broker.getLocalService("gateway") as unknown as { server: { address(): { port: number } } }).server.address().port;
+import { gatewayUrl, startNode, testEnv, uniqueId } from "../support/infra.ts";
 
 describe("gateway rate limits", () => {
 	const LIMIT = 200;
@@ -18,8 +16,8 @@ describe("gateway rate limits", () => {
 
 	beforeAll(async () => {
 		[a, b] = await Promise.all([startNode(["gateway"], env), startNode(["gateway"], env)]);
-		urlA = `http://127.0.0.1:${portOf(a)}`;
-		urlB = `http://127.0.0.1:${portOf(b)}`;
+		urlA = gatewayUrl(a);
+		urlB = gatewayUrl(b);
 	});
 	afterAll(async () => {
 		await Promise.all([a?.stop(), b?.stop()]);
@@ -63,7 +61,7 @@ describe("gateway strict limit on credential endpoints", () => {
 	it("limits login attempts per client IP more tightly than other routes", async () => {
 		const gw = await startNode(["gateway"], testEnv(uniqueId("gwstrict"), { RATE_LIMIT_AUTH_STRICT: "3/1h" }));
 		try {
-			const url = `http://127.0.0.1:${portOf(gw)}/api/v1/auth/login`;
+			const url = `${gatewayUrl(gw)}/api/v1/auth/login`;
 			const statuses: number[] = [];
 			let last: Response | undefined;
 			for (let i = 0; i < 5; i++) {
@@ -86,7 +84,7 @@ describe("gateway edge behaviour", () => {
 
 	beforeAll(async () => {
 		gw = await startNode(["gateway"], testEnv(uniqueId("gw")));
-		urlA = `http://127.0.0.1:${portOf(gw)}`;
+		urlA = gatewayUrl(gw);
 	});
 	afterAll(async () => {
 		await gw?.stop();

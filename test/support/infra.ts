@@ -111,3 +111,9 @@ export async function waitForCluster(nodes: ServiceBroker[], timeoutMs = 15_000)
 		`nodes ${ids.join(", ")} to see each other`,
 	);
 }
+
+/** Base URL of the HTTP server of an in-process gateway node (tests listen on port 0). */
+export function gatewayUrl(broker: ServiceBroker): string {
+	const gateway = broker.getLocalService("gateway") as unknown as { server: { address(): { port: number } } };
+	return `http://127.0.0.1:${gateway.server.address().port}`;
+}
