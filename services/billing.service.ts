@@ -146,7 +146,8 @@ export default function billingService(config: Config, deps: BillingDeps = {}): 
 				params: { $$strict: "remove", limit: { type: "number", integer: true, min: 1, max: 100, convert: true, default: 20 }, cursor: { type: "string", max: 200, optional: true } },
 				async handler(ctx: Ctx<{ limit: number; cursor?: string }>) {
 					const page = await listInvoices(db, userOf(ctx), ctx.params);
-					return { invoices: page.invoices.map(invoiceView), nextCursor: page.nextCursor };
+					// The one page shape of the API: { items, nextCursor }.
+					return { items: page.invoices.map(invoiceView), nextCursor: page.nextCursor };
 				},
 			},
 			getInvoice: {

@@ -117,14 +117,14 @@ describe("billing invoices", () => {
 		expect(await transitionInvoice(db, "in_c", { to: "paid", event: "invoice.paid" }, { now: clock.now() })).toBe(true);
 		expect(await transitionInvoice(db, "in_c", { to: "open" }, { now: clock.now() })).toBe(false);
 
-		type Page = { invoices: { id: string; status: string; total: number }[]; nextCursor: string | null };
+		type Page = { items: { id: string; status: string; total: number }[]; nextCursor: string | null };
 		const first = await node.call<Page, object>("billing.listInvoices", { limit: 2 }, as(me));
-		expect(first.invoices.map((i) => i.id)).toEqual(["in_c", "in_b"]);
-		expect(first.invoices[0]).toMatchObject({ status: "paid", total: 1_080 });
+		expect(first.items.map((i) => i.id)).toEqual(["in_c", "in_b"]);
+		expect(first.items[0]).toMatchObject({ status: "paid", total: 1_080 });
 		const second = await node.call<Page, object>("billing.listInvoices", { limit: 10, cursor: first.nextCursor }, as(me));
-		expect(second.invoices.map((i) => i.id)).not.toContain("in_still_draft");
-		expect(second.invoices.map((i) => i.id)).not.toContain("in_other");
-		expect(second.invoices[0]!.id).toBe("in_a");
+		expect(second.items.map((i) => i.id)).not.toContain("in_still_draft");
+		expect(second.items.map((i) => i.id)).not.toContain("in_other");
+		expect(second.items[0]!.id).toBe("in_a");
 		expect(second.nextCursor).toBeNull();
 
 		expect(await node.call("billing.getInvoice", { id: "in_b" }, as(me))).toMatchObject({ id: "in_b", number: expect.stringMatching(/^2026-\d{6}$/) as string, subtotal: 900, tax: 180, total: 1_080 });
