@@ -25,7 +25,7 @@ import type { LockoutPolicy } from "./auth/lockout.ts";
 import { introspect, login, logout, refresh } from "./auth/login.ts";
 import { dummyHash } from "./auth/passwords.ts";
 import { bootstrapAdmin, setUserRoles } from "./auth/rbac.ts";
-import { changePassword, forgotPassword, resetPassword } from "./auth/recovery.ts";
+import { changePassword, deleteAccount, forgotPassword, resetPassword } from "./auth/recovery.ts";
 import { listSessions, revokeSessions } from "./auth/sessions.ts";
 
 const MIGRATIONS_DIR = path.join(import.meta.dirname, "auth", "migrations");
@@ -71,7 +71,7 @@ export default function authService(config: Config, opts: AuthServiceOptions = {
 				methods: {
 					Ping: "ping", Register: "register", Login: "login", Refresh: "refresh", Logout: "logout", VerifyEmail: "verifyEmail",
 					ResendVerification: "resendVerification", ForgotPassword: "forgotPassword", ResetPassword: "resetPassword",
-					ChangePassword: "changePassword", Me: "me", SetUserRoles: "setUserRoles", Introspect: "introspect", GetJwks: "jwks",
+					ChangePassword: "changePassword", Me: "me", DeleteAccount: "deleteAccount", SetUserRoles: "setUserRoles", Introspect: "introspect", GetJwks: "jwks",
 				},
 				host: config.grpc.host,
 				port: config.grpc.port,
@@ -162,6 +162,14 @@ export default function authService(config: Config, opts: AuthServiceOptions = {
 				params: { $$strict: "remove", currentPassword: secret, newPassword, keepOtherSessions: { type: "boolean", optional: true } },
 				async handler(ctx: Ctx<{ currentPassword: string; newPassword: string; keepOtherSessions?: boolean }>) {
 					await changePassword(deps, this.sessionHooks(), this.caller(ctx), ctx.params, this.request(ctx));
+					return this.reply(ctx, 204, {});
+				},
+			},
+			deleteAccount: {
+				rest: "DELETE /me", auth: "required", rateLimit: "auth-strict", openapi: { summary: "Delete the caller's account (needs the password); erases their data everywhere" },
+				params: { $$strict: "remove", password: secret },
+				async handler(ctx: Ctx<{ password: string }>) {
+					await deleteAccount(deps, this.sessionHooks(), this.caller(ctx), ctx.params, this.request(ctx));
 					return this.reply(ctx, 204, {});
 				},
 			},

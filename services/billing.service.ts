@@ -6,15 +6,15 @@
 import type { Context, ServiceSchema } from "moleculer";
 import type { CallerMeta } from "../lib/caller.ts";
 import type { Config } from "../lib/config.ts";
-import type { UserCreated } from "../lib/events/catalog.ts";
+import type { UserCreated, UserDeleted } from "../lib/events/catalog.ts";
 import type { CloudEvent } from "../lib/events/cloudevents.ts";
 import { mongoOutboxStore } from "../lib/events/mongo-outbox.ts";
-import { notFound, unauthorized } from "../lib/errors.ts";
+import { AppError, notFound, unauthorized } from "../lib/errors.ts";
 import { createMongoClient } from "../lib/mongo.ts";
 import { eventHandlersMixin, outboxMixin } from "../mixins/events.mixin.ts";
 import type { OutboxMethods } from "../mixins/events.mixin.ts";
 import { healthMixin } from "../mixins/health.mixin.ts";
-import { customers } from "./billing/customers.ts";
+import { customers, eraseCustomer } from "./billing/customers.ts";
 import { renderInvoiceHtml, renderInvoicePdf } from "./billing/invoice-render.ts";
 import { getUserInvoice, invoiceView, listInvoices } from "./billing/invoices.ts";
 import { describeSweep, pollEvery, runLifecycle } from "./billing/lifecycle.ts";
@@ -73,7 +73,7 @@ export default function billingService(config: Config, deps: BillingDeps = {}): 
 			healthMixin(),
 			// Leases use the wall clock, not the injectable one: they are about processes, not billing time.
 			outboxMixin({ rabbitmqUrl: config.rabbitmqUrl, store: () => mongoOutboxStore(db, { collections: OUTBOX_COLLECTIONS }) }),
-			eventHandlersMixin({ handlers: { "user.created": "onUserCreated" } }),
+			eventHandlersMixin({ handlers: { "user.created": "onUserCreated", "user.deleted": "onUserDeleted" } }),
 		],
 		settings: { rest: "billing" },
 
@@ -223,6 +223,19 @@ export default function billingService(config: Config, deps: BillingDeps = {}): 
 				if (result.duplicate) return this.logger.info(`user.created ${event.id} already handled`);
 				if (result.created) this.relayOutbox();
 				this.logger.info(`user ${event.data.userId}: customer ${result.newCustomer ? "created" : "exists"}, subscription ${result.subscription._id} ${result.created ? `started (${result.subscription.status})` : "exists"}`);
+			},
+			/** The account is gone: end the subscription now (no more charges) and erase contact details. */
+			async onUserDeleted(event: CloudEvent<UserDeleted>, ctx: Context) {
+				const { userId } = event.data;
+				try {
+					await cancelSubscription(db, stripe, { userId, atPeriodEnd: false }, { now: now(), requestId: ctx.requestID });
+					this.relayOutbox();
+				} catch (err) {
+					// No live subscription (already canceled, or never created): nothing to end.
+					if (!(err instanceof AppError && (err.code === 404 || err.code === 409))) throw err;
+				}
+				const erased = await eraseCustomer(db, userId, now());
+				this.logger.info(`user ${userId} deleted: subscription ended, customer ${erased ? "erased" : "already erased or absent"}`);
 			},
 			async sweep() {
 				const started = performance.now();

@@ -4,7 +4,7 @@
  * expires after `passwordResetTtlS`. Using it ends every session; a change ends all the other
  * sessions unless asked not to. Both publish `user.password_changed`.
  */
-import { badRequest, notFound } from "../../lib/errors.ts";
+import { AppError, badRequest, notFound } from "../../lib/errors.ts";
 import { invalidLinkToken, normalizeEmail } from "./accounts.ts";
 import { audit } from "./audit.ts";
 import { withTransaction } from "./db.ts";
@@ -15,6 +15,7 @@ import { accountKey, recordFailure, recordSuccess, secondsLocked } from "./locko
 import { tooManyAttempts } from "./login.ts";
 import { hashPassword, passwordProblems, verifyPassword } from "./passwords.ts";
 import { clientIpOrNull, hashToken, newOpaqueToken } from "./secrets.ts";
+import { ADMIN_ROLE } from "./rbac.ts";
 import { revokeSessions } from "./sessions.ts";
 
 interface AccountRow {
@@ -122,6 +123,43 @@ export async function changePassword(deps: AuthDeps, hooks: AuthHooks, caller: {
 		await enqueue(tx, "user.password_changed", user.id, { userId: user.id, email: user.email, name: user.name, changedAt: now.toISOString(), method: "change" }, request, now);
 		await audit(tx, { action: "password.change", outcome: "success", userId: user.id, sessionId: caller.sessionId, details: { revokedSessions: sessions.length } }, request, now);
 		return sessions;
+	});
+	if (revoked.length) hooks.sessionsRevoked(revoked);
+}
+
+/**
+ * Deletes the caller's account for good (the right to erasure), after checking the password again.
+ * Sessions, tokens, roles and links go with the user row (foreign keys cascade); audit entries
+ * stay without the user id. `user.deleted` tells billing and notification to erase their copies,
+ * and every live session is announced as revoked so gateways stop accepting its tokens at once.
+ */
+export async function deleteAccount(deps: AuthDeps, hooks: AuthHooks, caller: { userId: string; sessionId: string }, input: { password: string }, request: RequestInfo): Promise<void> {
+	const { rows } = await deps.pool.query<AccountRow>("SELECT id, email, name, password_hash FROM users WHERE id = $1", [caller.userId]);
+	const user = rows[0];
+	if (!user) throw notFound("User");
+	const key = accountKey(user.email);
+	const locked = await secondsLocked(deps.pool, [key], deps.clock.now());
+	if (locked > 0) throw tooManyAttempts(locked);
+	const check = await verifyPassword(input.password, user.password_hash, deps.settings.bcryptCost);
+	if (!check.ok) {
+		await recordFailure(deps.pool, key, deps.lockout.account, deps.clock.now());
+		await audit(deps.pool, { action: "account.delete", outcome: "failure", userId: user.id, sessionId: caller.sessionId, details: { reason: "wrong_password" } }, request, deps.clock.now());
+		throw badRequest("The password is not correct.", [{ field: "password", message: "is not your current password", type: "passwordMismatch" }]);
+	}
+	const now = deps.clock.now();
+	const revoked = await withTransaction(deps.pool, async (tx) => {
+		await tx.query("LOCK TABLE user_roles IN SHARE ROW EXCLUSIVE MODE");
+		const otherAdmins = await tx.query("SELECT 1 FROM user_roles WHERE role = $1 AND user_id <> $2 LIMIT 1", [ADMIN_ROLE, user.id]);
+		const isAdmin = await tx.query("SELECT 1 FROM user_roles WHERE role = $1 AND user_id = $2", [ADMIN_ROLE, user.id]);
+		if (isAdmin.rowCount === 1 && otherAdmins.rowCount === 0) throw new AppError(409, "LAST_ADMIN", "The last administrator cannot delete their account; grant the admin role to someone else first.");
+		const live = await tx.query<{ id: string }>("SELECT id FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2", [user.id, now]);
+		await enqueue(tx, "user.deleted", user.id, { userId: user.id }, request, now);
+		// Written before the delete: the entry keeps the id in its details once user_id is nulled.
+		await audit(tx, { action: "account.delete", outcome: "success", userId: user.id, sessionId: caller.sessionId, details: { deletedUserId: user.id } }, request, now);
+		await tx.query("DELETE FROM login_throttles WHERE key = $1", [key]);
+		await tx.query("DELETE FROM users WHERE id = $1", [user.id]);
+		const expiresAt = addSeconds(now, deps.settings.accessTokenTtlS).toISOString();
+		return live.rows.map((r) => ({ sessionId: r.id, userId: user.id, expiresAt }));
 	});
 	if (revoked.length) hooks.sessionsRevoked(revoked);
 }

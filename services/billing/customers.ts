@@ -17,6 +17,8 @@ export interface Customer {
 	/** A payment method was collected (Checkout completed, or one attached in the portal). */
 	paymentMethodOnFile?: boolean;
 	updatedAt?: Date;
+	/** The user deleted their account: contact details erased, invoices kept as issued. */
+	deletedAt?: Date;
 }
 
 export const customers = (db: Db) => db.collection<Customer>("customers");
@@ -39,5 +41,14 @@ export async function findCustomerByStripeId(db: Db, stripeCustomerId: string): 
 
 export async function markPaymentMethodOnFile(db: Db, userId: string, now: Date): Promise<boolean> {
 	const result = await customers(db).updateOne({ _id: userId, paymentMethodOnFile: { $ne: true } }, { $set: { paymentMethodOnFile: true, updatedAt: now } });
+	return result.modifiedCount === 1;
+}
+
+/**
+ * Erases a deleted user's contact details. Issued invoices are legal records and stay as they
+ * were issued (their buyer block included), as tax law requires.
+ */
+export async function eraseCustomer(db: Db, userId: string, now: Date): Promise<boolean> {
+	const result = await customers(db).updateOne({ _id: userId, deletedAt: { $exists: false } }, { $set: { email: "", name: null, deletedAt: now, updatedAt: now } });
 	return result.modifiedCount === 1;
 }

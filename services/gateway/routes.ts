@@ -27,6 +27,7 @@ export const AUTH_ROUTES: GrpcRoute[] = [
 	{ route: "POST auth/password/forgot", rpc: "ForgotPassword", action: "auth.forgotPassword", auth: "none", rateLimit: "auth-strict", successStatus: 202, summary: "E-mail a password reset link" },
 	{ route: "POST auth/password/reset", rpc: "ResetPassword", action: "auth.resetPassword", auth: "none", rateLimit: "auth-strict", successStatus: 204, summary: "Set a new password with a reset token" },
 	{ route: "POST auth/password/change", rpc: "ChangePassword", action: "auth.changePassword", auth: "required", rateLimit: "auth-strict", successStatus: 204, summary: "Change the password (needs the current one)" },
+	{ route: "DELETE auth/me", rpc: "DeleteAccount", action: "auth.deleteAccount", auth: "required", rateLimit: "auth-strict", successStatus: 204, summary: "Delete the caller's account and their data everywhere" },
 	{ route: "GET auth/me", rpc: "Me", action: "auth.me", auth: "required", summary: "The caller's account, roles and permissions" },
 	{ route: "PUT auth/users/:userId/roles", rpc: "SetUserRoles", action: "auth.setUserRoles", auth: "required", permissions: ["roles:write"], summary: "Replace a user's roles" },
 	{ route: "GET /.well-known/jwks.json", rpc: "GetJwks", action: "auth.jwks", auth: "none", summary: "Public keys that verify access tokens" },

@@ -90,4 +90,29 @@ describe("user journeys through the gateway", () => {
 		expect((await post("/api/v1/auth/password/reset", { token, password: "yet another long passphrase" })).status).toBeGreaterThanOrEqual(400);
 		mailIds.push(...(await messagesTo(email)).map((m) => m.ID));
 	});
+
+	it("account deletion: needs the password, ends sessions at once, and erases the user's data in every service", async () => {
+		const email = `${uniqueId("gone")}@example.com`;
+		const password = "correct horse battery staple 42";
+		const reg = await post("/api/v1/auth/register", { email, password });
+		const userId = ((await reg.json()) as { user: { id: string } }).user.id;
+		const token = await login(email, password);
+		const billing = nodes[1]!;
+		await eventually(async () => (await billing.call<{ email: string } | null, object>("billing.getCustomer", { userId })) ?? undefined, 10_000, "the billing customer");
+		await eventually(async () => ((await billing.call<unknown[], object>("notification.listAlerts", { userId })).length ? true : undefined), 10_000, "the welcome alert");
+
+		const del = (body: unknown) => fetch(`${base}/api/v1/auth/me`, { method: "DELETE", headers: { ...json, authorization: `Bearer ${token}` }, body: JSON.stringify(body) });
+		expect((await del({ password: "not my password at all" })).status).toBe(400);
+		expect((await del({ password })).status).toBe(204);
+
+		expect((await fetch(`${base}/api/v1/auth/me`, { headers: { authorization: `Bearer ${token}` } })).status).toBe(401);
+		expect((await post("/api/v1/auth/login", { email, password })).status).toBe(401);
+		const customer = await eventually(async () => {
+			const c = await billing.call<{ email: string; deletedAt?: string } | null, object>("billing.getCustomer", { userId });
+			return c?.deletedAt ? c : undefined;
+		}, 10_000, "the customer to be erased");
+		expect(customer.email).toBe("");
+		await eventually(async () => ((await billing.call<unknown[], object>("notification.listAlerts", { userId })).length === 0 ? true : undefined), 10_000, "the inbox to be erased");
+		mailIds.push(...(await messagesTo(email)).map((m) => m.ID));
+	});
 });
