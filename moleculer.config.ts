@@ -9,6 +9,7 @@ import type { Config } from "./lib/config.ts";
 import { consoleStyle } from "./lib/logger.ts";
 import { BreakerTimeoutsMiddleware } from "./middlewares/breaker-timeouts.ts";
 import { logContext, RequestContextMiddleware } from "./middlewares/request-context.ts";
+import { quietShutdownMiddleware } from "./middlewares/quiet-shutdown.ts";
 import { runtimeMetricsMiddleware } from "./middlewares/runtime-metrics.ts";
 
 type AnyError = Error | Errors.MoleculerError;
@@ -66,7 +67,9 @@ export function brokerOptions(config: Config, overrides: Partial<BrokerOptions> 
 			threshold: 0.5,
 			minRequestCount: 10,
 			windowTime: 10,
-			halfOpenTime: 5_000,
+			// Longer than a dead node takes to be dropped (heartbeat timeout, ~10.5 s after kill -9 at
+			// 2 s / 6 s): a half-open probe of a node that is gone would cost its caller a full timeout.
+			halfOpenTime: 11_000,
 			// Server faults and timeouts trip it (BreakerTimeoutsMiddleware makes timeouts visible);
 			// a client's bad request never does.
 			check: (err: AnyError) => !("code" in err) || typeof err.code !== "number" || err.code >= 500,
@@ -100,6 +103,7 @@ export function brokerOptions(config: Config, overrides: Partial<BrokerOptions> 
 			RequestContextMiddleware,
 			BreakerTimeoutsMiddleware,
 			runtimeMetricsMiddleware(),
+			quietShutdownMiddleware(),
 			// Durable, acknowledged event consumption (see mixins/events.mixin.ts).
 			Channels.Middleware({
 				adapter: {

@@ -60,6 +60,12 @@ const BODY_ERRORS: Record<string, { status: number; type: string; detail: string
 	"encoding.unsupported": { status: 415, type: "UNSUPPORTED_MEDIA_TYPE", detail: "This Content-Encoding is not supported." },
 };
 
+/** The message of Moleculer's parameter validator, too generic to show: we name the fields instead. */
+const MOLECULER_VALIDATION_MESSAGE = "Parameters validation error!";
+
+const fieldsDetail = (errors: Problem["errors"]) =>
+	errors?.length ? `These fields are not valid: ${[...new Set(errors.map((e) => e.field))].join(", ")}.` : "The request is not valid.";
+
 export function toProblem(err: unknown, instance?: string, requestId?: string): Problem {
 	const e: ErrorLike = typeof err === "object" && err !== null ? err : {};
 	const known = (e.name ? MOLECULER_ERRORS[e.name] : undefined) ?? (typeof e.type === "string" ? BODY_ERRORS[e.type] : undefined);
@@ -68,11 +74,12 @@ export function toProblem(err: unknown, instance?: string, requestId?: string): 
 	let status: number, type: string, detail: string;
 	if (known) {
 		({ status, type, detail } = known);
+		if (type === "VALIDATION_ERROR") detail = fieldsDetail(validationErrors(e));
 	} else if (e.type === "VALIDATION_ERROR") {
 		// Moleculer's validator says 422, our own rules 400: one answer for "these fields are wrong".
 		status = 400;
 		type = "VALIDATION_ERROR";
-		detail = e.message ?? "The request is not valid.";
+		detail = e.message && e.message !== MOLECULER_VALIDATION_MESSAGE ? e.message : fieldsDetail(validationErrors(e));
 	} else if (code >= 400 && code < 500 && typeof e.type === "string" && e.type) {
 		// A client fault raised on purpose (AppError or a moleculer-web error): safe to show.
 		status = code;

@@ -50,6 +50,8 @@ up() {
   ensure_node_modules
   bash "$HERE/infra.sh" up
   eval "$(bash "$HERE/infra.sh" env)"
+  log "building the web console"
+  (cd "$ROOT" && npm run --silent build:web)
   export RABBITMQ_URL DATABASE_URL MONGO_URL REDIS_URL SMTP_URL
   mkdir -p "$RUN_DIR" "$LOG_DIR"
   local i=0
@@ -58,7 +60,8 @@ up() {
   cat <<URLS
 
   Backplane is up.
-    Gateway        http://127.0.0.1:$GATEWAY_PORT            (health: /healthz, readiness: /readyz)
+    Console        http://127.0.0.1:$GATEWAY_PORT/           (sign up, plan, invoices, live inbox)
+    API            http://127.0.0.1:$GATEWAY_PORT/api/docs   (OpenAPI: /api/openapi.json; health: /healthz, /readyz)
     Mailpit        http://127.0.0.1:$MAILPIT_HTTP_PORT       (every e-mail the platform sends)
     RabbitMQ       http://127.0.0.1:$RABBIT_MGMT_PORT       (management UI, backplane / backplane)
     Metrics        $(for i in 0 1 2 3; do printf 'http://127.0.0.1:%s/metrics (%s)  ' $((METRICS_BASE_PORT + i)) "${SERVICES[$i]}"; done)

@@ -13,6 +13,8 @@ ensure_node_modules
 bash "$HERE/infra.sh" install-tools
 bash "$HERE/infra.sh" up
 eval "$(bash "$HERE/infra.sh" env)"
+log "building the web console"
+(cd "$ROOT" && npm run --silent build:web)
 export RABBITMQ_URL RABBITMQ_MANAGEMENT_URL DATABASE_URL MONGO_URL REDIS_URL SMTP_URL MAILPIT_API_URL STRIPE_API_BASE
 cd "$ROOT"
 exec npx vitest run "$@"

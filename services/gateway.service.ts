@@ -18,6 +18,7 @@ import { PROBLEM_CONTENT_TYPE, toProblem } from "../lib/problem.ts";
 import { closeRedis, createRedis } from "../lib/redis.ts";
 import { grpcClientMixin } from "../mixins/grpc.mixin.ts";
 import { AlertStreams } from "./gateway/alert-streams.ts";
+import { CONSOLE_CSP, loadConsole } from "./gateway/console.ts";
 import { bearerToken, clientIpResolver, requestIdOf, requireJsonBody, setSecurityHeaders } from "./gateway/http.ts";
 import { buildSpec } from "./gateway/openapi.ts";
 import { collectOperations, DOCS_ASSETS, DOCS_INIT, DOCS_PAGE } from "./gateway/api-docs.ts";
@@ -28,6 +29,15 @@ import { AUTH_ROUTES, AUTO_ALIASED, proxyActionName } from "./gateway/routes.ts"
 import { TokenVerifier } from "./gateway/token-verifier.ts";
 
 const NODE_HEALTH_TIMEOUT_MS = 1_500;
+/**
+ * Timeout of a call from the edge to billing or notification (their p99 is ~20 ms). A node killed
+ * without notice is dropped only after the heartbeat timeout (~10 s); until the circuit breaker
+ * opens, a caller waits this long instead of the 10 s service-to-service default
+ * (docs/reliability.md, scenario 2).
+ */
+const EDGE_CALL_TIMEOUT_MS = 2_000;
+/** Path prefix under /api/v1 -> the auto-aliased service that serves it (its `settings.rest`). */
+const AUTO_ALIASED_PREFIXES: Record<string, string> = { billing: "billing", notifications: "notification" };
 const JSON_LIMIT = "64kb";
 // Swagger UI styles itself inline; everything it loads comes from this origin.
 const DOCS_CSP = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'";
@@ -68,6 +78,8 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 	const streams = new AlertStreams();
 	let verifier: TokenVerifier;
 	let spec: Record<string, unknown> | undefined;
+	let startedAt = Date.now();
+	const webConsole = loadConsole();
 	let metricsMiddleware = (_req: Request, _res: ServerResponse, next: () => void) => next();
 
 	// Auth routes call local actions that forward to auth over gRPC; edge policy comes from the table.
@@ -133,7 +145,22 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 				},
 			],
 			routes: ([
-				{ name: "root", path: "/", mappingPolicy: "restrict", aliases: { "GET healthz": "gateway.liveness", "GET readyz": "gateway.readiness", ...aliasesOf(true) }, authentication: true },
+				{
+					name: "root",
+					path: "/",
+					mappingPolicy: "restrict",
+					authentication: true,
+					aliases: {
+						"GET healthz": "gateway.liveness",
+						"GET readyz": "gateway.readiness",
+						...aliasesOf(true),
+						// The console: its page for the paths it owns (e-mailed links land on them), then its files.
+						"GET /": "gateway.console",
+						"GET reset-password": "gateway.console",
+						"GET verify-email": "gateway.console",
+						"GET assets/:file": "gateway.consoleAsset",
+					},
+				},
 				{ name: "docs", path: "/api", mappingPolicy: "restrict", aliases: { "GET openapi.json": "gateway.openapi", "GET docs": "gateway.docs", "GET docs/:file": "gateway.docsAsset" }, authentication: true },
 				{
 					name: "webhooks",
@@ -160,10 +187,17 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 						},
 					},
 				},
-				{ name: "api", path: "/api/v1", ...apiRoute, whitelist: AUTO_ALIASED.map((s) => `${s}.*`), autoAliases: true, aliases: {} },
+				{ name: "api", path: "/api/v1", ...apiRoute, whitelist: AUTO_ALIASED.map((s) => `${s}.*`), autoAliases: true, aliases: {}, callOptions: { timeout: Math.min(config.requestTimeoutMs, EDGE_CALL_TIMEOUT_MS) } },
 			] as ApiRouteSchema[]),
 			onError(this: Service, req: Request, res: ServerResponse, err: unknown) {
 				const requestId = req.$ctx?.requestID ?? undefined;
+				// A service with no available endpoint (last node gone, every circuit open) loses its
+				// auto-aliases: a path under its prefix is then unavailable (503), not unknown (404).
+				const prefix = /^\/api\/v1\/([^/?]+)/.exec(req.originalUrl ?? req.url ?? "")?.[1];
+				const owner = prefix ? AUTO_ALIASED_PREFIXES[prefix] : undefined;
+				if (owner && (err as { name?: string } | null)?.name === "NotFoundError" && !(this as unknown as { aliases: { action?: string }[] }).aliases.some((a) => a.action?.startsWith(`${owner}.`))) {
+					err = Object.assign(new Error(`${owner} is not available`), { name: "ServiceNotAvailableError" });
+				}
 				const problem = toProblem(err, req.originalUrl ?? req.url, requestId);
 				if (problem.status >= 500) this.logger.error("request failed", { url: req.url, requestId, err });
 				if (requestId) res.setHeader("X-Request-ID", requestId);
@@ -174,6 +208,9 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 		},
 
 		actions: {
+			// moleculer-web's HTTP entry action. Never retried: the broker's retry policy (for calls
+			// that did not reach a service) would re-run it on a consumed request and answer 404.
+			rest: { retryPolicy: { enabled: false } },
 			...grpcProxies,
 			/** Alive: the process answers. Reports every service's health without failing on it. */
 			liveness: { visibility: "published", auth: "none", rateLimit: "none", handler() { return this.platformHealth(); } },
@@ -183,7 +220,13 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 				auth: "none",
 				rateLimit: "none",
 				handler(ctx: Context<unknown, Meta>) {
-					const checks = { rabbitmq: this.broker.transit?.connected === true, redis: redis.status === "ready" };
+					// routes: discovery has had a heartbeat round to find the other nodes, and every service
+					// this gateway can reach has its routes mapped (a load balancer that sends traffic to a
+					// fresh gateway before that gets 503s: docs/reliability.md, graceful shutdown).
+					const gw = this as unknown as { aliases: { action?: string }[] };
+					const reachable = new Set(this.broker.registry.getActionList({ onlyAvailable: true, skipInternal: true }).map((a: { name: string }) => a.name.split(".")[0]!));
+					const routes = Date.now() - startedAt >= config.heartbeatIntervalS * 1_000 && AUTO_ALIASED.every((svc) => !reachable.has(svc) || gw.aliases.some((a) => a.action?.startsWith(`${svc}.`)));
+					const checks = { rabbitmq: this.broker.transit?.connected === true, redis: redis.status === "ready", routes };
 					const ready = Object.values(checks).every(Boolean);
 					if (!ready) ctx.meta.$statusCode = 503;
 					return { status: ready ? "ready" : "not_ready", checks };
@@ -219,6 +262,31 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 					if (!asset) throw notFound("This file");
 					ctx.meta.$responseType = asset.type;
 					ctx.meta.$responseHeaders = { "Cache-Control": "public, max-age=86400" };
+					return asset.body;
+				},
+			},
+			console: {
+				visibility: "published",
+				auth: "none",
+				rateLimit: "none",
+				handler(ctx: Context<unknown, Meta>) {
+					if (!webConsole) throw notFound("The console (build it with `npm run build:web`)");
+					ctx.meta.$responseType = webConsole.index.type;
+					ctx.meta.$responseHeaders = { "Content-Security-Policy": CONSOLE_CSP, "Cache-Control": "no-cache" };
+					return webConsole.index.body;
+				},
+			},
+			consoleAsset: {
+				visibility: "published",
+				auth: "none",
+				rateLimit: "none",
+				params: { file: { type: "string", max: 200 } },
+				handler(ctx: Context<{ file: string }, Meta>) {
+					const asset = webConsole?.assets.get(ctx.params.file);
+					if (!asset) throw notFound("This file");
+					ctx.meta.$responseType = asset.type;
+					// Vite puts a content hash in every asset name: safe to cache for good.
+					ctx.meta.$responseHeaders = { "Cache-Control": "public, max-age=31536000, immutable" };
 					return asset.body;
 				},
 			},
@@ -299,6 +367,7 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 			});
 		},
 		async started() {
+			startedAt = Date.now();
 			await redis.connect();
 			streams.start();
 		},

@@ -221,6 +221,9 @@ cmd_install() {
 }
 
 cmd_install_tools() {
+  apt_ensure prometheus   # promtool and a Prometheus for the observability checks and test
+  # Chromium for the console's browser tests; poppler-utils (pdftotext) to read invoice PDFs in tests.
+  apt_ensure chromium poppler-utils
   ensure_go_tool actionlint
   ensure_go_tool kustomize
   ensure_venv

@@ -1,0 +1,158 @@
+/**
+ * The console's only way to the platform: the public REST API, as any client would use it.
+ * Problem+json answers become ApiError; an expired access token is refreshed once, transparently.
+ */
+export interface Problem {
+	status: number;
+	code: string;
+	detail: string;
+	errors?: { field: string; message: string }[];
+}
+
+export class ApiError extends Error {
+	readonly problem: Problem;
+	constructor(problem: Problem) {
+		super(problem.detail);
+		this.problem = problem;
+	}
+	/** The message for one form field, when the API named it. */
+	field(name: string): string | undefined {
+		return this.problem.errors?.find((e) => e.field === name)?.message;
+	}
+}
+
+interface Tokens {
+	accessToken: string;
+	refreshToken: string;
+}
+
+const STORAGE_KEY = "backplane.session";
+
+export const session = {
+	get(): Tokens | null {
+		const raw = sessionStorage.getItem(STORAGE_KEY);
+		return raw ? (JSON.parse(raw) as Tokens) : null;
+	},
+	set(tokens: Tokens | null): void {
+		if (tokens) sessionStorage.setItem(STORAGE_KEY, JSON.stringify({ accessToken: tokens.accessToken, refreshToken: tokens.refreshToken }));
+		else sessionStorage.removeItem(STORAGE_KEY);
+	},
+};
+
+async function problemOf(res: Response): Promise<Problem> {
+	try {
+		return (await res.json()) as Problem;
+	} catch {
+		return { status: res.status, code: "UNEXPECTED", detail: `The server answered ${res.status}.` };
+	}
+}
+
+export async function api<T>(method: string, path: string, body?: unknown, retried = false): Promise<T> {
+	const tokens = session.get();
+	const headers: Record<string, string> = {};
+	if (body !== undefined) headers["content-type"] = "application/json";
+	if (tokens) headers.authorization = `Bearer ${tokens.accessToken}`;
+	const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+	if (res.status === 401 && tokens && !retried && (await refresh(tokens.refreshToken))) return api<T>(method, path, body, true);
+	if (!res.ok) throw new ApiError(await problemOf(res));
+	if (res.status === 204) return undefined as T;
+	const type = res.headers.get("content-type") ?? "";
+	return (type.includes("json") ? await res.json() : await res.text()) as T;
+}
+
+async function refresh(refreshToken: string): Promise<boolean> {
+	const res = await fetch("/api/v1/auth/refresh", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ refreshToken }) });
+	if (!res.ok) {
+		session.set(null);
+		return false;
+	}
+	session.set((await res.json()) as Tokens);
+	return true;
+}
+
+/**
+ * Live alerts over Server-Sent Events. EventSource cannot send an Authorization header, so the
+ * stream is read with fetch; it reconnects after a pause until `stop` is called.
+ */
+export function streamAlerts(onAlert: (data: { alert: Alert; unreadCount: number }) => void): () => void {
+	const controller = new AbortController();
+	const run = async () => {
+		while (!controller.signal.aborted) {
+			try {
+				const tokens = session.get();
+				if (!tokens) return;
+				const res = await fetch("/api/v1/notifications/stream", { headers: { authorization: `Bearer ${tokens.accessToken}`, accept: "text/event-stream" }, signal: controller.signal });
+				if (!res.ok || !res.body) throw new Error(`stream answered ${res.status}`);
+				const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+				let buffer = "";
+				for (;;) {
+					const { value, done } = await reader.read();
+					if (done) break;
+					buffer += value;
+					let end: number;
+					while ((end = buffer.indexOf("\n\n")) >= 0) {
+						const frame = buffer.slice(0, end);
+						buffer = buffer.slice(end + 2);
+						const data = frame.split("\n").find((l) => l.startsWith("data: "));
+						if (frame.includes("event: alert") && data) onAlert(JSON.parse(data.slice(6)) as { alert: Alert; unreadCount: number });
+					}
+				}
+			} catch {
+				// Network hiccup or expired token: wait, then try again (the token may have been refreshed).
+			}
+			await new Promise((r) => setTimeout(r, 3_000));
+		}
+	};
+	void run();
+	return () => controller.abort();
+}
+
+export interface Alert {
+	id: string;
+	category: string;
+	title: string;
+	body: string;
+	url?: string;
+	createdAt: string;
+	readAt: string | null;
+}
+
+export interface Me {
+	id: string;
+	email: string;
+	name: string | null;
+	emailVerified: boolean;
+	roles: string[];
+	permissions: string[];
+}
+
+export interface Plan {
+	id: string;
+	name: string;
+	description?: string;
+	prices?: { interval: string; currency: string; amount?: number; unitAmount?: number }[];
+}
+
+export interface Subscription {
+	status: string;
+	planId: string;
+	trialEnd: string | null;
+	currentPeriodEnd: string | null;
+	cancelAtPeriodEnd: boolean;
+}
+
+export interface Invoice {
+	id: string;
+	number: string | null;
+	status: string;
+	currency: string;
+	total: number;
+	issuedAt?: string | null;
+	createdAt?: string;
+}
+
+export interface Page<T> {
+	items: T[];
+	nextCursor: string | null;
+	unreadCount?: number;
+}

@@ -1,0 +1,366 @@
+/**
+ * Backplane console: sign up, verify, log in and out, reset a password, see the plan and the
+ * trial, change plan or pay through Stripe Checkout, list and download invoices, the in-app inbox
+ * live over SSE, notification preferences. Every screen is a thin view over the public API.
+ */
+import { render } from "preact";
+import { useEffect, useState } from "preact/hooks";
+import type { TargetedSubmitEvent } from "preact";
+import { api, ApiError, session, streamAlerts } from "./api.ts";
+import type { Alert, Invoice, Me, Page, Plan, Subscription } from "./api.ts";
+import "./styles.css";
+
+type Route = { name: "login" | "signup" | "forgot" | "reset" | "verify" | "home"; token?: string };
+
+function currentRoute(): Route {
+	const url = new URL(location.href);
+	const token = url.searchParams.get("token") ?? undefined;
+	if (url.pathname === "/reset-password") return { name: "reset", token };
+	if (url.pathname === "/verify-email") return { name: "verify", token };
+	const hash = location.hash.replace(/^#\/?/, "");
+	if (hash === "signup" || hash === "forgot") return { name: hash };
+	return session.get() ? { name: "home" } : { name: "login" };
+}
+
+function go(hash: string): void {
+	history.pushState(null, "", `/#/${hash}`);
+	dispatchEvent(new PopStateEvent("popstate"));
+}
+
+function App() {
+	const [route, setRoute] = useState(currentRoute());
+	useEffect(() => {
+		const update = () => setRoute(currentRoute());
+		addEventListener("popstate", update);
+		addEventListener("hashchange", update);
+		return () => {
+			removeEventListener("popstate", update);
+			removeEventListener("hashchange", update);
+		};
+	}, []);
+	return (
+		<div class="shell">
+			<header>
+				<a class="brand" href="/#/">Backplane</a>
+			</header>
+			<main>
+				{route.name === "login" && <Login />}
+				{route.name === "signup" && <Signup />}
+				{route.name === "forgot" && <Forgot />}
+				{route.name === "reset" && <Reset token={route.token} />}
+				{route.name === "verify" && <Verify token={route.token} />}
+				{route.name === "home" && <Home />}
+			</main>
+		</div>
+	);
+}
+
+/** A form whose submit calls the API; shows the problem's detail and per-field messages. */
+function useSubmit<T>(action: () => Promise<T>, done: (result: T) => void) {
+	const [error, setError] = useState<ApiError | null>(null);
+	const [busy, setBusy] = useState(false);
+	const submit = async () => {
+		setBusy(true);
+		setError(null);
+		try {
+			done(await action());
+		} catch (err) {
+			setError(err instanceof ApiError ? err : new ApiError({ status: 0, code: "NETWORK", detail: "The server could not be reached." }));
+		} finally {
+			setBusy(false);
+		}
+	};
+	const onSubmit = (e: TargetedSubmitEvent<HTMLFormElement>) => {
+		e.preventDefault();
+		void submit();
+	};
+	return { error, busy, onSubmit };
+}
+
+function Field(props: { label: string; name: string; type?: "text" | "email" | "password"; value: string; onInput: (v: string) => void; error?: ApiError | null; autocomplete?: string }) {
+	const id = `f-${props.name}`;
+	const message = props.error?.field(props.name);
+	return (
+		<p class="field">
+			<label for={id}>{props.label}</label>
+			{/* Preact types each input `type` separately; this one field serves text, e-mail and password. */}
+			<input
+				{...({ type: props.type ?? "text" } as { type: "text" })}
+				id={id}
+				name={props.name}
+				value={props.value}
+				autocomplete={props.autocomplete}
+				required
+				aria-invalid={message ? "true" : undefined}
+				aria-describedby={message ? `${id}-error` : undefined}
+				onInput={(e) => props.onInput(e.currentTarget.value)}
+			/>
+			{message && <span class="field-error" id={`${id}-error`}>{message}</span>}
+		</p>
+	);
+}
+
+const ErrorBox = ({ error }: { error: ApiError | null }) => (error ? <p class="error" role="alert">{error.problem.detail}</p> : null);
+
+function Login() {
+	const [email, setEmail] = useState("");
+	const [password, setPassword] = useState("");
+	const form = useSubmit(() => api<{ accessToken: string; refreshToken: string }>("POST", "/api/v1/auth/login", { email, password }), (tokens) => {
+		session.set(tokens);
+		go("");
+	});
+	return (
+		<form class="card" onSubmit={form.onSubmit} aria-labelledby="login-title">
+			<h1 id="login-title">Log in</h1>
+			<ErrorBox error={form.error} />
+			<Field label="E-mail" name="email" type="email" autocomplete="email" value={email} onInput={setEmail} error={form.error} />
+			<Field label="Password" name="password" type="password" autocomplete="current-password" value={password} onInput={setPassword} error={form.error} />
+			<button type="submit" disabled={form.busy}>Log in</button>
+			<nav class="links">
+				<a href="/#/signup">Create an account</a> · <a href="/#/forgot">Forgot your password?</a>
+			</nav>
+		</form>
+	);
+}
+
+function Signup() {
+	const [name, setName] = useState("");
+	const [email, setEmail] = useState("");
+	const [password, setPassword] = useState("");
+	const form = useSubmit(async () => {
+		await api("POST", "/api/v1/auth/register", { name, email, password });
+		return api<{ accessToken: string; refreshToken: string }>("POST", "/api/v1/auth/login", { email, password });
+	}, (tokens) => {
+		session.set(tokens);
+		go("");
+	});
+	return (
+		<form class="card" onSubmit={form.onSubmit} aria-labelledby="signup-title">
+			<h1 id="signup-title">Create your account</h1>
+			<ErrorBox error={form.error} />
+			<Field label="Name" name="name" autocomplete="name" value={name} onInput={setName} error={form.error} />
+			<Field label="E-mail" name="email" type="email" autocomplete="email" value={email} onInput={setEmail} error={form.error} />
+			<Field label="Password (at least 8 characters; a passphrase is best)" name="password" type="password" autocomplete="new-password" value={password} onInput={setPassword} error={form.error} />
+			<button type="submit" disabled={form.busy}>Sign up</button>
+			<nav class="links">
+				<a href="/#/login">I already have an account</a>
+			</nav>
+		</form>
+	);
+}
+
+function Forgot() {
+	const [email, setEmail] = useState("");
+	const [sent, setSent] = useState(false);
+	const form = useSubmit(() => api("POST", "/api/v1/auth/password/forgot", { email }), () => setSent(true));
+	if (sent) return <section class="card"><h1>Check your inbox</h1><p>If an account exists for {email}, we sent it a link to choose a new password. The link works once, for 30 minutes.</p></section>;
+	return (
+		<form class="card" onSubmit={form.onSubmit} aria-labelledby="forgot-title">
+			<h1 id="forgot-title">Reset your password</h1>
+			<ErrorBox error={form.error} />
+			<Field label="E-mail" name="email" type="email" autocomplete="email" value={email} onInput={setEmail} error={form.error} />
+			<button type="submit" disabled={form.busy}>Send the link</button>
+		</form>
+	);
+}
+
+function Reset({ token }: { token?: string }) {
+	const [password, setPassword] = useState("");
+	const [done, setDone] = useState(false);
+	const form = useSubmit(() => api("POST", "/api/v1/auth/password/reset", { token, password }), () => setDone(true));
+	if (done) return <section class="card"><h1>Password changed</h1><p>Every session was ended. <a href="/#/login">Log in</a> with your new password.</p></section>;
+	return (
+		<form class="card" onSubmit={form.onSubmit} aria-labelledby="reset-title">
+			<h1 id="reset-title">Choose a new password</h1>
+			<ErrorBox error={form.error} />
+			<Field label="New password" name="password" type="password" autocomplete="new-password" value={password} onInput={setPassword} error={form.error} />
+			<button type="submit" disabled={form.busy}>Set the password</button>
+		</form>
+	);
+}
+
+function Verify({ token }: { token?: string }) {
+	const [state, setState] = useState<"working" | "ok" | ApiError>("working");
+	useEffect(() => {
+		api("POST", "/api/v1/auth/verify-email", { token }).then(() => setState("ok"), (err: ApiError) => setState(err));
+	}, [token]);
+	return (
+		<section class="card">
+			<h1>E-mail verification</h1>
+			{state === "working" && <p>Checking your link…</p>}
+			{state === "ok" && <p>Your e-mail address is verified. <a href="/#/">Continue</a></p>}
+			{state instanceof ApiError && <ErrorBox error={state} />}
+		</section>
+	);
+}
+
+const money = (amount: number, currency: string) => new Intl.NumberFormat(undefined, { style: "currency", currency: currency.toUpperCase() }).format(amount / 100);
+const daysLeft = (iso: string) => Math.max(0, Math.ceil((Date.parse(iso) - Date.now()) / 86_400_000));
+
+function Home() {
+	const [me, setMe] = useState<Me | null>(null);
+	const [error, setError] = useState<ApiError | null>(null);
+	useEffect(() => {
+		api<Me>("GET", "/api/v1/auth/me").then(setMe, (err: ApiError) => (err.problem.status === 401 ? (session.set(null), go("login")) : setError(err)));
+	}, []);
+	const logout = async () => {
+		const tokens = session.get();
+		await api("POST", "/api/v1/auth/logout", { refreshToken: tokens?.refreshToken }).catch(() => undefined);
+		session.set(null);
+		go("login");
+	};
+	if (error) return <ErrorBox error={error} />;
+	if (!me) return <p aria-busy="true">Loading…</p>;
+	return (
+		<div class="home">
+			<section class="card wide">
+				<div class="row">
+					<h1>Hello{me.name ? `, ${me.name}` : ""}</h1>
+					<button type="button" class="secondary" onClick={() => void logout()}>Log out</button>
+				</div>
+				<p>{me.email} {me.emailVerified ? <span class="badge ok">verified</span> : <span class="badge">not verified</span>}</p>
+			</section>
+			<Billing />
+			<Inbox />
+			<Preferences />
+		</div>
+	);
+}
+
+function Billing() {
+	const [sub, setSub] = useState<Subscription | null>(null);
+	const [plans, setPlans] = useState<Plan[]>([]);
+	const [invoices, setInvoices] = useState<Invoice[]>([]);
+	const [error, setError] = useState<ApiError | null>(null);
+	const load = () => {
+		api<Subscription>("GET", "/api/v1/billing/subscription").then(setSub, () => setSub(null));
+		api<{ plans: Plan[] }>("GET", "/api/v1/billing/plans").then((r) => setPlans(r.plans), setError);
+		api<Page<Invoice>>("GET", "/api/v1/billing/invoices").then((r) => setInvoices(r.items), setError);
+	};
+	useEffect(load, []);
+	const checkout = async (planId: string) => {
+		try {
+			const { url } = await api<{ url: string }>("POST", "/api/v1/billing/checkout", { planId });
+			location.assign(url);
+		} catch (err) {
+			setError(err as ApiError);
+		}
+	};
+	const download = async (invoice: Invoice) => {
+		const tokens = session.get();
+		const res = await fetch(`/api/v1/billing/invoices/${invoice.id}/pdf`, { headers: { authorization: `Bearer ${tokens?.accessToken ?? ""}` } });
+		if (!res.ok) return setError(new ApiError((await res.json()) as ApiError["problem"]));
+		const link = document.createElement("a");
+		link.href = URL.createObjectURL(await res.blob());
+		link.download = `${invoice.number ?? invoice.id}.pdf`;
+		link.click();
+	};
+	return (
+		<section class="card wide" aria-labelledby="plan-title">
+			<h2 id="plan-title">Plan</h2>
+			<ErrorBox error={error} />
+			{sub ? (
+				<p class="plan">
+					<strong>{plans.find((p) => p.id === sub.planId)?.name ?? sub.planId}</strong> <span class={`badge ${sub.status}`}>{sub.status}</span>
+					{sub.status === "trialing" && sub.trialEnd && <span> · {daysLeft(sub.trialEnd)} days of trial left</span>}
+					{sub.cancelAtPeriodEnd && <span> · ends {new Date(sub.currentPeriodEnd ?? "").toLocaleDateString()}</span>}
+				</p>
+			) : (
+				<p>No subscription yet.</p>
+			)}
+			<ul class="plans">
+				{plans.map((p) => (
+					<li key={p.id}>
+						<strong>{p.name}</strong>
+						{p.prices?.[0]?.unitAmount !== undefined && <span> {money(p.prices[0].unitAmount, p.prices[0].currency)} / {p.prices[0].interval}</span>}
+						{sub?.planId === p.id ? <span class="current">Your plan</span> : <button type="button" class="secondary" onClick={() => void checkout(p.id)}>Choose {p.name}</button>}
+					</li>
+				))}
+			</ul>
+			<h2>Invoices</h2>
+			{invoices.length === 0 ? (
+				<p>No invoices yet.</p>
+			) : (
+				<table>
+					<thead><tr><th scope="col">Number</th><th scope="col">Status</th><th scope="col">Total</th><th scope="col"><span class="sr-only">Download</span></th></tr></thead>
+					<tbody>
+						{invoices.map((inv) => (
+							<tr key={inv.id}><td>{inv.number ?? "draft"}</td><td>{inv.status}</td><td>{money(inv.total, inv.currency)}</td><td><button type="button" class="link" onClick={() => void download(inv)}>PDF</button></td></tr>
+						))}
+					</tbody>
+				</table>
+			)}
+		</section>
+	);
+}
+
+function Inbox() {
+	const [alerts, setAlerts] = useState<Alert[]>([]);
+	const [unread, setUnread] = useState(0);
+	useEffect(() => {
+		api<Page<Alert>>("GET", "/api/v1/notifications").then((page) => {
+			setAlerts(page.items);
+			setUnread(page.unreadCount ?? page.items.filter((a) => !a.readAt).length);
+		}, () => undefined);
+		return streamAlerts(({ alert, unreadCount }) => {
+			setAlerts((list) => [alert, ...list.filter((a) => a.id !== alert.id)]);
+			setUnread(unreadCount);
+		});
+	}, []);
+	const readAll = async () => {
+		await api("POST", "/api/v1/notifications/read-all");
+		setAlerts((list) => list.map((a) => ({ ...a, readAt: a.readAt ?? new Date().toISOString() })));
+		setUnread(0);
+	};
+	return (
+		<section class="card wide" aria-labelledby="inbox-title">
+			<div class="row">
+				<h2 id="inbox-title">Inbox <span class="badge count" aria-label={`${unread} unread`} data-testid="unread">{unread}</span></h2>
+				<button type="button" class="secondary" onClick={() => void readAll()} disabled={unread === 0}>Mark all read</button>
+			</div>
+			<ul class="alerts" aria-live="polite">
+				{alerts.map((a) => (
+					<li key={a.id} class={a.readAt ? "read" : "unread"}>
+						<strong>{a.title}</strong>
+						<p>{a.body}</p>
+						<time dateTime={a.createdAt}>{new Date(a.createdAt).toLocaleString()}</time>
+					</li>
+				))}
+			</ul>
+		</section>
+	);
+}
+
+type Preferences = { channels?: Record<string, boolean>; categories?: Record<string, { locked: boolean; channels: Record<string, boolean> }> };
+
+function Preferences() {
+	const [prefs, setPrefs] = useState<Preferences | null>(null);
+	const [error, setError] = useState<ApiError | null>(null);
+	useEffect(() => {
+		api<Preferences>("GET", "/api/v1/notifications/preferences").then(setPrefs, setError);
+	}, []);
+	const toggle = async (channel: string, on: boolean) => {
+		try {
+			setPrefs(await api<Preferences>("PUT", "/api/v1/notifications/preferences", { channels: { [channel]: on } }));
+		} catch (err) {
+			setError(err as ApiError);
+		}
+	};
+	return (
+		<section class="card wide" aria-labelledby="prefs-title">
+			<h2 id="prefs-title">Notifications</h2>
+			<ErrorBox error={error} />
+			{prefs?.channels &&
+				Object.entries(prefs.channels).map(([channel, on]) => (
+					<p key={channel} class="toggle">
+						<label>
+							<input type="checkbox" checked={on} onChange={(e) => void toggle(channel, e.currentTarget.checked)} /> {channel.replace("_", "-")}
+						</label>
+					</p>
+				))}
+			<p class="hint">Security messages (password and sign-in) are always sent.</p>
+		</section>
+	);
+}
+
+render(<App />, document.getElementById("app")!);
