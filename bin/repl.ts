@@ -9,7 +9,7 @@ import { ServiceBroker } from "moleculer";
 import type { BrokerOptions } from "moleculer";
 import { brokerOptions } from "../moleculer.config.ts";
 import { ConfigError, loadConfig } from "../lib/config.ts";
-import { notificationReplCommands } from "../services/notification/repl.ts";
+import { operatorReplCommands } from "./repl-commands.ts";
 
 try {
 	const env = { LOG_LEVEL: "warn", ...process.env, NODE_ID: process.env.NODE_ID ?? `repl-${os.hostname()}-${process.pid}` };
@@ -18,7 +18,7 @@ try {
 	const broker = new ServiceBroker(
 		brokerOptions(config, {
 			metrics: false,
-			replOptions: { customCommands: notificationReplCommands() as unknown as NonNullable<BrokerOptions["replOptions"]>["customCommands"] },
+			replOptions: { customCommands: operatorReplCommands() as unknown as NonNullable<BrokerOptions["replOptions"]>["customCommands"] },
 		}),
 	);
 	await broker.start();

@@ -25,9 +25,11 @@ import type { LockoutPolicy } from "./auth/lockout.ts";
 import { introspect, login, logout, refresh } from "./auth/login.ts";
 import { dummyHash } from "./auth/passwords.ts";
 import { bootstrapAdmin, setUserRoles } from "./auth/rbac.ts";
+import { findUser, listOutbox, replayEvent } from "./auth/operations.ts";
 import { changePassword, deleteAccount, forgotPassword, resetPassword } from "./auth/recovery.ts";
 import { listSessions, revokeSessions } from "./auth/sessions.ts";
 
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const MIGRATIONS_DIR = path.join(import.meta.dirname, "auth", "migrations");
 
 interface AuthMeta {
@@ -184,7 +186,12 @@ export default function authService(config: Config, opts: AuthServiceOptions = {
 			setUserRoles: {
 				rest: "PUT /users/:userId/roles", auth: "required", permissions: ["roles:write"], openapi: { summary: "Replace a user's roles" },
 				params: { $$strict: "remove", userId: { type: "uuid" }, roles: { type: "array", max: 20, unique: true, items: { type: "string", pattern: /^[a-z][a-z0-9_-]{0,49}$/ } } },
-				handler(ctx: Ctx<{ userId: string; roles: string[] }>) { return setUserRoles(deps, { ...ctx.params, actorId: this.caller(ctx).userId }, this.request(ctx)); },
+				handler(ctx: Ctx<{ userId: string; roles: string[] }>) {
+					// Users are UUIDs; an operator at the REPL is not a user and is named in the audit instead.
+					const caller = this.caller(ctx).userId;
+					const isUser = UUID.test(caller);
+					return setUserRoles(deps, { ...ctx.params, actorId: isUser ? caller : null, operator: isUser ? undefined : caller }, this.request(ctx));
+				},
 			},
 			revokeUserSessions: {
 				rest: "DELETE /users/:userId/sessions", auth: "required", permissions: ["users:write"], openapi: { summary: "End every session of a user" },
@@ -214,6 +221,26 @@ export default function authService(config: Config, opts: AuthServiceOptions = {
 			rotateSigningKey: {
 				visibility: "public",
 				async handler() { return { kid: await deps.keys.rotate() }; },
+			},
+			// Operator actions (REPL), not on the public API.
+			findUser: {
+				visibility: "public",
+				params: { user: { type: "string", min: 3, max: 254 } },
+				handler(ctx: Ctx<{ user: string }>) { return findUser(deps, ctx.params.user); },
+			},
+			outbox: {
+				visibility: "public",
+				params: { pendingOnly: { type: "boolean", default: false, convert: true }, limit: { type: "number", integer: true, min: 1, max: 200, default: 20, convert: true } },
+				handler(ctx: Ctx<{ pendingOnly: boolean; limit: number }>) { return listOutbox(pool, ctx.params); },
+			},
+			replayEvent: {
+				visibility: "public",
+				params: { eventId: { type: "uuid" } },
+				async handler(ctx: Ctx<{ eventId: string }>) {
+					const replayed = await replayEvent(pool, ctx.params.eventId);
+					this.relayOutbox();
+					return replayed;
+				},
 			},
 		},
 

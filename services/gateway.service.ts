@@ -5,7 +5,7 @@
  * and notification as Moleculer calls. Every error leaves as RFC 9457 problem+json.
  * The route table is services/gateway/routes.ts.
  */
-import type { IncomingMessage, ServerResponse } from "node:http";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { Context, Service, ServiceSchema } from "moleculer";
 import ApiGateway from "moleculer-web";
 import type { ApiRouteSchema, ApiSettingsSchema } from "moleculer-web";
@@ -36,6 +36,8 @@ const NODE_HEALTH_TIMEOUT_MS = 1_500;
  * (docs/reliability.md, scenario 2).
  */
 const EDGE_CALL_TIMEOUT_MS = 2_000;
+/** Longest wait for clients to leave on shutdown: Node's keep-alive timeout (5 s) and a margin. */
+const DRAIN_MAX_MS = 5_500;
 /** Path prefix under /api/v1 -> the auto-aliased service that serves it (its `settings.rest`). */
 const AUTO_ALIASED_PREFIXES: Record<string, string> = { billing: "billing", notifications: "notification" };
 const JSON_LIMIT = "64kb";
@@ -79,6 +81,7 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 	let verifier: TokenVerifier;
 	let spec: Record<string, unknown> | undefined;
 	let startedAt = Date.now();
+	let draining = false;
 	const webConsole = loadConsole();
 	let metricsMiddleware = (_req: Request, _res: ServerResponse, next: () => void) => next();
 
@@ -141,6 +144,9 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 				(req: Request, res: ServerResponse, next: () => void) => metricsMiddleware(req, res, next),
 				(req: Request, res: ServerResponse, next: () => void) => {
 					setSecurityHeaders(res, config.gateway.hsts);
+					// Draining (shutting down): answer, then close the connection, so a keep-alive client
+					// reconnects through the load balancer to another gateway.
+					if (draining) res.setHeader("Connection", "close");
 					next();
 				},
 			],
@@ -225,7 +231,7 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 					// fresh gateway before that gets 503s: docs/reliability.md, graceful shutdown).
 					const gw = this as unknown as { aliases: { action?: string }[] };
 					const reachable = new Set(this.broker.registry.getActionList({ onlyAvailable: true, skipInternal: true }).map((a: { name: string }) => a.name.split(".")[0]!));
-					const routes = Date.now() - startedAt >= config.heartbeatIntervalS * 1_000 && AUTO_ALIASED.every((svc) => !reachable.has(svc) || gw.aliases.some((a) => a.action?.startsWith(`${svc}.`)));
+					const routes = !draining && Date.now() - startedAt >= config.heartbeatIntervalS * 1_000 && AUTO_ALIASED.every((svc) => !reachable.has(svc) || gw.aliases.some((a) => a.action?.startsWith(`${svc}.`)));
 					const checks = { rabbitmq: this.broker.transit?.connected === true, redis: redis.status === "ready", routes };
 					const ready = Object.values(checks).every(Boolean);
 					if (!ready) ctx.meta.$statusCode = 503;
@@ -288,6 +294,15 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 					// Vite puts a content hash in every asset name: safe to cache for good.
 					ctx.meta.$responseHeaders = { "Cache-Control": "public, max-age=31536000, immutable" };
 					return asset.body;
+				},
+			},
+			/** Operator view (REPL): the endpoints this gateway's circuit breaker has taken out of rotation. */
+			circuitBreakers: {
+				visibility: "public",
+				handler() {
+					const actions = this.broker.registry.getActionList({ skipInternal: true, withEndpoints: true }) as { name: string; endpoints?: { nodeID: string; state: boolean; available: boolean }[] }[];
+					const open = actions.flatMap((a) => (a.endpoints ?? []).filter((ep) => ep.available && !ep.state).map((ep) => ({ action: a.name, nodeId: ep.nodeID })));
+					return { gateway: this.broker.nodeID, open };
 				},
 			},
 			stripeWebhook: {
@@ -372,6 +387,19 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 			streams.start();
 		},
 		async stopped() {
+			// Graceful shutdown: keep serving what arrives on open connections (each answered with
+			// `Connection: close`), until every client has left or its idle keep-alive connection
+			// expired; only then stop listening and close Redis. Closing idle connections at once
+			// races with a client reusing one (a failed request); closing Redis first fails the
+			// requests still arriving (docs/reliability.md, graceful shutdown).
+			draining = true;
+			const server = (this as unknown as { server?: Server }).server;
+			if (server?.listening) {
+				const deadline = Date.now() + DRAIN_MAX_MS;
+				const open = () => new Promise<number>((resolve) => server.getConnections((err, n) => resolve(err ? 0 : n)));
+				while (Date.now() < deadline && (await open()) > 0) await new Promise((r) => setTimeout(r, 50));
+				server.closeAllConnections();
+			}
 			streams.close();
 			await closeRedis(redis);
 		},

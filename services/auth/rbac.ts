@@ -36,8 +36,9 @@ export async function grantRole(db: Db, userId: string, role: string, at: Date, 
 export interface SetRolesInput {
 	userId: string;
 	roles: string[];
-	/** The administrator making the change. */
-	actorId: string;
+	/** The administrator making the change; null for an operator at the REPL (named in the audit details). */
+	actorId: string | null;
+	operator?: string;
 }
 
 /** Replaces a user's roles. Refuses unknown roles and removing the last administrator. */
@@ -57,7 +58,7 @@ export async function setUserRoles(deps: AuthDeps, input: SetRolesInput, request
 		for (const role of wanted) await grantRole(tx, input.userId, role, now, input.actorId);
 		const admins = await tx.query("SELECT 1 FROM user_roles WHERE role = $1 LIMIT 1", [ADMIN_ROLE]);
 		if (admins.rowCount === 0) throw new AppError(409, "LAST_ADMIN", "This would leave no administrator; grant the admin role to someone else first.");
-		await audit(tx, { action: "roles.set", outcome: "success", userId: input.userId, actorId: input.actorId, details: { before: before.roles, after: wanted } }, request, now);
+		await audit(tx, { action: "roles.set", outcome: "success", userId: input.userId, actorId: input.actorId, details: { before: before.roles, after: wanted, ...(input.operator ? { operator: input.operator } : {}) } }, request, now);
 		return { userId: input.userId, ...(await grantsOf(tx, input.userId)) };
 	});
 }

@@ -1,0 +1,120 @@
+/**
+ * The operator's REPL commands (`npm run repl`, then `help`). Each one calls an action of the
+ * running cluster as an operator holding every admin permission: whoever can reach the
+ * transporter can call any action anyway, so the REPL adds convenience, not power.
+ */
+import os from "node:os";
+import type { ServiceBroker } from "moleculer";
+import type { Caller } from "../lib/caller.ts";
+import { notificationReplCommands } from "../services/notification/repl.ts";
+
+interface Args {
+	options?: Record<string, unknown>;
+	[positional: string]: unknown;
+}
+
+export interface ReplCommand {
+	command: string;
+	description: string;
+	options?: { option: string; description: string }[];
+	action(broker: ServiceBroker, args: Args): Promise<void>;
+}
+
+const OPERATOR: Caller = { userId: `repl@${os.hostname()}`, sessionId: "repl", roles: ["admin"], permissions: ["users:read", "users:write", "roles:write", "billing:admin", "notifications:admin"] };
+const asOperator = { meta: { caller: OPERATOR } };
+const print = (line: string) => process.stdout.write(`${line}\n`);
+const json = (value: unknown) => print(JSON.stringify(value, null, 2));
+
+interface Report {
+	id: string;
+	email: string;
+	roles: string[];
+	emailVerified: boolean;
+	activeSessions: number;
+	createdAt: string;
+}
+
+async function userOf(broker: ServiceBroker, user: string): Promise<Report> {
+	return broker.call<Report, object>("auth.findUser", { user }, asOperator);
+}
+
+export function operatorReplCommands(): ReplCommand[] {
+	return [
+		{
+			command: "user-find <user>",
+			description: "Show a user (by e-mail or id): roles, verification, live sessions",
+			async action(broker, args) {
+				json(await userOf(broker, String(args.user)));
+			},
+		},
+		{
+			command: "user-roles <user> <roles...>",
+			description: "Replace a user's roles, e.g. user-roles ada@example.com user admin",
+			async action(broker, args) {
+				const { id } = await userOf(broker, String(args.user));
+				json(await broker.call("auth.setUserRoles", { userId: id, roles: args.roles as string[] }, asOperator));
+			},
+		},
+		{
+			command: "user-sessions-revoke <user>",
+			description: "End every session of a user (their tokens stop working at every gateway)",
+			async action(broker, args) {
+				const { id } = await userOf(broker, String(args.user));
+				const { revokedSessions } = await broker.call<{ revokedSessions: number }, object>("auth.revokeUserSessions", { userId: id }, asOperator);
+				print(`${revokedSessions} session(s) ended`);
+			},
+		},
+		{
+			command: "keys-rotate",
+			description: "Start signing access tokens with a new key (old keys stay published until their tokens expire)",
+			async action(broker) {
+				const { kid } = await broker.call<{ kid: string }, object>("auth.rotateSigningKey", {}, asOperator);
+				print(`now signing with key ${kid}`);
+			},
+		},
+		{
+			command: "outbox",
+			description: "Auth's event outbox: how many events wait to be relayed, and the newest rows",
+			options: [
+				{ option: "--pending", description: "only the events not yet relayed" },
+				{ option: "--limit <n>", description: "how many rows (default 20)" },
+			],
+			async action(broker, args) {
+				const res = await broker.call<{ pending: number; rows: { id: string; type: string; createdAt: string; publishedAt: string | null }[] }, object>(
+					"auth.outbox",
+					{ pendingOnly: args.options?.pending === true, limit: Number(args.options?.limit ?? 20) },
+					asOperator,
+				);
+				print(`${res.pending} event(s) waiting to be relayed`);
+				for (const r of res.rows) print(`${r.id}  ${r.type}  created ${r.createdAt}  ${r.publishedAt ? `relayed ${r.publishedAt}` : "PENDING"}`);
+			},
+		},
+		{
+			command: "event-replay <eventId>",
+			description: "Relay one of auth's events again (consumers apply it once: they deduplicate by id)",
+			async action(broker, args) {
+				const { id, type } = await broker.call<{ id: string; type: string }, object>("auth.replayEvent", { eventId: String(args.eventId) }, asOperator);
+				print(`${type} ${id} queued for relaying again`);
+			},
+		},
+		{
+			command: "breakers",
+			description: "Endpoints each gateway's circuit breaker has taken out of rotation",
+			async action(broker) {
+				const gateways = (broker.registry.getServiceList({ onlyAvailable: true }) as { name: string; nodeID: string }[]).filter((s) => s.name === "gateway");
+				for (const { nodeID } of gateways) {
+					const { open } = await broker.call<{ open: { action: string; nodeId: string }[] }, object>("gateway.circuitBreakers", {}, { nodeID });
+					print(`${nodeID}: ${open.length ? open.map((o) => `${o.action}@${o.nodeId}`).join(", ") : "all circuits closed"}`);
+				}
+			},
+		},
+		{
+			command: "health",
+			description: "Every service and node with its dependency checks, as the gateway sees them",
+			async action(broker) {
+				json(await broker.call("gateway.liveness", {}, asOperator));
+			},
+		},
+		...(notificationReplCommands() as unknown as ReplCommand[]),
+	];
+}

@@ -1,0 +1,95 @@
+/**
+ * The operator's REPL commands against a running cluster: each one does what `help` says, on
+ * real servers, from a node that hosts no service (as `npm run repl` does).
+ */
+import { ServiceBroker } from "moleculer";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { operatorReplCommands } from "../../bin/repl-commands.ts";
+import type { ReplCommand } from "../../bin/repl-commands.ts";
+import { brokerOptions } from "../../moleculer.config.ts";
+import { createTestDatabase, eventually, gatewayUrl, startNode, testConfig, testEnv, uniqueId, waitForCluster } from "../support/infra.ts";
+
+describe("REPL commands", () => {
+	const nodes: ServiceBroker[] = [];
+	let repl: ServiceBroker;
+	let base: string;
+	const commands = new Map(operatorReplCommands().map((c) => [c.command.split(" ")[0]!, c] as [string, ReplCommand]));
+
+	/** Runs a command as the REPL would and returns what it printed. */
+	async function run(name: string, args: Record<string, unknown> = {}): Promise<string> {
+		const out: string[] = [];
+		const spy = vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => (out.push(String(chunk)), true));
+		try {
+			await commands.get(name)!.action(repl, { options: {}, ...args });
+		} finally {
+			spy.mockRestore();
+		}
+		return out.join("");
+	}
+
+	beforeAll(async () => {
+		const env = testEnv(uniqueId("repl"), { DATABASE_URL: await createTestDatabase() });
+		nodes.push(await startNode(["auth"], env), await startNode(["notification"], env));
+		const gateway = await startNode(["gateway"], env);
+		nodes.push(gateway);
+		repl = new ServiceBroker(brokerOptions(testConfig({ ...env, NODE_ID: uniqueId("repl-") }), { logger: false }));
+		await repl.start();
+		await waitForCluster([...nodes, repl]);
+		base = gatewayUrl(gateway);
+	});
+	afterAll(async () => {
+		await repl?.stop();
+		await Promise.all(nodes.map((n) => n.stop()));
+	});
+
+	it("lists every command in help with a description", () => {
+		for (const name of ["user-find", "user-roles", "user-sessions-revoke", "keys-rotate", "outbox", "event-replay", "breakers", "health", "notifications-failed", "notifications-retry"]) {
+			expect(commands.get(name)?.description.length).toBeGreaterThan(10);
+		}
+	});
+
+	it("finds a user, changes their roles and ends their sessions", async () => {
+		const email = `${uniqueId("op")}@example.com`;
+		const password = "correct horse battery staple 42";
+		const json = { "content-type": "application/json" };
+		expect((await fetch(`${base}/api/v1/auth/register`, { method: "POST", headers: json, body: JSON.stringify({ email, password }) })).status).toBe(201);
+		const { accessToken } = (await (await fetch(`${base}/api/v1/auth/login`, { method: "POST", headers: json, body: JSON.stringify({ email, password }) })).json()) as { accessToken: string };
+
+		const found = JSON.parse(await run("user-find", { user: email })) as { email: string; roles: string[]; activeSessions: number };
+		expect(found).toMatchObject({ email, roles: ["user"], activeSessions: 1 });
+		expect(await run("user-roles", { user: email, roles: ["user", "admin"] })).toContain('"admin"');
+		expect(((JSON.parse(await run("user-find", { user: email })) as { roles: string[] }).roles).sort()).toEqual(["admin", "user"]);
+
+		expect((await fetch(`${base}/api/v1/auth/me`, { headers: { authorization: `Bearer ${accessToken}` } })).status).toBe(200);
+		expect(await run("user-sessions-revoke", { user: email })).toContain("1 session(s) ended");
+		await eventually(async () => (await fetch(`${base}/api/v1/auth/me`, { headers: { authorization: `Bearer ${accessToken}` } })).status === 401 || undefined, 5_000, "the token to be refused");
+	});
+
+	it("rotates the signing key", async () => {
+		const printed = await run("keys-rotate");
+		expect(printed).toMatch(/now signing with key [A-Za-z0-9_-]{16,}/);
+	});
+
+	it("shows the outbox and replays an event that consumers then apply once", async () => {
+		const email = `${uniqueId("replay")}@example.com`;
+		const reg = await fetch(`${base}/api/v1/auth/register`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ email, password: "correct horse battery staple 42" }) });
+		const userId = ((await reg.json()) as { user: { id: string } }).user.id;
+		await eventually(async () => ((await repl.call<unknown[], object>("notification.listAlerts", { userId })).length === 1 ? true : undefined), 10_000, "the welcome alert");
+		const listing = await eventually(async () => {
+			const text = await run("outbox");
+			return text.includes("0 event(s) waiting") ? text : undefined;
+		}, 10_000, "every event relayed");
+		const eventId = /([0-9a-f-]{36})\s+user\.created/.exec(listing)![1]!;
+		expect(await run("event-replay", { eventId })).toContain(`user.created ${eventId} queued`);
+		await eventually(async () => ((await run("outbox")).includes("0 event(s) waiting") ? true : undefined), 10_000, "the replay to be relayed");
+		await new Promise((r) => setTimeout(r, 500));
+		const alerts = await repl.call<{ title: string }[], object>("notification.listAlerts", { userId });
+		expect(alerts.filter((a) => /welcome/i.test(a.title))).toHaveLength(1);
+	});
+
+	it("shows circuit breakers and platform health", async () => {
+		expect(await run("breakers")).toMatch(/all circuits closed/);
+		const health = JSON.parse(await run("health")) as { services: Record<string, { status: string }> };
+		expect(health.services.auth?.status).toBe("up");
+	});
+});
