@@ -62,6 +62,20 @@ RUN --mount=type=secret,id=build_ca,required=false \
     node -e 'require("bcrypt").hashSync("x", 4)'; \
     find node_modules -type f \( -name '*.d.ts' -o -name '*.d.mts' -o -name '*.d.cts' -o -name '*.map' \) -delete
 
+# ---------------------------------------------------------------- web console (static files)
+# Vite needs the dev dependencies; only the built files (web/dist, ~100 kB) reach the runtime.
+FROM toolchain AS web
+ENV PATH=/opt/node/bin:$PATH
+WORKDIR /app
+COPY package.json package-lock.json .npmrc ./
+RUN --mount=type=secret,id=build_ca,required=false \
+    set -eu; \
+    if [ -s /run/secrets/build_ca ]; then export npm_config_cafile=/run/secrets/build_ca; fi; \
+    npm ci --no-fund --no-audit --loglevel=warn --cache /tmp/npm-cache; \
+    rm -rf /tmp/npm-cache
+COPY web ./web
+RUN npm run --silent build:web && test -s web/dist/index.html
+
 # ---------------------------------------------------------------- runtime
 FROM ${BASE_IMAGE} AS runtime
 # A numeric user so Kubernetes can check runAsNonRoot; HOME on /tmp, the only writable place.
@@ -80,14 +94,23 @@ COPY middlewares ./middlewares
 COPY mixins ./mixins
 COPY protos ./protos
 COPY services ./services
+# The web console the gateway serves at / (services/gateway/console.ts reads web/dist).
+COPY --from=web /app/web/dist ./web/dist
 
 ENV NODE_ENV=production \
     HOME=/tmp \
     GATEWAY_HOST=0.0.0.0 \
     GRPC_HOST=0.0.0.0
 USER 10001:10001
-# 4000 gateway HTTP, 50051 auth gRPC, 3030 Prometheus metrics. Health is probed by Kubernetes.
+# 4000 gateway HTTP, 50051 auth gRPC, 3030 Prometheus metrics.
 EXPOSE 4000 50051 3030
+# For Docker and docker compose (Kubernetes ignores HEALTHCHECK and uses the probes in k8s/):
+# a node hosting the gateway is healthy when its /readyz answers 200 (RabbitMQ and Redis
+# connected); any other node when its metrics endpoint answers (process and event loop alive,
+# as in the Kubernetes probes of billing and notification). With METRICS_PORT=0 (a random port)
+# only the gateway can be checked; other nodes then report healthy.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["node", "-e", "const e=process.env,s=(e.SERVICES||'gateway').split(',').map(x=>x.trim()),g=s.includes('gateway'),p=g?(e.GATEWAY_PORT||4000):(e.METRICS_PORT||3030);if(!g&&p==='0')process.exit(0);fetch('http://127.0.0.1:'+p+(g?'/readyz':'/metrics'),{signal:AbortSignal.timeout(4000)}).then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 # tini as PID 1 forwards signals and reaps zombies; the broker stops gracefully on SIGTERM.
 ENTRYPOINT ["/usr/bin/tini", "--"]
 CMD ["node", "bin/broker.ts"]

@@ -6,8 +6,9 @@
 #   2. our own rules, which schemas cannot express: hardened pods (non-root, read-only root,
 #      no capabilities, seccomp, /tmp emptyDir, no service account token), probes and resources
 #      on every container, SERVICES = Deployment name = app label, every Service / HPA / PDB /
-#      NetworkPolicy / ServiceMonitor selects something that exists, named ports exist, Secret
-#      and ConfigMap references resolve, HPA-owned Deployments set no replicas, PDBs can be met.
+#      NetworkPolicy / ServiceMonitor selects something that exists, Ingress backends exist,
+#      named ports exist, Secret and ConfigMap references resolve, HPA-owned Deployments set no
+#      replicas, PDBs can be met.
 #
 #   scripts/k8s-validate.sh              all of k8s/base and k8s/overlays/*
 #   scripts/k8s-validate.sh eks          one overlay
@@ -23,7 +24,7 @@ export LOG_TAG
 
 K8S_VERSIONS="${K8S_VERSIONS:-1.32.0 1.37.0}"
 # Custom resources without a bundled schema that step 2 checks instead (a regex of the warning).
-CUSTOM_RESOURCES='kind ServiceMonitor with api version monitoring\.coreos\.com/v1 '
+CUSTOM_RESOURCES='kind (ServiceMonitor|PrometheusRule) with api version monitoring\.coreos\.com/v1 '
 
 
 tool() {
@@ -201,6 +202,17 @@ for n in of("NetworkPolicy"):
         for port in rule.get("ports", []):
             if isinstance(port.get("port"), int) and not any(port["port"] in ports_of(d).values() for d in deps):
                 err(n, f"port {port['port']} is not a container port of the selected pods")
+
+services = {s["metadata"]["name"]: s for s in of("Service")}
+for i in of("Ingress"):
+    for rule in i["spec"].get("rules", []):
+        for p in rule.get("http", {}).get("paths", []):
+            svc = p["backend"].get("service", {})
+            s = services.get(svc.get("name"))
+            if not s: err(i, f"backend Service {svc.get('name')} is not in the output"); continue
+            port = svc.get("port", {})
+            if "name" in port and port["name"] not in {q.get("name") for q in s["spec"]["ports"]}: err(i, f"Service {s['metadata']['name']} has no port named {port['name']}")
+            if "number" in port and port["number"] not in {q["port"] for q in s["spec"]["ports"]}: err(i, f"Service {s['metadata']['name']} has no port {port['number']}")
 
 for m in of("ServiceMonitor"):
     spec = m.get("spec", {})
