@@ -80,7 +80,6 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 	const streams = new AlertStreams();
 	let verifier: TokenVerifier;
 	let spec: Record<string, unknown> | undefined;
-	let startedAt = Date.now();
 	let draining = false;
 	const webConsole = loadConsole();
 	let metricsMiddleware = (_req: Request, _res: ServerResponse, next: () => void) => next();
@@ -128,6 +127,9 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 		settings: {
 			port: config.gateway.port,
 			ip: config.gateway.host,
+			// Map the routes of a service 10 ms after discovery finds it, not moleculer-web's 500 ms:
+			// meanwhile its routes answer 503 and /readyz says not ready (docs/reliability.md).
+			debounceTime: 10,
 			// One line per request at info would dominate the gateway's CPU; metrics count requests.
 			logRequest: "debug",
 			logResponse: "debug",
@@ -226,12 +228,12 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 				auth: "none",
 				rateLimit: "none",
 				handler(ctx: Context<unknown, Meta>) {
-					// routes: discovery has had a heartbeat round to find the other nodes, and every service
-					// this gateway can reach has its routes mapped (a load balancer that sends traffic to a
-					// fresh gateway before that gets 503s: docs/reliability.md, graceful shutdown).
+					// routes: not draining, and every service this gateway can reach has its routes mapped
+					// (`debounceTime` after discovery; a load balancer that sends traffic to a fresh
+					// gateway before that gets 503s: docs/reliability.md, graceful shutdown).
 					const gw = this as unknown as { aliases: { action?: string }[] };
 					const reachable = new Set(this.broker.registry.getActionList({ onlyAvailable: true, skipInternal: true }).map((a: { name: string }) => a.name.split(".")[0]!));
-					const routes = !draining && Date.now() - startedAt >= config.heartbeatIntervalS * 1_000 && AUTO_ALIASED.every((svc) => !reachable.has(svc) || gw.aliases.some((a) => a.action?.startsWith(`${svc}.`)));
+					const routes = !draining && AUTO_ALIASED.every((svc) => !reachable.has(svc) || gw.aliases.some((a) => a.action?.startsWith(`${svc}.`)));
 					const checks = { rabbitmq: this.broker.transit?.connected === true, redis: redis.status === "ready", routes };
 					const ready = Object.values(checks).every(Boolean);
 					if (!ready) ctx.meta.$statusCode = 503;
@@ -382,7 +384,6 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 			});
 		},
 		async started() {
-			startedAt = Date.now();
 			await redis.connect();
 			streams.start();
 		},
