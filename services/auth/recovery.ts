@@ -96,20 +96,28 @@ export interface ChangePasswordInput {
 	keepOtherSessions?: boolean;
 }
 
-export async function changePassword(deps: AuthDeps, hooks: AuthHooks, caller: { userId: string; sessionId: string }, input: ChangePasswordInput, request: RequestInfo): Promise<void> {
+/**
+ * Re-authentication for a sensitive change by a logged-in user: the account's current password,
+ * under the same lockout as the login form (guessing through this form counts there too).
+ */
+async function confirmPassword(deps: AuthDeps, caller: { userId: string; sessionId: string }, password: string, field: string, action: string, request: RequestInfo): Promise<AccountRow & { key: string }> {
 	const { rows } = await deps.pool.query<AccountRow>("SELECT id, email, name, password_hash FROM users WHERE id = $1", [caller.userId]);
 	const user = rows[0];
 	if (!user) throw notFound("User");
 	const key = accountKey(user.email);
 	const locked = await secondsLocked(deps.pool, [key], deps.clock.now());
 	if (locked > 0) throw tooManyAttempts(locked);
-	const check = await verifyPassword(input.currentPassword, user.password_hash, deps.settings.bcryptCost);
+	const check = await verifyPassword(password, user.password_hash, deps.settings.bcryptCost);
 	if (!check.ok) {
-		// Guessing through this form counts against the same lockout as the login form.
 		await recordFailure(deps.pool, key, deps.lockout.account, deps.clock.now());
-		await audit(deps.pool, { action: "password.change", outcome: "failure", userId: user.id, sessionId: caller.sessionId, details: { reason: "wrong_current_password" } }, request, deps.clock.now());
-		throw badRequest("The current password is not correct.", [{ field: "currentPassword", message: "is not your current password", type: "passwordMismatch" }]);
+		await audit(deps.pool, { action, outcome: "failure", userId: user.id, sessionId: caller.sessionId, details: { reason: "wrong_current_password" } }, request, deps.clock.now());
+		throw badRequest("The current password is not correct.", [{ field, message: "is not your current password", type: "passwordMismatch" }]);
 	}
+	return { ...user, key };
+}
+
+export async function changePassword(deps: AuthDeps, hooks: AuthHooks, caller: { userId: string; sessionId: string }, input: ChangePasswordInput, request: RequestInfo): Promise<void> {
+	const { key, ...user } = await confirmPassword(deps, caller, input.currentPassword, "currentPassword", "password.change", request);
 	const problems = passwordProblems(input.newPassword, { email: user.email, name: user.name }, "newPassword");
 	if (problems.length) throw badRequest("The new password does not meet the password policy.", problems);
 	const passwordHash = await hashPassword(input.newPassword, deps.settings.bcryptCost);
@@ -134,18 +142,7 @@ export async function changePassword(deps: AuthDeps, hooks: AuthHooks, caller: {
  * and every live session is announced as revoked so gateways stop accepting its tokens at once.
  */
 export async function deleteAccount(deps: AuthDeps, hooks: AuthHooks, caller: { userId: string; sessionId: string }, input: { password: string }, request: RequestInfo): Promise<void> {
-	const { rows } = await deps.pool.query<AccountRow>("SELECT id, email, name, password_hash FROM users WHERE id = $1", [caller.userId]);
-	const user = rows[0];
-	if (!user) throw notFound("User");
-	const key = accountKey(user.email);
-	const locked = await secondsLocked(deps.pool, [key], deps.clock.now());
-	if (locked > 0) throw tooManyAttempts(locked);
-	const check = await verifyPassword(input.password, user.password_hash, deps.settings.bcryptCost);
-	if (!check.ok) {
-		await recordFailure(deps.pool, key, deps.lockout.account, deps.clock.now());
-		await audit(deps.pool, { action: "account.delete", outcome: "failure", userId: user.id, sessionId: caller.sessionId, details: { reason: "wrong_password" } }, request, deps.clock.now());
-		throw badRequest("The password is not correct.", [{ field: "password", message: "is not your current password", type: "passwordMismatch" }]);
-	}
+	const { key, ...user } = await confirmPassword(deps, caller, input.password, "password", "account.delete", request);
 	const now = deps.clock.now();
 	const revoked = await withTransaction(deps.pool, async (tx) => {
 		await tx.query("LOCK TABLE user_roles IN SHARE ROW EXCLUSIVE MODE");
