@@ -8,11 +8,13 @@
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { createServer } from "node:net";
+import { Client as GrpcClient, credentials } from "@grpc/grpc-js";
 import autocannon from "autocannon";
 import bcrypt from "bcrypt";
 import nodemailer from "nodemailer";
 import { createCloudEvent } from "../lib/events/cloudevents.ts";
 import { AmqpEventPublisher } from "../lib/events/publisher.ts";
+import { serviceDefinition } from "../lib/protos.ts";
 import { baseEnv, benchNamespace, rssMb, startNodeProcess, stopNodes } from "./cluster.ts";
 import type { NodeProcess } from "./cluster.ts";
 
@@ -74,7 +76,9 @@ async function main(): Promise<void> {
 	const bare = await bareHttpServer();
 	try {
 		log(`starting auth, notification and gateway nodes (namespace ${namespace})`);
-		for (const svc of ["auth", "notification", "gateway"]) nodes.push(await startNodeProcess(svc, env));
+		const authGrpcPort = await freePort();
+		nodes.push(await startNodeProcess("auth", { ...env, GRPC_PORT: String(authGrpcPort) }));
+		for (const svc of ["notification", "gateway"]) nodes.push(await startNodeProcess(svc, env));
 		const base = `http://127.0.0.1:${gatewayPort}`;
 		await waitHealthy(base);
 
@@ -102,7 +106,27 @@ async function main(): Promise<void> {
 			ok: ratio >= 0.2 && gateway.latency.p99 <= 25 && gateway.non2xx === 0,
 		});
 
-		// 2. Login against the raw bcrypt.compare rate at the same cost (bcrypt should be the only real cost).
+		// 2. Token introspection over the gRPC bridge against a bare @grpc/grpc-js echo server.
+		const echoPort = await freePort();
+		const echo = spawn(process.execPath, ["bench/grpc-echo.ts", String(echoPort)], { stdio: ["ignore", "pipe", "inherit"] });
+		await new Promise((r) => echo.stdout.once("data", r));
+		try {
+			const echoRate = await grpcLoad(`127.0.0.1:${echoPort}`, "Ping", { message: "hello" });
+			const introspectRate = await grpcLoad(`127.0.0.1:${authGrpcPort}`, "Introspect", { token: accessToken });
+			log(`gRPC echo ${echoRate.rate.toFixed(0)} calls/s (p99 ${echoRate.p99.toFixed(1)} ms); Introspect ${introspectRate.rate.toFixed(0)} calls/s (p99 ${introspectRate.p99.toFixed(1)} ms)`);
+			rows.push({
+				target: "token introspection over the gRPC bridge",
+				measured: `${introspectRate.rate.toFixed(0)} calls/s, p99 ${introspectRate.p99.toFixed(1)} ms`,
+				baseline: `${echoRate.rate.toFixed(0)} calls/s (bare grpc-js echo)`,
+				ratio: introspectRate.rate / echoRate.rate,
+				goal: ">= 0.7x",
+				ok: introspectRate.rate / echoRate.rate >= 0.7,
+			});
+		} finally {
+			echo.kill();
+		}
+
+		// 3. Login against the raw bcrypt.compare rate at the same cost (bcrypt should be the only real cost).
 		const hash = await bcrypt.hash(password, BCRYPT_COST);
 		const rawStart = performance.now();
 		let compares = 0;
@@ -122,7 +146,7 @@ async function main(): Promise<void> {
 			ok: okRate(login) / rawRate >= 0.9 && login.non2xx === 0,
 		});
 
-		// 3. Notification throughput: user.created events -> welcome e-mails in the SMTP sink,
+		// 4. Notification throughput: user.created events -> welcome e-mails in the SMTP sink,
 		// against nodemailer sending the same number of mails straight to the same sink.
 		const MAILS = Number(process.env.BENCH_MAILS ?? 200);
 		const rawDomain = `raw-${namespace}.test`;
@@ -169,6 +193,29 @@ async function waitForMails(domain: string, count: number, timeoutMs: number): P
 
 async function deleteMails(domain: string): Promise<void> {
 	await fetch(`${mailpit()}/api/v1/search?query=${encodeURIComponent(`to:${domain}`)}`, { method: "DELETE" });
+}
+
+/** Unary calls with 50 in flight for SECONDS; successful calls per second and p99 latency. */
+async function grpcLoad(address: string, method: string, request: object): Promise<{ rate: number; p99: number }> {
+	const definition = serviceDefinition("auth/v1/auth.proto", "auth.v1.AuthService")[method]!;
+	const client = new GrpcClient(address, credentials.createInsecure());
+	const call = () =>
+		new Promise<number>((resolve, reject) => {
+			const started = performance.now();
+			client.makeUnaryRequest(definition.path, definition.requestSerialize, definition.responseDeserialize, request, (err) => (err ? reject(err) : resolve(performance.now() - started)));
+		});
+	const run = async (ms: number) => {
+		const latencies: number[] = [];
+		const end = performance.now() + ms;
+		await Promise.all(Array.from({ length: 50 }, async () => {
+			while (performance.now() < end) latencies.push(await call());
+		}));
+		return latencies;
+	};
+	await run(1_000); // warm-up
+	const latencies = (await run(SECONDS * 1_000)).sort((a, b) => a - b);
+	client.close();
+	return { rate: latencies.length / SECONDS, p99: latencies[Math.floor(latencies.length * 0.99)] ?? NaN };
 }
 
 async function waitHealthy(base: string): Promise<void> {
