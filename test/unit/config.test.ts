@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { ConfigError, loadConfig } from "../../lib/config.ts";
+import { loadConfig } from "../../lib/config.ts";
+import { configProblems } from "../support/config.ts";
 
 const base = {
 	RABBITMQ_URL: "amqp://u:p@127.0.0.1:5672",
@@ -9,15 +10,7 @@ const base = {
 	SMTP_URL: "smtp://127.0.0.1:25",
 };
 
-function problemsOf(env: Record<string, string>): string[] {
-	try {
-		loadConfig(env);
-	} catch (err) {
-		if (err instanceof ConfigError) return err.problems;
-		throw err;
-	}
-	return [];
-}
+const problemsOf = configProblems;
 
 describe("loadConfig", () => {
 	it("applies defaults and hosts all four services when SERVICES is unset", () => {

@@ -1,18 +1,11 @@
 import { describe, expect, it } from "vitest";
 import webpush from "web-push";
-import { ConfigError, loadConfig } from "../../lib/config.ts";
+import { loadConfig } from "../../lib/config.ts";
+import { configProblems } from "../support/config.ts";
 
 const base = { RABBITMQ_URL: "amqp://u:p@127.0.0.1:5672", REDIS_URL: "redis://127.0.0.1:6379", SMTP_URL: "smtp://127.0.0.1:25", SERVICES: "notification" };
 
-function problemsOf(env: Record<string, string>): string[] {
-	try {
-		loadConfig(env);
-	} catch (err) {
-		if (err instanceof ConfigError) return err.problems;
-		throw err;
-	}
-	return [];
-}
+const problemsOf = configProblems;
 
 describe("notification configuration", () => {
 	it("has defaults for everything but the SMTP server and Redis, with push off", () => {
