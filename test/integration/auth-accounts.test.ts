@@ -3,7 +3,6 @@
  * events in the same transaction), e-mail verification, password reset and change, roles.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { AppError } from "../../lib/errors.ts";
 import { getProfile, registerUser, resendVerification, verifyEmail } from "../../services/auth/accounts.ts";
 import { login } from "../../services/auth/login.ts";
 import { bootstrapAdmin, setUserRoles } from "../../services/auth/rbac.ts";
@@ -11,18 +10,10 @@ import { changePassword, forgotPassword, resetPassword } from "../../services/au
 import { verifyAccessToken } from "../../services/auth/tokens.ts";
 import { authKit, lastLinkToken, outboxEvents } from "../support/auth.ts";
 import type { AuthKit } from "../support/auth.ts";
+import { failure } from "../support/infra.ts";
 
 const req = { clientIp: "203.0.113.7", requestId: "req-accounts" };
 const PASSWORD = "violet staple kettle";
-
-async function failure(p: Promise<unknown>): Promise<AppError> {
-	return p.then(
-		(v) => {
-			throw new Error(`expected a failure, got ${JSON.stringify(v)}`);
-		},
-		(err: unknown) => err as AppError,
-	);
-}
 
 let kit: AuthKit;
 let counter = 0;

@@ -21,19 +21,10 @@ import { registerUser } from "../../services/auth/accounts.ts";
 import { lastLinkToken, MIGRATIONS_DIR, TEST_LOCKOUT, TEST_SETTINGS, TestClock } from "../support/auth.ts";
 import { migrateUp } from "../../lib/migrations.ts";
 import { KeyRing } from "../../services/auth/keys.ts";
-import { createTestDatabase, eventually, startNode, testConfig, testEnv, uniqueId } from "../support/infra.ts";
+import { createTestDatabase, eventually, failure, startNode, testConfig, testEnv, uniqueId } from "../support/infra.ts";
 
 const PASSWORD = "violet staple kettle";
 type Rpc = (method: string, request: object, meta?: { caller?: Caller; clientIp?: string }) => Promise<Record<string, unknown>>;
-
-async function failure(p: Promise<unknown>): Promise<AppError> {
-	return p.then(
-		(v) => {
-			throw new Error(`expected a failure, got ${JSON.stringify(v)}`);
-		},
-		(err: unknown) => err as AppError,
-	);
-}
 
 /** A gateway stand-in: calls auth over gRPC with the caller and client IP in ctx.meta, records broadcasts. */
 function gatewayStandIn(revoked: unknown[], created: CloudEvent[]): ServiceSchema<Record<string, never>, GrpcClientMethods> {

@@ -4,23 +4,14 @@
  */
 import bcrypt from "bcrypt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { AppError } from "../../lib/errors.ts";
 import { registerUser } from "../../services/auth/accounts.ts";
 import { introspect, login, logout, refresh } from "../../services/auth/login.ts";
 import type { TokenPair } from "../../services/auth/login.ts";
 import { authKit, TEST_LOCKOUT } from "../support/auth.ts";
 import type { AuthKit } from "../support/auth.ts";
+import { failure } from "../support/infra.ts";
 
 const PASSWORD = "violet staple kettle";
-
-async function failure(p: Promise<unknown>): Promise<AppError> {
-	return p.then(
-		(v) => {
-			throw new Error(`expected a failure, got ${JSON.stringify(v)}`);
-		},
-		(err: unknown) => err as AppError,
-	);
-}
 
 let kit: AuthKit;
 let counter = 0;

@@ -18,6 +18,7 @@ import { AppError } from "../../lib/errors.ts";
 import { serviceDefinition } from "../../lib/protos.ts";
 import { grpcClientMixin, grpcServerMixin } from "../../mixins/grpc.mixin.ts";
 import type { GrpcClientMethods } from "../../mixins/grpc.mixin.ts";
+import { failure } from "../support/infra.ts";
 
 const RABBITMQ_URL = process.env.RABBITMQ_URL ?? "amqp://backplane:backplane@127.0.0.1:55672";
 const NAMESPACE = `grpc-bridge-${process.pid}-${Date.now().toString(36)}`;
@@ -98,15 +99,10 @@ let child: ChildProcess | undefined;
 const grpcCall = (name: string, method: string, request: object) => (client.getLocalService("caller") as unknown as GrpcClientMethods).grpcCall(name, method, request);
 
 /** The rejection of `p` and how long it took to come. */
-async function failure(p: Promise<unknown>): Promise<{ error: AppError; ms: number }> {
+async function timedFailure(p: Promise<unknown>): Promise<{ error: AppError; ms: number }> {
 	const started = performance.now();
-	const error = await p.then(
-		(value) => {
-			throw new Error(`expected a failure, got ${JSON.stringify(value)}`);
-		},
-		(err: unknown) => err,
-	);
-	return { error: error as AppError, ms: performance.now() - started };
+	const error = await failure(p);
+	return { error, ms: performance.now() - started };
 }
 
 async function waitFor(what: string, check: () => boolean, timeoutMs = 8_000) {
@@ -189,15 +185,15 @@ describe("gRPC bridge over RabbitMQ", () => {
 	});
 
 	it("rebuilds the server's AppError with the same code, type and data", async () => {
-		const { error } = await failure(grpcCall("probe", "Fail", { code: 409, type: "EMAIL_TAKEN", field: "email" }));
+		const { error } = await timedFailure(grpcCall("probe", "Fail", { code: 409, type: "EMAIL_TAKEN", field: "email" }));
 		expect(error).toBeInstanceOf(AppError);
 		expect([error.code, error.type, error.message, error.data, error.retryable]).toEqual([409, "EMAIL_TAKEN", "Refused for email.", { field: "email", limit: 3 }, false]);
 
-		const invalid = (await failure(grpcCall("probe", "Fail", { code: 200, type: "X", field: "f" }))).error;
+		const invalid = (await timedFailure(grpcCall("probe", "Fail", { code: 200, type: "X", field: "f" }))).error;
 		expect([invalid.code, invalid.type]).toEqual([422, "VALIDATION_ERROR"]);
 		expect(invalid.data).toMatchObject({ errors: [{ field: "code", type: "numberMin" }] });
 
-		const hidden = (await failure(grpcCall("probe", "Fail", { code: 500, type: "X", field: "f" }))).error;
+		const hidden = (await timedFailure(grpcCall("probe", "Fail", { code: 500, type: "X", field: "f" }))).error;
 		expect([hidden.code, hidden.type]).toEqual([502, "GRPC_INTERNAL"]);
 		expect(JSON.stringify({ ...hidden, message: hidden.message })).not.toContain("hunter2");
 
@@ -206,13 +202,13 @@ describe("gRPC bridge over RabbitMQ", () => {
 	});
 
 	it("gives up at the deadline, or earlier when the caller's own timeout is shorter", async () => {
-		const late = await failure(grpcCall("probe", "Slow", { ms: 2_000 }));
+		const late = await timedFailure(grpcCall("probe", "Slow", { ms: 2_000 }));
 		expect([late.error.code, late.error.type]).toEqual([504, "GRPC_DEADLINE_EXCEEDED"]);
 		expect(late.error.message).toBe(`test.v1.ProbeService/Slow got no answer within its ${DEADLINE_MS} ms deadline.`);
 		expect(late.ms).toBeGreaterThanOrEqual(DEADLINE_MS - 5);
 		expect(late.ms).toBeLessThan(DEADLINE_MS + 150);
 
-		const short = await failure(client.call("caller.slow", { ms: 2_000 }, { timeout: 150 }));
+		const short = await timedFailure(client.call("caller.slow", { ms: 2_000 }, { timeout: 150 }));
 		expect(short.error.code).toBe(504);
 		expect(short.ms).toBeLessThan(150 + 150);
 
@@ -244,7 +240,7 @@ describe("gRPC bridge over RabbitMQ", () => {
 	it("fails fast with GRPC_UNAVAILABLE once the only server stopped cleanly", async () => {
 		await server.stop();
 		await waitFor("the client to drop the stopped server", () => !client.registry.nodes.get(server.nodeID)?.available);
-		const { error, ms } = await failure(grpcCall("auth", "Ping", { message: "anyone?" }));
+		const { error, ms } = await timedFailure(grpcCall("auth", "Ping", { message: "anyone?" }));
 		expect([error.code, error.type, error.retryable]).toEqual([503, "GRPC_UNAVAILABLE", true]);
 		expect(error.message).toBe(`No node advertises gRPC service ${AUTH}: it is not running, or its nodes are gone.`);
 		expect(ms).toBeLessThan(50);
@@ -267,12 +263,12 @@ describe("gRPC bridge over RabbitMQ", () => {
 		// Frozen: the TCP connection stays open and nothing answers. Each call ends at its deadline.
 		child.kill("SIGSTOP");
 		for (let i = 0; i < THRESHOLD; i++) {
-			const { error, ms } = await failure(grpcCall("auth", "Ping", { message: "x" }));
+			const { error, ms } = await timedFailure(grpcCall("auth", "Ping", { message: "x" }));
 			expect(error.type).toBe("GRPC_DEADLINE_EXCEEDED");
 			expect(ms).toBeLessThan(DEADLINE_MS + 150);
 		}
 		expect(client.registry.nodes.get(nodeID)?.available).toBe(true);
-		const open = await failure(grpcCall("auth", "Ping", { message: "x" }));
+		const open = await timedFailure(grpcCall("auth", "Ping", { message: "x" }));
 		expect([open.error.code, open.error.type]).toEqual([503, "GRPC_UNAVAILABLE"]);
 		expect(open.error.message).toMatch(new RegExp(`^gRPC service ${AUTH} is failing: the circuit is open for all 1 of its servers; next trial in \\d+ ms\\.$`));
 		expect(open.ms).toBeLessThan(50);
@@ -282,11 +278,11 @@ describe("gRPC bridge over RabbitMQ", () => {
 		child.kill("SIGKILL");
 		await new Promise((r) => setTimeout(r, HALF_OPEN_MS));
 		expect(client.registry.nodes.get(nodeID)?.available).toBe(true);
-		const refused = await failure(grpcCall("auth", "Ping", { message: "x" }));
+		const refused = await timedFailure(grpcCall("auth", "Ping", { message: "x" }));
 		expect([refused.error.code, refused.error.type]).toEqual([503, "GRPC_UNAVAILABLE"]);
 		expect(refused.error.message).toMatch(/^auth\.v1\.AuthService\/Ping is unavailable: /);
 		expect(refused.ms).toBeLessThan(DEADLINE_MS + 150);
-		const again = await failure(grpcCall("auth", "Ping", { message: "x" }));
+		const again = await timedFailure(grpcCall("auth", "Ping", { message: "x" }));
 		expect(again.error.message).toMatch(/circuit is open/);
 		expect(again.ms).toBeLessThan(50);
 	}, 15_000);

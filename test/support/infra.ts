@@ -9,6 +9,7 @@ import webpush from "web-push";
 import { ServiceBroker } from "moleculer";
 import type { ServiceSchema } from "moleculer";
 import { loadConfig } from "../../lib/config.ts";
+import type { AppError } from "../../lib/errors.ts";
 import type { Config, ServiceName } from "../../lib/config.ts";
 import { brokerOptions } from "../../moleculer.config.ts";
 
@@ -116,4 +117,14 @@ export async function waitForCluster(nodes: ServiceBroker[], timeoutMs = 15_000)
 export function gatewayUrl(broker: ServiceBroker): string {
 	const gateway = broker.getLocalService("gateway") as unknown as { server: { address(): { port: number } } };
 	return `http://127.0.0.1:${gateway.server.address().port}`;
+}
+
+/** The error `p` rejects with; fails the test when it resolves instead. */
+export async function failure(p: Promise<unknown>): Promise<AppError> {
+	return p.then(
+		(value) => {
+			throw new Error(`expected a failure, got ${JSON.stringify(value)}`);
+		},
+		(err: unknown) => err as AppError,
+	);
 }
