@@ -8,6 +8,7 @@ import { pino } from "pino";
 import type { Config } from "./lib/config.ts";
 import { consoleStyle } from "./lib/logger.ts";
 import { BreakerTimeoutsMiddleware } from "./middlewares/breaker-timeouts.ts";
+import { nodeHealthMiddleware } from "./middlewares/node-health.ts";
 import { logContext, RequestContextMiddleware } from "./middlewares/request-context.ts";
 import { quietShutdownMiddleware } from "./middlewares/quiet-shutdown.ts";
 import { runtimeMetricsMiddleware } from "./middlewares/runtime-metrics.ts";
@@ -104,6 +105,7 @@ export function brokerOptions(config: Config, overrides: Partial<BrokerOptions> 
 			BreakerTimeoutsMiddleware,
 			runtimeMetricsMiddleware(),
 			quietShutdownMiddleware(),
+			nodeHealthMiddleware(config.healthPort),
 			// Durable, acknowledged event consumption (see mixins/events.mixin.ts).
 			Channels.Middleware({
 				adapter: {

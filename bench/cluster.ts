@@ -20,7 +20,7 @@ export const benchNamespace = () => `bench${randomBytes(3).toString("hex")}`;
 export function baseEnv(namespace: string, extra: Record<string, string> = {}): Record<string, string> {
 	const env: Record<string, string> = {};
 	for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
-	return { ...env, NODE_ENV: "production", NAMESPACE: namespace, LOG_LEVEL: "warn", METRICS_PORT: "0", GRPC_PORT: "0", AUTH_KEY_ENCRYPTION_KEY: randomBytes(32).toString("base64"), STRIPE_API_KEY: "sk_test_bench", ...extra };
+	return { ...env, NODE_ENV: "production", NAMESPACE: namespace, LOG_LEVEL: "warn", METRICS_PORT: "0", HEALTH_PORT: "0", GRPC_PORT: "0", AUTH_KEY_ENCRYPTION_KEY: randomBytes(32).toString("base64"), STRIPE_API_KEY: "sk_test_bench", ...extra };
 }
 
 /** Spawns `node bin/broker.ts` and resolves once the broker logged that it started. */

@@ -21,6 +21,10 @@ export interface Config {
 	heartbeatIntervalS: number;
 	heartbeatTimeoutS: number;
 	metricsPort: number;
+	/** Per-node /livez and /readyz (lib/health-server.ts). */
+	healthPort: number;
+	/** RabbitMQ queue type of the durable event channels: quorum on a RabbitMQ cluster. */
+	amqpQueueType: "classic" | "quorum";
 	grpc: { host: string; port: number; advertiseHost: string; deadlineMs: number };
 	tracingZipkinUrl?: string;
 	gateway: {
@@ -121,6 +125,8 @@ const commonSchema: ValidationSchema = {
 	HEARTBEAT_INTERVAL_S: { type: "number", integer: true, min: 1, max: 60, convert: true, default: 2 },
 	HEARTBEAT_TIMEOUT_S: { type: "number", integer: true, min: 2, max: 300, convert: true, default: 6 },
 	METRICS_PORT: { type: "number", integer: true, min: 0, max: 65535, convert: true, default: 3030 },
+	HEALTH_PORT: { type: "number", integer: true, min: 0, max: 65535, convert: true, default: 3040 },
+	AMQP_QUEUE_TYPE: { type: "enum", values: ["classic", "quorum"], default: "classic" },
 	// Loopback by default; containers set GRPC_HOST=0.0.0.0 and GRPC_ADVERTISE_HOST to the pod IP.
 	GRPC_HOST: { type: "string", default: "127.0.0.1" },
 	GRPC_PORT: { type: "number", integer: true, min: 0, max: 65535, convert: true, default: 50051 },
@@ -249,6 +255,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, opts: { service
 		heartbeatIntervalS: Number(v.HEARTBEAT_INTERVAL_S),
 		heartbeatTimeoutS: Number(v.HEARTBEAT_TIMEOUT_S),
 		metricsPort: Number(v.METRICS_PORT),
+		healthPort: Number(v.HEALTH_PORT),
+		amqpQueueType: v.AMQP_QUEUE_TYPE as Config["amqpQueueType"],
 		grpc: {
 			host: String(v.GRPC_HOST),
 			port: Number(v.GRPC_PORT),

@@ -16,6 +16,7 @@ SERVICES=(auth billing notification gateway)
 RUN_DIR="$DATA_DIR/run"
 LOG_DIR="$DATA_DIR/logs"
 METRICS_BASE_PORT=3031   # auth 3031, billing 3032, notification 3033, gateway 3034
+HEALTH_BASE_PORT=3041    # /livez and /readyz: auth 3041, billing 3042, notification 3043, gateway 3044
 
 pid_file() { echo "$RUN_DIR/node-$1.pid"; }
 node_pid() { local f; f="$(pid_file "$1")"; [[ -f "$f" ]] && cat "$f" || true; }
@@ -26,6 +27,7 @@ start_node() {
   if node_alive "$service"; then log "$service: already running (pid $(node_pid "$service"))"; return; fi
   log "$service: starting (log .data/logs/node-$service.log)"
   SERVICES="$service" NODE_ID="local-$service" METRICS_PORT=$((METRICS_BASE_PORT + index)) \
+    HEALTH_PORT=$((HEALTH_BASE_PORT + index)) \
     GATEWAY_PORT="$GATEWAY_PORT" BCRYPT_COST="${BCRYPT_COST:-10}" \
     nohup node "$ROOT/bin/broker.ts" >>"$LOG_DIR/node-$service.log" 2>&1 &
   echo $! > "$(pid_file "$service")"

@@ -7,7 +7,7 @@ import { randomBytes } from "node:crypto";
 import pg from "pg";
 import webpush from "web-push";
 import { ServiceBroker } from "moleculer";
-import type { ServiceSchema } from "moleculer";
+import type { Middleware, ServiceSchema } from "moleculer";
 import { loadConfig } from "../../lib/config.ts";
 import type { AppError } from "../../lib/errors.ts";
 import type { Config, ServiceName } from "../../lib/config.ts";
@@ -65,6 +65,7 @@ export function testEnv(namespace: string, extra: Record<string, string> = {}): 
 		// Tests log in often from one address; the strict limit itself is tested on its own.
 		RATE_LIMIT_AUTH_STRICT: "10000/60s",
 		METRICS_PORT: "0",
+		HEALTH_PORT: "0",
 		GRPC_PORT: "0",
 		GATEWAY_PORT: "0",
 		...extra,
@@ -75,10 +76,15 @@ export function testConfig(env: Record<string, string>): Config {
 	return loadConfig(env);
 }
 
-/** Starts an in-process broker node on the real transporter hosting the given services. */
-export async function startNode(services: ServiceName[], env: Record<string, string>): Promise<ServiceBroker> {
+/**
+ * Starts an in-process broker node on the real transporter hosting the given services;
+ * `middlewares` are added after the production ones (to inject a fault, such as a slow handler).
+ */
+export async function startNode(services: ServiceName[], env: Record<string, string>, middlewares: Middleware[] = []): Promise<ServiceBroker> {
 	const config = testConfig({ ...env, SERVICES: services.join(","), NODE_ID: env.NODE_ID ?? uniqueId(`${services.join("-")}-`) });
-	const broker = new ServiceBroker(brokerOptions(config, process.env.TEST_LOG_LEVEL ? {} : { logger: false }));
+	const options = brokerOptions(config, process.env.TEST_LOG_LEVEL ? {} : { logger: false });
+	options.middlewares = [...(options.middlewares ?? []), ...middlewares];
+	const broker = new ServiceBroker(options);
 	for (const name of services) {
 		const module = (await import(`../../services/${name}.service.ts`)) as { default: (c: Config) => ServiceSchema };
 		broker.createService(module.default(config));
@@ -111,6 +117,11 @@ export async function waitForCluster(nodes: ServiceBroker[], timeoutMs = 15_000)
 		timeoutMs,
 		`nodes ${ids.join(", ")} to see each other`,
 	);
+}
+
+/** Base URL of a node's health server (/livez, /readyz); tests listen on port 0. */
+export function healthUrl(broker: ServiceBroker): string {
+	return `http://127.0.0.1:${String(broker.metadata.healthPort)}`;
 }
 
 /** Base URL of the HTTP server of an in-process gateway node (tests listen on port 0). */
