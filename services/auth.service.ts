@@ -16,6 +16,7 @@ import type { OutboxMethods } from "../mixins/events.mixin.ts";
 import { grpcServerMixin } from "../mixins/grpc.mixin.ts";
 import { healthMixin } from "../mixins/health.mixin.ts";
 import { getProfile, registerUser, resendVerification, verifyEmail } from "./auth/accounts.ts";
+import { listRoles, listUsers } from "./auth/directory.ts";
 import { DEFAULT_LINK_SETTINGS, callerFrom, systemClock } from "./auth/deps.ts";
 import type { AuthDeps, AuthHooks, CallerIdentity, Clock, RequestInfo, RevokedSession } from "./auth/deps.ts";
 import { startMaintenance } from "./auth/housekeeping.ts";
@@ -73,7 +74,8 @@ export default function authService(config: Config, opts: AuthServiceOptions = {
 				methods: {
 					Ping: "ping", Register: "register", Login: "login", Refresh: "refresh", Logout: "logout", VerifyEmail: "verifyEmail",
 					ResendVerification: "resendVerification", ForgotPassword: "forgotPassword", ResetPassword: "resetPassword",
-					ChangePassword: "changePassword", Me: "me", DeleteAccount: "deleteAccount", SetUserRoles: "setUserRoles", Introspect: "introspect", GetJwks: "jwks",
+					ChangePassword: "changePassword", Me: "me", DeleteAccount: "deleteAccount", SetUserRoles: "setUserRoles", ListUsers: "listUsers", ListRoles: "listRoles",
+					RevokeUserSessions: "revokeUserSessions", Introspect: "introspect", GetJwks: "jwks",
 				},
 				host: config.grpc.host,
 				port: config.grpc.port,
@@ -192,6 +194,18 @@ export default function authService(config: Config, opts: AuthServiceOptions = {
 					const isUser = UUID.test(caller);
 					return setUserRoles(deps, { ...ctx.params, actorId: isUser ? caller : null, operator: isUser ? undefined : caller }, this.request(ctx));
 				},
+			},
+			listUsers: {
+				rest: "GET /users", auth: "required", permissions: ["users:read"], openapi: { summary: "Users by e-mail address with their roles and live sessions; `query` matches part of the address or an id" },
+				// Over gRPC an absent field arrives as "" or 0: both mean "not given".
+				params: { $$strict: "remove", query: { type: "string", max: 254, trim: true, optional: true }, cursor: { type: "string", max: 400, optional: true }, limit: { type: "number", integer: true, min: 0, max: 100, convert: true, optional: true } },
+				handler(ctx: Ctx<{ query?: string; cursor?: string; limit?: number }>) {
+					return listUsers(pool, { query: ctx.params.query || undefined, cursor: ctx.params.cursor || undefined, limit: ctx.params.limit || 20 }, clock.now());
+				},
+			},
+			listRoles: {
+				rest: "GET /roles", auth: "required", permissions: ["roles:read"], openapi: { summary: "Every role with its permissions and how many users hold it" },
+				async handler() { return { items: await listRoles(pool) }; },
 			},
 			revokeUserSessions: {
 				rest: "DELETE /users/:userId/sessions", auth: "required", permissions: ["users:write"], openapi: { summary: "End every session of a user" },

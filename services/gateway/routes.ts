@@ -30,6 +30,9 @@ export const AUTH_ROUTES: GrpcRoute[] = [
 	{ route: "DELETE auth/me", rpc: "DeleteAccount", action: "auth.deleteAccount", auth: "required", rateLimit: "auth-strict", successStatus: 204, summary: "Delete the caller's account and their data everywhere" },
 	{ route: "GET auth/me", rpc: "Me", action: "auth.me", auth: "required", summary: "The caller's account, roles and permissions" },
 	{ route: "PUT auth/users/:userId/roles", rpc: "SetUserRoles", action: "auth.setUserRoles", auth: "required", permissions: ["roles:write"], summary: "Replace a user's roles" },
+	{ route: "GET auth/users", rpc: "ListUsers", action: "auth.listUsers", auth: "required", permissions: ["users:read"], summary: "Users by e-mail address (`query`: part of an address or an id), cursor pages" },
+	{ route: "DELETE auth/users/:userId/sessions", rpc: "RevokeUserSessions", action: "auth.revokeUserSessions", auth: "required", permissions: ["users:write"], summary: "End every session of a user" },
+	{ route: "GET auth/roles", rpc: "ListRoles", action: "auth.listRoles", auth: "required", permissions: ["roles:read"], summary: "Every role with its permissions and how many users hold it" },
 	{ route: "GET /.well-known/jwks.json", rpc: "GetJwks", action: "auth.jwks", auth: "none", summary: "Public keys that verify access tokens" },
 ];
 

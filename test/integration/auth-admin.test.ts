@@ -1,0 +1,115 @@
+/**
+ * The administrators' user directory through the gateway (REST -> gRPC -> auth, real PostgreSQL):
+ * find users by part of their address or by id, page through them by cursor, see every role,
+ * end a user's sessions; each route refused without its permission.
+ */
+import type { ServiceBroker } from "moleculer";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createTestDatabase, eventually, gatewayUrl, startNode, testEnv, uniqueId, waitForCluster } from "../support/infra.ts";
+
+interface UserSummary {
+	id: string;
+	email: string;
+	roles: string[];
+	activeSessions: number;
+}
+
+describe("admin user directory over the gateway", () => {
+	let auth: ServiceBroker;
+	let gateway: ServiceBroker;
+	let base: string;
+	let adminToken: string;
+	const password = "a perfectly long passphrase";
+	// One domain per run, so the tests see only their own users.
+	const domain = `${uniqueId("dir")}.example.com`;
+
+	const call = (method: string, path: string, token: string, body?: unknown) =>
+		fetch(`${base}${path}`, { method, headers: { authorization: `Bearer ${token}`, ...(body ? { "content-type": "application/json" } : {}) }, body: body ? JSON.stringify(body) : undefined });
+	async function register(local: string): Promise<{ id: string; email: string; accessToken: string }> {
+		const email = `${local}@${domain}`;
+		const reg = await fetch(`${base}/api/v1/auth/register`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ email, password }) });
+		expect(reg.status).toBe(201);
+		const { id } = ((await reg.json()) as { user: { id: string } }).user;
+		const login = await fetch(`${base}/api/v1/auth/login`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ email, password }) });
+		return { id, email, accessToken: ((await login.json()) as { accessToken: string }).accessToken };
+	}
+
+	beforeAll(async () => {
+		const env = testEnv(uniqueId("authadm"), { DATABASE_URL: await createTestDatabase() });
+		auth = await startNode(["auth"], env);
+		gateway = await startNode(["gateway"], env);
+		// Both ways: auth broadcasts revoked sessions only to the gateways it has discovered.
+		await waitForCluster([auth, gateway]);
+		base = gatewayUrl(gateway);
+		const admin = await register("root");
+		await auth.call("auth.bootstrapAdmin", { email: admin.email });
+		const login = await fetch(`${base}/api/v1/auth/login`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ email: admin.email, password }) });
+		adminToken = ((await login.json()) as { accessToken: string }).accessToken;
+	});
+	afterAll(async () => {
+		await Promise.all([gateway?.stop(), auth?.stop()]);
+	});
+
+	it("finds users by part of the address or by id, with roles and live sessions", async () => {
+		const ada = await register("ada.lovelace");
+		const res = await call("GET", `/api/v1/auth/users?query=${encodeURIComponent("LOVELACE@" + domain)}`, adminToken);
+		expect(res.status).toBe(200);
+		const page = (await res.json()) as { items: UserSummary[]; nextCursor: string };
+		expect(page.items).toEqual([expect.objectContaining({ id: ada.id, email: ada.email, roles: ["user"], activeSessions: 1, emailVerified: false })]);
+		expect(page.nextCursor).toBe("");
+		const byId = (await (await call("GET", `/api/v1/auth/users?query=${ada.id}`, adminToken)).json()) as { items: UserSummary[] };
+		expect(byId.items.map((u) => u.email)).toEqual([ada.email]);
+		// LIKE wildcards in a query are matched literally.
+		expect(((await (await call("GET", `/api/v1/auth/users?query=${encodeURIComponent("%_")}`, adminToken)).json()) as { items: unknown[] }).items).toEqual([]);
+	});
+
+	it("pages through every user in address order by cursor", async () => {
+		for (const name of ["page-c", "page-a", "page-b"]) await register(name);
+		const seen: string[] = [];
+		let cursor = "";
+		for (let i = 0; i < 5; i++) {
+			const res = await call("GET", `/api/v1/auth/users?query=page-&limit=2${cursor ? `&cursor=${cursor}` : ""}`, adminToken);
+			const page = (await res.json()) as { items: UserSummary[]; nextCursor: string };
+			seen.push(...page.items.map((u) => u.email.split("@")[0]!));
+			cursor = page.nextCursor;
+			if (!cursor) break;
+		}
+		expect(seen).toEqual(["page-a", "page-b", "page-c"]);
+	});
+
+	it("refuses bad paging parameters with problem+json naming the field", async () => {
+		const big = await call("GET", "/api/v1/auth/users?limit=500", adminToken);
+		expect(big.status).toBe(400);
+		expect(((await big.json()) as { errors: { field: string }[] }).errors.map((e) => e.field)).toContain("limit");
+		const bad = await call("GET", "/api/v1/auth/users?cursor=bm90LWEtY3Vyc29y", adminToken);
+		expect(bad.status).toBe(400);
+		expect(await bad.json()).toMatchObject({ code: "VALIDATION_ERROR", errors: [{ field: "cursor" }] });
+	});
+
+	it("lists roles with their permissions and holders", async () => {
+		const res = await call("GET", "/api/v1/auth/roles", adminToken);
+		expect(res.status).toBe(200);
+		const { items } = (await res.json()) as { items: { name: string; permissions: string[]; users: number }[] };
+		expect(items.map((r) => r.name)).toEqual(["admin", "user"]);
+		expect(items[0]).toMatchObject({ users: 1, permissions: expect.arrayContaining(["users:read", "roles:write", "billing:admin"]) as string[] });
+		expect(items[1]!.users).toBeGreaterThanOrEqual(1);
+	});
+
+	it("ends every session of a user, whose token is then refused", async () => {
+		const bob = await register("bob");
+		expect((await call("GET", "/api/v1/auth/me", bob.accessToken)).status).toBe(200);
+		const res = await call("DELETE", `/api/v1/auth/users/${bob.id}/sessions`, adminToken);
+		expect(res.status).toBe(200);
+		expect(await res.json()).toEqual({ revokedSessions: 1 });
+		await eventually(async () => (await call("GET", "/api/v1/auth/me", bob.accessToken)).status === 401, 5_000, "the revoked token to be refused");
+	});
+
+	it("refuses every admin route to a user without the permission", async () => {
+		const eve = await register("eve");
+		for (const [method, path] of [["GET", "/api/v1/auth/users"], ["GET", "/api/v1/auth/roles"], ["DELETE", `/api/v1/auth/users/${eve.id}/sessions`]] as const) {
+			const res = await call(method, path, eve.accessToken);
+			expect(res.status, `${method} ${path}`).toBe(403);
+			expect(((await res.json()) as { code: string }).code).toBe("MISSING_PERMISSION");
+		}
+	});
+});
