@@ -6,6 +6,8 @@
 import os from "node:os";
 import type { ServiceBroker } from "moleculer";
 import type { Caller } from "../lib/caller.ts";
+import { queueDepths } from "../lib/events/queue-depths.ts";
+import { eventQueueNames } from "../mixins/events.mixin.ts";
 import { notificationReplCommands } from "../services/notification/repl.ts";
 
 interface Args {
@@ -38,7 +40,19 @@ async function userOf(broker: ServiceBroker, user: string): Promise<Report> {
 	return broker.call<Report, object>("auth.findUser", { user }, asOperator);
 }
 
-export function operatorReplCommands(): ReplCommand[] {
+/** Each event queue and its dead-letter queue, from the event types consumers advertise in the registry. */
+function eventQueues(broker: ServiceBroker): string[] {
+	const names = new Set<string>();
+	for (const svc of broker.registry.getServiceList({ onlyAvailable: true }) as { name: string; metadata?: { eventTypes?: string[] } }[]) {
+		for (const type of svc.metadata?.eventTypes ?? []) {
+			const { queue, deadLetter } = eventQueueNames(broker.namespace, svc.name, type);
+			names.add(queue).add(deadLetter);
+		}
+	}
+	return [...names].sort();
+}
+
+export function operatorReplCommands(opts: { rabbitmqUrl: string }): ReplCommand[] {
 	return [
 		{
 			command: "user-find <user>",
@@ -105,6 +119,19 @@ export function operatorReplCommands(): ReplCommand[] {
 				for (const { nodeID } of gateways) {
 					const { open } = await broker.call<{ open: { action: string; nodeId: string }[] }, object>("gateway.circuitBreakers", {}, { nodeID });
 					print(`${nodeID}: ${open.length ? open.map((o) => `${o.action}@${o.nodeId}`).join(", ") : "all circuits closed"}`);
+				}
+			},
+		},
+		{
+			command: "queues",
+			description: "Queue depths: each event queue and dead-letter queue in RabbitMQ, and the notification jobs per state in BullMQ",
+			async action(broker) {
+				for (const q of await queueDepths(opts.rabbitmqUrl, eventQueues(broker))) {
+					print("missing" in q ? `${q.name}  (no such queue)` : `${q.name}  ${q.messages} message(s)  ${q.consumers} consumer(s)`);
+				}
+				const counts = await broker.call<Record<string, Record<string, number> | null>, object>("notification.queueCounts", {}, asOperator);
+				for (const [channel, states] of Object.entries(counts)) {
+					print(`notification ${channel}: ${states ? Object.entries(states).map(([state, n]) => `${state} ${n}`).join("  ") : "off"}`);
 				}
 			},
 		},

@@ -18,7 +18,7 @@ try {
 	const broker = new ServiceBroker(
 		brokerOptions(config, {
 			metrics: false,
-			replOptions: { customCommands: operatorReplCommands() as unknown as NonNullable<BrokerOptions["replOptions"]>["customCommands"] },
+			replOptions: { customCommands: operatorReplCommands({ rabbitmqUrl: config.rabbitmqUrl }) as unknown as NonNullable<BrokerOptions["replOptions"]>["customCommands"] },
 		}),
 	);
 	await broker.start();

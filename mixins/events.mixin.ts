@@ -100,6 +100,15 @@ export interface EventHandlersOptions {
 
 export type EventHandler = (event: CloudEvent, ctx: Context) => Promise<void>;
 
+/**
+ * The RabbitMQ queues behind one subscription, as @moleculer/channels names them: the channel
+ * and the dead-letter queue are prefixed with the namespace; the consumer group is the service.
+ */
+export function eventQueueNames(namespace: string, service: string, type: string): { queue: string; deadLetter: string } {
+	const prefixed = (name: string) => (namespace ? `${namespace}.${name}` : name);
+	return { queue: `${service}.${prefixed(type)}`, deadLetter: prefixed(`dead-letter.${type}`) };
+}
+
 const MAX_BACKOFF_MS = 5_000;
 
 export function eventHandlersMixin(opts: EventHandlersOptions): ServiceSchema {
@@ -142,6 +151,8 @@ export function eventHandlersMixin(opts: EventHandlersOptions): ServiceSchema {
 
 	return {
 		name: "event-handlers-mixin",
+		// In the registry, so an operator's node can find every queue (eventQueueNames) without asking.
+		metadata: { eventTypes: Object.keys(opts.handlers) },
 		channels,
 		created() {
 			if (!this.broker.isMetricsEnabled()) return;

@@ -180,6 +180,13 @@ export default function notificationService(config: Config): ServiceSchema<{ res
 					return { retried };
 				},
 			},
+			/** Operator view (REPL): jobs per state in each channel's queue; push is null when off. */
+			queueCounts: {
+				visibility: "public",
+				async handler() {
+					return { email: await email.counts(), push: push ? await push.counts() : null };
+				},
+			},
 			/** Internal (other services, REPL, tests): a user's newest alerts. */
 			listAlerts: {
 				visibility: "public",

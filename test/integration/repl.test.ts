@@ -2,18 +2,20 @@
  * The operator's REPL commands against a running cluster: each one does what `help` says, on
  * real servers, from a node that hosts no service (as `npm run repl` does).
  */
+import amqp from "amqplib";
 import { ServiceBroker } from "moleculer";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { operatorReplCommands } from "../../bin/repl-commands.ts";
 import type { ReplCommand } from "../../bin/repl-commands.ts";
 import { brokerOptions } from "../../moleculer.config.ts";
-import { createTestDatabase, eventually, gatewayUrl, startNode, testConfig, testEnv, uniqueId, waitForCluster } from "../support/infra.ts";
+import { eventQueueNames } from "../../mixins/events.mixin.ts";
+import { createTestDatabase, eventually, gatewayUrl, infra, startNode, testConfig, testEnv, uniqueId, waitForCluster } from "../support/infra.ts";
 
 describe("REPL commands", () => {
 	const nodes: ServiceBroker[] = [];
 	let repl: ServiceBroker;
 	let base: string;
-	const commands = new Map(operatorReplCommands().map((c) => [c.command.split(" ")[0]!, c] as [string, ReplCommand]));
+	const commands = new Map(operatorReplCommands({ rabbitmqUrl: infra.rabbitmqUrl }).map((c) => [c.command.split(" ")[0]!, c] as [string, ReplCommand]));
 
 	/** Runs a command as the REPL would and returns what it printed. */
 	async function run(name: string, args: Record<string, unknown> = {}): Promise<string> {
@@ -43,7 +45,7 @@ describe("REPL commands", () => {
 	});
 
 	it("lists every command in help with a description", () => {
-		for (const name of ["user-find", "user-roles", "user-sessions-revoke", "keys-rotate", "outbox", "event-replay", "breakers", "health", "notifications-failed", "notifications-retry"]) {
+		for (const name of ["user-find", "user-roles", "user-sessions-revoke", "keys-rotate", "outbox", "event-replay", "breakers", "queues", "health", "notifications-failed", "notifications-retry"]) {
 			expect(commands.get(name)?.description.length).toBeGreaterThan(10);
 		}
 	});
@@ -91,5 +93,28 @@ describe("REPL commands", () => {
 		expect(await run("breakers")).toMatch(/all circuits closed/);
 		const health = JSON.parse(await run("health")) as { services: Record<string, { status: string }> };
 		expect(health.services.auth?.status).toBe("up");
+	});
+
+	it("shows the depth of every event queue, its dead letters and the notification jobs", async () => {
+		const email = `${uniqueId("queues")}@example.com`;
+		await fetch(`${base}/api/v1/auth/register`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ email, password: "correct horse battery staple 42" }) });
+		// The welcome e-mail is a completed job in BullMQ once it reached the SMTP server.
+		await eventually(async () => /notification email: .*completed [1-9]/.test(await run("queues")), 15_000, "a completed e-mail job");
+
+		// One message parked in a dead-letter queue shows up in its depth.
+		const { queue, deadLetter } = eventQueueNames(repl.namespace, "notification", "user.created");
+		const connection = await amqp.connect(infra.rabbitmqUrl);
+		try {
+			const channel = await connection.createChannel();
+			channel.sendToQueue(deadLetter, Buffer.from("{}"));
+			await eventually(async () => (await channel.checkQueue(deadLetter)).messageCount === 1, 5_000, "the parked message");
+			const printed = await run("queues");
+			expect(printed).toContain(`${queue}  0 message(s)  1 consumer(s)`);
+			expect(printed).toContain(`${deadLetter}  1 message(s)  0 consumer(s)`);
+			expect(printed).toMatch(/notification push: waiting \d+ {2}active \d+ {2}delayed \d+ {2}failed \d+ {2}completed \d+/);
+			await channel.purgeQueue(deadLetter);
+		} finally {
+			await connection.close();
+		}
 	});
 });
