@@ -38,6 +38,8 @@ export interface Config {
 		/** Access tokens are accepted only from this issuer, for this audience. */
 		tokenIssuer: string;
 		tokenAudience: string;
+		/** Load shedding per gateway node (services/gateway/admission.ts). */
+		admission: { maxInFlight: number; maxInFlightPerService: number; maxEventLoopDelayMs: number };
 	};
 	databaseUrl?: string;
 	bcryptCost: number;
@@ -150,6 +152,9 @@ const perServiceSchema: Record<ServiceName, ValidationSchema> = {
 		RATE_LIMIT_AUTH_STRICT: { type: "string", pattern: RATE, default: "10/60s", messages: { stringPattern: "must look like 10/60s" } },
 		AUTH_ISSUER: { type: "string", default: "http://127.0.0.1:4000" },
 		AUTH_AUDIENCE: { type: "string", default: "backplane-api" },
+		GATEWAY_MAX_IN_FLIGHT: { type: "number", integer: true, min: 1, max: 100_000, convert: true, default: 400 },
+		GATEWAY_MAX_IN_FLIGHT_PER_SERVICE: { type: "number", integer: true, min: 1, max: 100_000, convert: true, default: 100 },
+		GATEWAY_MAX_EVENT_LOOP_DELAY_MS: { type: "number", integer: true, min: 10, max: 60_000, convert: true, default: 200 },
 		REDIS_URL: url(["redis", "rediss"]),
 	},
 	auth: {
@@ -277,6 +282,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, opts: { service
 			},
 			tokenIssuer: String(v.AUTH_ISSUER ?? "http://127.0.0.1:4000"),
 			tokenAudience: String(v.AUTH_AUDIENCE ?? "backplane-api"),
+			admission: {
+				maxInFlight: Number(v.GATEWAY_MAX_IN_FLIGHT ?? 400),
+				maxInFlightPerService: Number(v.GATEWAY_MAX_IN_FLIGHT_PER_SERVICE ?? 100),
+				maxEventLoopDelayMs: Number(v.GATEWAY_MAX_EVENT_LOOP_DELAY_MS ?? 200),
+			},
 		},
 		databaseUrl: str("DATABASE_URL"),
 		bcryptCost: Number(v.BCRYPT_COST ?? 12),

@@ -1,6 +1,7 @@
 /**
  * gateway: the single HTTP entry point (moleculer-web). Every request gets a request id and the
- * client's real IP, is authenticated by public key (access JWT verified locally with auth's JWKS),
+ * client's real IP, is admitted only while this node has room (load shedding, per-service
+ * bulkheads), is authenticated by public key (access JWT verified locally with auth's JWKS),
  * rate limited in Redis across all gateway nodes, and routed: auth over the gRPC bridge, billing
  * and notification as Moleculer calls. Every error leaves as RFC 9457 problem+json.
  * The route table is services/gateway/routes.ts.
@@ -17,11 +18,15 @@ import { clusterHealth } from "../lib/cluster-health.ts";
 import { PROBLEM_CONTENT_TYPE, toProblem } from "../lib/problem.ts";
 import { closeRedis, createRedis } from "../lib/redis.ts";
 import { grpcClientMixin } from "../mixins/grpc.mixin.ts";
+import { Admission, SHED_RETRY_AFTER_S } from "./gateway/admission.ts";
 import { AlertStreams } from "./gateway/alert-streams.ts";
 import { CONSOLE_CSP, loadConsole } from "./gateway/console.ts";
 import { bearerToken, clientIpResolver, requestIdOf, requireJsonBody, setSecurityHeaders } from "./gateway/http.ts";
 import { buildSpec } from "./gateway/openapi.ts";
 import { collectOperations, DOCS_ASSETS, DOCS_INIT, DOCS_PAGE } from "./gateway/api-docs.ts";
+import { drainConnections } from "./gateway/drain.ts";
+import { AUTO_ALIASED_PREFIXES, exemptFromShedding, rateLimitOf, serviceOfPath } from "./gateway/edge-policy.ts";
+import type { EdgePolicy } from "./gateway/edge-policy.ts";
 import { httpMetricsMiddleware, registerHttpMetrics } from "./gateway/http-metrics.ts";
 import { parsePolicy, RateLimiter, rateLimitHeaders } from "./gateway/rate-limit.ts";
 import type { RatePolicy } from "./gateway/rate-limit.ts";
@@ -36,10 +41,6 @@ const NODE_HEALTH_TIMEOUT_MS = 1_500;
  * (docs/reliability.md, scenario 2).
  */
 const EDGE_CALL_TIMEOUT_MS = 2_000;
-/** Longest wait for clients to leave on shutdown: Node's keep-alive timeout (5 s) and a margin. */
-const DRAIN_MAX_MS = 5_500;
-/** Path prefix under /api/v1 -> the auto-aliased service that serves it (its `settings.rest`). */
-const AUTO_ALIASED_PREFIXES: Record<string, string> = { billing: "billing", notifications: "notification" };
 const JSON_LIMIT = "64kb";
 // Swagger UI styles itself inline; everything it loads comes from this origin.
 const DOCS_CSP = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'";
@@ -53,12 +54,6 @@ type Meta = {
 	$responseType?: string;
 	$responseHeaders?: Record<string, string>;
 };
-interface EdgePolicy {
-	name?: string;
-	auth?: "required" | "none";
-	permissions?: string[];
-	rateLimit?: string;
-}
 
 interface GatewayMethods {
 	grpcCall(client: string, method: string, request: object, ctx?: Context): Promise<object>;
@@ -78,6 +73,7 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 	};
 	const clientIp = clientIpResolver(config.gateway.trustedProxies);
 	const streams = new AlertStreams();
+	const admission = new Admission(config.gateway.admission);
 	let verifier: TokenVerifier;
 	let spec: Record<string, unknown> | undefined;
 	let draining = false;
@@ -144,11 +140,19 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 			cors: config.gateway.corsOrigins.length ? { origin: config.gateway.corsOrigins, credentials: true, maxAge: 600, exposedHeaders: ["X-Request-ID", "RateLimit", "RateLimit-Policy", "Retry-After"] } : undefined,
 			use: [
 				(req: Request, res: ServerResponse, next: () => void) => metricsMiddleware(req, res, next),
-				(req: Request, res: ServerResponse, next: () => void) => {
+				(req: Request, res: ServerResponse, next: (err?: unknown) => void) => {
 					setSecurityHeaders(res, config.gateway.hsts);
 					// Draining (shutting down): answer, then close the connection, so a keep-alive client
 					// reconnects through the load balancer to another gateway.
 					if (draining) res.setHeader("Connection", "close");
+					const path = req.originalUrl ?? req.url ?? "/";
+					if (exemptFromShedding(path)) return next();
+					try {
+						res.once("close", admission.admit(serviceOfPath(path)));
+					} catch (err) {
+						res.setHeader("Retry-After", String(SHED_RETRY_AFTER_S));
+						return next(err);
+					}
 					next();
 				},
 			],
@@ -207,7 +211,8 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 					err = Object.assign(new Error(`${owner} is not available`), { name: "ServiceNotAvailableError" });
 				}
 				const problem = toProblem(err, req.originalUrl ?? req.url, requestId);
-				if (problem.status >= 500) this.logger.error("request failed", { url: req.url, requestId, err });
+				// Shed load is counted by the HTTP metrics; a log line per refusal would add to the overload.
+				if (problem.status >= 500 && problem.code !== "OVERLOADED") this.logger.error("request failed", { url: req.url, requestId, err });
 				if (requestId) res.setHeader("X-Request-ID", requestId);
 				res.setHeader("Content-Type", PROBLEM_CONTENT_TYPE);
 				res.writeHead(problem.status);
@@ -218,7 +223,9 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 		actions: {
 			// moleculer-web's HTTP entry action. Never retried: the broker's retry policy (for calls
 			// that did not reach a service) would re-run it on a consumed request and answer 404.
-			rest: { retryPolicy: { enabled: false } },
+			// No broker bulkhead either: one shared queue for every route let requests to a slow
+			// service starve all others; admission control bounds each service's share instead.
+			rest: { retryPolicy: { enabled: false }, bulkhead: { enabled: false } },
 			...grpcProxies,
 			/** Alive: the process answers. Reports every service's health without failing on it. */
 			liveness: { visibility: "published", auth: "none", rateLimit: "none", handler() { return this.platformHealth(); } },
@@ -337,13 +344,8 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 				const caller = token ? await verifier.verify(token) : undefined;
 				if (!caller && policy.auth !== "none") throw unauthorized("This request needs `Authorization: Bearer <access token>`.");
 				if (caller) ctx.meta.caller = { userId: caller.userId, sessionId: caller.sessionId, roles: caller.roles, permissions: caller.permissions };
-				// Probes ("none") are never limited: an orchestrator must always see the truth.
-				if (policy.rateLimit === "none") return null;
-				// A named limit (credential endpoints) counts per client IP, the default ones per user or IP.
-				const named = policy.rateLimit ? policies[policy.rateLimit] : undefined;
-				const limit = named ?? (caller ? policies.user! : policies.anonymous!);
-				const subject = caller && !named ? `user:${caller.userId}` : `ip:${ctx.meta.clientIp}`;
-				await this.applyRateLimit(res, limit, subject);
+				const limit = rateLimitOf(policy, caller, ctx.meta.clientIp, policies);
+				if (limit) await this.applyRateLimit(res, limit.policy, limit.subject);
 				return null;
 			},
 			async authorize(ctx: Context<unknown, Meta>, _route: unknown, req: Request) {
@@ -367,7 +369,7 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 						(err: Error) => ({ status: "down" as const, error: err.message }),
 					),
 				]);
-				return { ...cluster, gateway: { nodeId: this.broker.nodeID, authGrpc: grpc, openStreams: streams.size } };
+				return { ...cluster, gateway: { nodeId: this.broker.nodeID, authGrpc: grpc, openStreams: streams.size, inFlight: admission.inFlight() } };
 			},
 		},
 
@@ -386,21 +388,15 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 		async started() {
 			await redis.connect();
 			streams.start();
+			admission.start();
 		},
 		async stopped() {
-			// Graceful shutdown: keep serving what arrives on open connections (each answered with
-			// `Connection: close`), until every client has left or its idle keep-alive connection
-			// expired; only then stop listening and close Redis. Closing idle connections at once
-			// races with a client reusing one (a failed request); closing Redis first fails the
-			// requests still arriving (docs/reliability.md, graceful shutdown).
+			// Graceful shutdown: drain the HTTP connections, and only then close Redis (closing it
+			// first fails the requests still arriving; docs/reliability.md, graceful shutdown).
 			draining = true;
 			const server = (this as unknown as { server?: Server }).server;
-			if (server?.listening) {
-				const deadline = Date.now() + DRAIN_MAX_MS;
-				const open = () => new Promise<number>((resolve) => server.getConnections((err, n) => resolve(err ? 0 : n)));
-				while (Date.now() < deadline && (await open()) > 0) await new Promise((r) => setTimeout(r, 50));
-				server.closeAllConnections();
-			}
+			if (server) await drainConnections(server);
+			admission.stop();
 			streams.close();
 			await closeRedis(redis);
 		},
