@@ -115,7 +115,11 @@ export function brokerOptions(config: Config, overrides: Partial<BrokerOptions> 
 							url: config.rabbitmqUrl,
 							socketOptions: { noDelay: true },
 							prefetch: 20,
-							queueOptions: { durable: true },
+							// Quorum queues (replicated, for a RabbitMQ cluster) or classic ones, dead-letter queues
+							// alike; channels dead-letters by republishing, which works with either type. Classic
+							// queues are declared without the argument, as before it existed (an existing queue
+							// must be redeclared with the same arguments).
+							queueOptions: { durable: true, ...(config.amqpQueueType === "quorum" ? { arguments: { "x-queue-type": "quorum" } } : {}) },
 							exchangeOptions: { durable: true },
 							messageOptions: { persistent: true },
 						},

@@ -268,6 +268,7 @@ interface QueueInfo {
 	name: string;
 	messages?: number;
 	consumers?: number;
+	type?: "classic" | "quorum" | "stream";
 }
 
 function management(): { base: string; auth: string } {
@@ -278,13 +279,16 @@ function management(): { base: string; auth: string } {
 	return { base: url.toString().replace(/\/$/, ""), auth };
 }
 
-/** The queues of one namespace: durable event queues (`<ns>.`) and transporter queues (`MOL-<ns>.`). */
+/**
+ * The queues of one namespace: durable event queues (`<group>.<ns>.<type>`), their dead-letter
+ * queues (`<ns>.dead-letter.<type>`) and transporter queues (`MOL-<ns>.`).
+ */
 export async function namespaceQueues(namespace: string): Promise<QueueInfo[]> {
 	const { base, auth } = management();
-	const res = await fetch(`${base}/api/queues/%2F?columns=name,messages,consumers`, { headers: { authorization: auth }, signal: AbortSignal.timeout(10_000) });
+	const res = await fetch(`${base}/api/queues/%2F?columns=name,messages,consumers,type`, { headers: { authorization: auth }, signal: AbortSignal.timeout(10_000) });
 	if (!res.ok) throw new Error(`RabbitMQ management: ${res.status}`);
 	const all = (await res.json()) as QueueInfo[];
-	return all.filter((q) => q.name.startsWith(`${namespace}.`) || q.name.startsWith(`MOL-${namespace}.`));
+	return all.filter((q) => q.name.startsWith(`${namespace}.`) || q.name.includes(`.${namespace}.`) || q.name.startsWith(`MOL-${namespace}.`));
 }
 
 /** Deletes the run's queues and exchanges (the broker is shared; leave nothing behind). */

@@ -1,0 +1,57 @@
+/**
+ * AMQP_QUEUE_TYPE=quorum: the durable event queues and their dead-letter queues are quorum queues
+ * (RabbitMQ runs them on a single node too), events are still consumed, and a message that can
+ * never succeed still reaches its dead-letter queue. Without the switch they stay classic.
+ */
+import amqp from "amqplib";
+import type { ServiceBroker } from "moleculer";
+import { afterAll, describe, expect, it } from "vitest";
+import { deleteNamespaceObjects, namespaceQueues } from "../support/chaos.ts";
+import { eventually, infra, startNode, testEnv, uniqueId } from "../support/infra.ts";
+
+describe("AMQP_QUEUE_TYPE", () => {
+	const quorumNs = uniqueId("quorum");
+	const classicNs = uniqueId("classic");
+	const nodes: ServiceBroker[] = [];
+
+	afterAll(async () => {
+		for (const node of nodes) await node.stop();
+		await deleteNamespaceObjects(quorumNs);
+		await deleteNamespaceObjects(classicNs);
+	});
+
+	const eventQueues = async (namespace: string) => (await namespaceQueues(namespace)).filter((q) => !q.name.startsWith("MOL-"));
+
+	it("quorum: billing's event and dead-letter queues are quorum queues, and dead-lettering still works", async () => {
+		nodes.push(await startNode(["billing"], testEnv(quorumNs, { AMQP_QUEUE_TYPE: "quorum" })));
+		const queues = await eventually(async () => {
+			const qs = await eventQueues(quorumNs);
+			return qs.some((q) => q.name.includes("dead-letter.user.created")) && qs;
+		}, 10_000, "billing's queues");
+		expect(queues.length).toBeGreaterThanOrEqual(4); // user.created and user.deleted, each with a dead-letter queue
+		expect(queues.map((q) => [q.name, q.type])).toEqual(queues.map((q) => [q.name, "quorum"]));
+
+		// A malformed envelope can never succeed: it must land in the (quorum) dead-letter queue.
+		const connection = await amqp.connect(infra.rabbitmqUrl);
+		try {
+			const channel = await connection.createConfirmChannel();
+			channel.publish(`${quorumNs}.user.created`, "", Buffer.from(JSON.stringify({ not: "a cloud event" })), { persistent: true });
+			await channel.waitForConfirms();
+		} finally {
+			await connection.close();
+		}
+		await eventually(async () => {
+			const dead = (await eventQueues(quorumNs)).find((q) => q.name === `${quorumNs}.dead-letter.user.created`);
+			return dead?.messages === 1;
+		}, 20_000, "the message in the dead-letter queue");
+	});
+
+	it("classic (the default): the same queues are classic", async () => {
+		nodes.push(await startNode(["billing"], testEnv(classicNs)));
+		const queues = await eventually(async () => {
+			const qs = await eventQueues(classicNs);
+			return qs.length >= 4 && qs;
+		}, 10_000, "billing's queues");
+		expect(new Set(queues.map((q) => q.type))).toEqual(new Set(["classic"]));
+	});
+});
