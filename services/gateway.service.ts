@@ -171,6 +171,7 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 						"GET reset-password": "gateway.console",
 						"GET verify-email": "gateway.console",
 						"GET assets/:file": "gateway.consoleAsset",
+						"GET sw.js": "gateway.consoleServiceWorker",
 					},
 				},
 				{ name: "docs", path: "/api", mappingPolicy: "restrict", aliases: { "GET openapi.json": "gateway.openapi", "GET docs": "gateway.docs", "GET docs/:file": "gateway.docsAsset" }, authentication: true },
@@ -303,6 +304,18 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 					// Vite puts a content hash in every asset name: safe to cache for good.
 					ctx.meta.$responseHeaders = { "Cache-Control": "public, max-age=31536000, immutable" };
 					return asset.body;
+				},
+			},
+			consoleServiceWorker: {
+				visibility: "published",
+				auth: "none",
+				rateLimit: "none",
+				handler(ctx: Context<unknown, Meta>) {
+					if (!webConsole?.serviceWorker) throw notFound("The console's service worker");
+					ctx.meta.$responseType = webConsole.serviceWorker.type;
+					// Served from the root, so its scope is the whole console; never cached, so updates reach browsers.
+					ctx.meta.$responseHeaders = { "Content-Security-Policy": CONSOLE_CSP, "Cache-Control": "no-cache" };
+					return webConsole.serviceWorker.body;
 				},
 			},
 			/** Operator view (REPL): the endpoints this gateway's circuit breaker has taken out of rotation. */

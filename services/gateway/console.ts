@@ -1,7 +1,7 @@
 /**
  * The web console (web/, built by Vite into web/dist) served by the gateway: its files are read
  * into memory once, served by name only (no path from the client ever reaches the filesystem),
- * hashed assets cached for a year, the page itself never cached.
+ * hashed assets cached for a year, the page and the service worker (/sw.js) never cached.
  */
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
@@ -14,6 +14,8 @@ export interface ConsoleFile {
 export interface ConsoleBundle {
 	index: ConsoleFile;
 	assets: Map<string, ConsoleFile>;
+	/** sw.js: web push needs a service worker whose scope is the whole console. */
+	serviceWorker?: ConsoleFile;
 }
 
 export const CONSOLE_DIR = path.resolve(import.meta.dirname, "..", "..", "web", "dist");
@@ -38,7 +40,9 @@ export function loadConsole(dir = CONSOLE_DIR): ConsoleBundle | undefined {
 			if (type) assets.set(name, { type, body: readFileSync(path.join(assetsDir, name)) });
 		}
 	}
-	return { index: { type: "text/html; charset=utf-8", body: readFileSync(indexPath) }, assets };
+	const swPath = path.join(dir, "sw.js");
+	const serviceWorker = existsSync(swPath) ? { type: TYPES[".js"]!, body: readFileSync(swPath) } : undefined;
+	return { index: { type: "text/html; charset=utf-8", body: readFileSync(indexPath) }, assets, serviceWorker };
 }
 
 /** Scripts and styles from this origin only; the API is this origin too. */
