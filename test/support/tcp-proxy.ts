@@ -4,12 +4,15 @@
  * anyone else who uses the server.
  */
 import net from "node:net";
+import { PassThrough, Transform } from "node:stream";
 import type { AddressInfo } from "node:net";
 
 export class TcpProxy {
 	port = 0;
 	/** Each new connection reaches the server only after this long (a slow server). */
 	latencyMs = 0;
+	/** Each chunk a client sends reaches the server this much later (slow even on pooled connections). */
+	chunkDelayMs = 0;
 	private server?: net.Server;
 	private readonly sockets = new Set<net.Socket>();
 	private readonly target: { host: string; port: number };
@@ -32,7 +35,7 @@ export class TcpProxy {
 				upstream.on("close", () => this.sockets.delete(upstream));
 				upstream.on("error", () => client.destroy());
 				client.on("close", () => upstream.destroy());
-				client.pipe(upstream).pipe(client);
+				client.pipe(this.chunkDelayMs ? delayEach(this.chunkDelayMs) : new PassThrough()).pipe(upstream).pipe(client);
 				client.resume();
 			}, this.latencyMs);
 		});
@@ -52,4 +55,9 @@ export class TcpProxy {
 		this.sockets.clear();
 		if (server) await new Promise((r) => server.close(r));
 	}
+}
+
+/** Passes every chunk on `ms` later, in order. */
+function delayEach(ms: number): Transform {
+	return new Transform({ transform: (chunk, _encoding, done) => void setTimeout(() => done(null, chunk), ms) });
 }
