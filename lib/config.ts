@@ -58,6 +58,8 @@ export interface Config {
 		sweepIntervalMs: number;
 		seller: { name: string; address: string; taxId?: string };
 		tax: { name: string; rateBps: number };
+		/** Dunning of the invoices we collect ourselves: days between retries, and where exhausted retries leave the subscription. */
+		dunning: { retryDays: number[]; finalStatus: "unpaid" | "canceled" };
 	};
 	redisUrl?: string;
 	smtpUrl?: string;
@@ -188,6 +190,8 @@ const perServiceSchema: Record<ServiceName, ValidationSchema> = {
 		BILLING_SELLER_TAX_ID: { type: "string", optional: true, max: 50 },
 		BILLING_TAX_NAME: { type: "string", default: "VAT", max: 50 },
 		BILLING_TAX_RATE_BPS: { type: "number", integer: true, min: 0, max: 10_000, convert: true, default: 0 },
+		BILLING_DUNNING_RETRY_DAYS: { type: "string", default: "3,5,7", pattern: /^(\d{1,3}(,\d{1,3}){0,9})?$/, messages: { stringPattern: "must be up to 10 comma-separated day counts, e.g. 3,5,7 (empty = no retries)" } },
+		BILLING_DUNNING_FINAL_STATUS: { type: "enum", values: ["unpaid", "canceled"], default: "canceled" },
 	},
 	notification: {
 		REDIS_URL: url(["redis", "rediss"]),
@@ -311,6 +315,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, opts: { service
 			sweepIntervalMs: Number(v.BILLING_SWEEP_INTERVAL_MS ?? 30_000),
 			seller: { name: String(v.BILLING_SELLER_NAME ?? "Backplane"), address: String(v.BILLING_SELLER_ADDRESS ?? ""), taxId: str("BILLING_SELLER_TAX_ID") },
 			tax: { name: String(v.BILLING_TAX_NAME ?? "VAT"), rateBps: Number(v.BILLING_TAX_RATE_BPS ?? 0) },
+			dunning: {
+				retryDays: list(v.BILLING_DUNNING_RETRY_DAYS ?? "3,5,7").map(Number),
+				finalStatus: v.BILLING_DUNNING_FINAL_STATUS === "unpaid" ? "unpaid" : "canceled",
+			},
 		},
 		redisUrl: str("REDIS_URL"),
 		smtpUrl: str("SMTP_URL"),

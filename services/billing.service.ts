@@ -14,6 +14,7 @@ import { createMongoClient } from "../lib/mongo.ts";
 import { eventHandlersMixin, outboxMixin } from "../mixins/events.mixin.ts";
 import type { OutboxMethods } from "../mixins/events.mixin.ts";
 import { healthMixin } from "../mixins/health.mixin.ts";
+import { payInvoiceNow } from "./billing/collection.ts";
 import { customers, eraseCustomer } from "./billing/customers.ts";
 import { renderInvoiceHtml, renderInvoicePdf } from "./billing/invoice-render.ts";
 import { getUserInvoice, invoiceView, listInvoices } from "./billing/invoices.ts";
@@ -22,9 +23,10 @@ import { BILLING_COUNTERS, BILLING_HISTOGRAMS, SWEEP_STEPS } from "./billing/met
 import { archivePlan, getPlan, listPlans, planSchema, planView, seedPlans, upsertPlan } from "./billing/plans.ts";
 import { ensureIndexes, OUTBOX_COLLECTIONS } from "./billing/store.ts";
 import type { Clock } from "./billing/store.ts";
-import { createPortalSession, createStripeClient } from "./billing/stripe.ts";
-import type { StripeClient } from "./billing/stripe.ts";
+import { chargeInvoice, createPortalSession, createStripeClient } from "./billing/stripe.ts";
+import type { ChargeInput, ChargeResult, StripeClient } from "./billing/stripe.ts";
 import { cancelSubscription, changePlan, findSubscription, onboardUser, pauseSubscription, resumeSubscription, startCheckout, subscriptionView } from "./billing/subscriptions.ts";
+import { currentUsage, recordUsage } from "./billing/usage.ts";
 import { handleStripeWebhook } from "./billing/webhooks.ts";
 import type { WebhookInput } from "./billing/webhooks.ts";
 
@@ -34,6 +36,8 @@ export interface BillingDeps {
 	stripe?: StripeClient;
 	/** Documents per lifecycle step and sweep. */
 	sweepBatchSize?: number;
+	/** How our invoices are charged (Stripe PaymentIntents by default). */
+	charge?: (input: ChargeInput) => Promise<ChargeResult>;
 }
 
 type Ctx<P = Record<string, never>> = Context<P, CallerMeta & { $responseType?: string; $responseHeaders?: Record<string, string> }>;
@@ -63,6 +67,7 @@ export default function billingService(config: Config, deps: BillingDeps = {}): 
 	const db = mongo.db();
 	const stripe = deps.stripe ?? createStripeClient({ apiKey: settings.stripeApiKey, apiBase: settings.stripeApiBase });
 	const taxRates = [settings.tax];
+	const collection = { dunning: settings.dunning, charge: deps.charge ?? ((input: ChargeInput) => chargeInvoice(stripe, input)) };
 	const op = (ctx: Ctx<unknown>) => ({ now: now(), requestId: ctx.requestID });
 	let scheduler: { stop(): Promise<void> } | undefined;
 	let sweeps = 0;
@@ -165,6 +170,35 @@ export default function billingService(config: Config, deps: BillingDeps = {}): 
 					return renderInvoicePdf(invoice);
 				},
 			},
+			payInvoice: {
+				rest: "POST /invoices/:id/pay", openapi: { summary: "Charge an open invoice now (after updating the card); 402 when declined" }, params: INVOICE_ID,
+				async handler(ctx: Ctx<{ id: string }>) {
+					try {
+						return invoiceView(await payInvoiceNow(db, userOf(ctx), ctx.params.id, { ...collection, ...op(ctx) }));
+					} finally {
+						this.relayOutbox();
+					}
+				},
+			},
+			recordUsage: {
+				rest: "POST /usage", openapi: { summary: "Report units used on a metered plan (once per idempotency key)" },
+				params: {
+					$$strict: "remove",
+					quantity: { type: "number", integer: true, min: 0, max: 1_000_000_000, convert: true },
+					idempotencyKey: { type: "string", pattern: /^[A-Za-z0-9._:-]{1,100}$/ },
+					timestamp: { type: "date", convert: true, optional: true },
+				},
+				async handler(ctx: Ctx<{ quantity: number; idempotencyKey: string; timestamp?: Date }>) {
+					const { record, duplicate } = await recordUsage(db, { userId: userOf(ctx), ...ctx.params }, now());
+					return { id: record._id, quantity: record.quantity, timestamp: record.timestamp.toISOString(), duplicate };
+				},
+			},
+			getUsage: {
+				rest: "GET /usage", openapi: { summary: "Usage of the current period and its cost so far" }, params: {},
+				async handler(ctx: Ctx) {
+					return currentUsage(db, userOf(ctx), now());
+				},
+			},
 			invoiceHtml: {
 				rest: "GET /invoices/:id/html", openapi: { summary: "The invoice as HTML" }, params: INVOICE_ID,
 				async handler(ctx: Ctx<{ id: string }>) {
@@ -239,7 +273,7 @@ export default function billingService(config: Config, deps: BillingDeps = {}): 
 			},
 			async sweep() {
 				const started = performance.now();
-				const report = await runLifecycle(db, { now: now(), batchSize: deps.sweepBatchSize ?? 100, seller: settings.seller, taxRates, prune: ++sweeps % PRUNE_EVERY_SWEEPS === 0 });
+				const report = await runLifecycle(db, { now: now(), batchSize: deps.sweepBatchSize ?? 100, seller: settings.seller, taxRates, collection, prune: ++sweeps % PRUNE_EVERY_SWEEPS === 0 });
 				const ms = performance.now() - started;
 				const { changed, line } = describeSweep(report, ms);
 				this.broker.metrics.increment("billing.lifecycle.sweeps.total");

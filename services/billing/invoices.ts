@@ -32,6 +32,8 @@ export interface InvoiceLine {
 	periodStart: Date | null;
 	periodEnd: Date | null;
 	proration: boolean;
+	/** Usage of a metered price, priced when the invoice is finalized (usage.ts). */
+	metered?: boolean;
 }
 
 export interface TaxLine {
@@ -81,7 +83,21 @@ export interface Invoice extends OutboxFields {
 	hostedInvoiceUrl: string | null;
 	/** Keys of payment failures already reported (one event each). */
 	paymentFailures: string[];
+	/** Charges of an invoice we collect ourselves (collection.ts): attempts made, when the next is due, why the last failed. */
+	paymentAttempts: number;
+	nextPaymentAttemptAt: Date | null;
+	lastPaymentError: string | null;
+	/** The metered period this invoice bills in arrears; its usage line is priced at finalization. */
+	usagePeriod: UsagePeriod | null;
 	version: number;
+}
+
+export interface UsagePeriod {
+	subscriptionId: string;
+	planId: string;
+	priceId: string;
+	start: Date;
+	end: Date;
 }
 
 export const invoices = (db: Db) => db.collection<Invoice>("invoices");
@@ -125,6 +141,7 @@ export interface DraftInput {
 	hostedInvoiceUrl?: string | null;
 	/** Let the scheduler finalize it if nobody does (false for a provider's draft, finalized by its events). */
 	autoFinalize?: boolean;
+	usagePeriod?: UsagePeriod | null;
 }
 
 /** Totals of a draft: subtotal = sum of lines; total = subtotal - discount + tax. */
@@ -148,7 +165,8 @@ export async function createDraft(db: Db, input: DraftInput, now: Date): Promise
 		_id: input.id, number: null, numberKey: `draft:${input.id}`, userId: input.userId, subscriptionId: input.subscriptionId, status: "draft", currency: input.currency,
 		seller: input.seller, buyer: input.buyer, lines: input.lines, taxLines, ...t, amountPaid, amountDue: t.total - amountPaid,
 		createdAt: now, updatedAt: now, finalizedAt: null, paidAt: null, voidedAt: null, autoFinalizeAt: input.autoFinalize === false ? null : new Date(now.getTime() + AUTO_FINALIZE_AFTER_MS),
-		stripeInvoiceId: input.stripeInvoiceId ?? null, stripeEventAt: null, hostedInvoiceUrl: input.hostedInvoiceUrl ?? null, paymentFailures: [], version: 1,
+		stripeInvoiceId: input.stripeInvoiceId ?? null, stripeEventAt: null, hostedInvoiceUrl: input.hostedInvoiceUrl ?? null, paymentFailures: [],
+		paymentAttempts: 0, nextPaymentAttemptAt: null, lastPaymentError: null, usagePeriod: input.usagePeriod ?? null, version: 1,
 		...initialOutbox([], now),
 	};
 	try {
@@ -160,7 +178,7 @@ export async function createDraft(db: Db, input: DraftInput, now: Date): Promise
 }
 
 /** Changes an invoice holding its lock (concurrent updates must not race, see lib/events/mongo-outbox.ts). */
-function locked<T>(db: Db, invoiceId: string, fn: (inv: Invoice | null) => Promise<T>): Promise<T> {
+export function locked<T>(db: Db, invoiceId: string, fn: (inv: Invoice | null) => Promise<T>): Promise<T> {
 	return withDocumentLock(db, lockKey("invoices", invoiceId), async () => fn(await invoices(db).findOne({ _id: invoiceId }, { projection: WITHOUT_OUTBOX })));
 }
 
@@ -193,10 +211,13 @@ async function completeReservation(db: Db, key: string, year: number, seq: numbe
 	await locked(db, invoiceId, async (inv) => {
 		if (!inv || inv.status !== "draft" || inv.number !== null) return;
 		const number = formatNumber(year, seq);
-		const opened: Invoice = { ...inv, number, numberKey: number, status: "open", finalizedAt: ctx.now, autoFinalizeAt: null };
+		// Ours are charged at once (collection.ts); Stripe collects the ones it issued.
+		const nextPaymentAttemptAt = inv.stripeInvoiceId === null ? ctx.now : null;
+		const set = { number, numberKey: number, status: "open" as const, finalizedAt: ctx.now, autoFinalizeAt: null, nextPaymentAttemptAt, updatedAt: ctx.now };
+		const opened: Invoice = { ...inv, ...set };
 		await invoices(db).updateOne(
 			{ _id: invoiceId, status: "draft", number: null },
-			withEvents<Invoice>({ $set: { number, numberKey: number, status: "open", finalizedAt: ctx.now, autoFinalizeAt: null, updatedAt: ctx.now }, $inc: { version: 1 } }, [billingEvent("invoice.created", invoiceId, invoiceData(opened), ctx.now, ctx.requestId)], ctx.now),
+			withEvents<Invoice>({ $set: set, $inc: { version: 1 } }, [billingEvent("invoice.created", invoiceId, invoiceData(opened), ctx.now, ctx.requestId)], ctx.now),
 		);
 	});
 	await counters(db).updateOne({ _id: key, seq, "pending.invoiceId": invoiceId }, { $set: { pending: null } });
@@ -247,12 +268,27 @@ export async function transitionInvoice(db: Db, invoiceId: string, change: Statu
 	});
 }
 
-/** Reports a failed payment attempt once per `failureKey` (e.g. the Stripe event id). */
-export async function recordPaymentFailure(db: Db, invoiceId: string, failureKey: string, nextAttempt: Date | null, ctx: Ctx): Promise<boolean> {
+/**
+ * Reports a failed payment attempt once per `failureKey` (the Stripe event id, or our attempt
+ * number), with what else the failure changes (`set`: the next attempt, or uncollectible).
+ */
+export async function recordPaymentFailure(db: Db, invoiceId: string, failureKey: string, nextAttempt: Date | null, ctx: Ctx, set: Partial<Invoice> = {}): Promise<boolean> {
 	return locked(db, invoiceId, async (inv) => {
 		if (!inv || inv.status !== "open" || inv.paymentFailures.includes(failureKey)) return false;
-		const event = billingEvent("invoice.payment_failed", inv._id, invoiceData(inv, nextAttempt), ctx.now, ctx.requestId);
-		await invoices(db).updateOne({ _id: inv._id }, withEvents<Invoice>({ $push: { paymentFailures: failureKey }, $set: { updatedAt: ctx.now } }, [event], ctx.now));
+		const event = billingEvent("invoice.payment_failed", inv._id, invoiceData({ ...inv, ...set }, nextAttempt), ctx.now, ctx.requestId);
+		await invoices(db).updateOne({ _id: inv._id }, withEvents<Invoice>({ $push: { paymentFailures: failureKey }, $set: { ...set, updatedAt: ctx.now }, $inc: { version: 1 } }, [event], ctx.now));
+		return true;
+	});
+}
+
+/** Replaces a draft's metered line (none when `line` is null), recomputing totals and tax at `rates`. */
+export async function replaceMeteredLine(db: Db, invoiceId: string, line: InvoiceLine | null, rates: { name: string; rateBps: number }[], now: Date): Promise<boolean> {
+	return locked(db, invoiceId, async (inv) => {
+		if (!inv || inv.status !== "draft") return false;
+		const lines = [...inv.lines.filter((l) => !l.metered), ...(line ? [line] : [])];
+		const taxLines = taxLinesFor(sumMinor(lines.map((l) => l.amount)) - inv.discount, rates);
+		const t = totals(lines, inv.discount, taxLines);
+		await invoices(db).updateOne({ _id: invoiceId, version: inv.version }, { $set: { lines, taxLines, ...t, amountDue: t.total - inv.amountPaid, updatedAt: now }, $inc: { version: 1 } });
 		return true;
 	});
 }
@@ -294,5 +330,6 @@ export function invoiceView(inv: Invoice) {
 		lines: inv.lines.map((l) => ({ ...l, periodStart: iso(l.periodStart), periodEnd: iso(l.periodEnd) })),
 		subtotal: inv.subtotal, discount: inv.discount, taxLines: inv.taxLines, tax: inv.tax, total: inv.total, amountPaid: inv.amountPaid, amountDue: inv.amountDue,
 		createdAt: iso(inv.createdAt), finalizedAt: iso(inv.finalizedAt), paidAt: iso(inv.paidAt), voidedAt: iso(inv.voidedAt), hostedInvoiceUrl: inv.hostedInvoiceUrl,
+		paymentAttempts: inv.paymentAttempts ?? 0, nextPaymentAttemptAt: iso(inv.nextPaymentAttemptAt ?? null), lastPaymentError: inv.lastPaymentError ?? null,
 	};
 }

@@ -14,4 +14,4 @@ export const BILLING_HISTOGRAMS: { name: string; unit: string; buckets: number[]
 ];
 
 /** The scheduler steps counted in billing.lifecycle.changes.total. */
-export const SWEEP_STEPS = ["trialWillEnd", "trialEnded", "periodsEnded", "draftsFinalized"] as const;
+export const SWEEP_STEPS = ["trialWillEnd", "trialEnded", "periodsEnded", "draftsFinalized", "paymentsSucceeded", "paymentsFailed"] as const;

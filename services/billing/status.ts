@@ -17,7 +17,8 @@ export const TRANSITIONS: Readonly<Record<SubscriptionStatus, readonly Subscript
 	incomplete: ["active", "canceled"],
 	// Trial ends: paid/payment method on file, first charge failed, no payment method (plan says pause or cancel).
 	trialing: ["active", "past_due", "paused", "canceled", "incomplete"],
-	active: ["past_due", "paused", "canceled"],
+	// unpaid straight from active: dunning with no retries configured.
+	active: ["past_due", "unpaid", "paused", "canceled"],
 	// Dunning: a retry succeeds, retries are exhausted (unpaid or canceled, as configured).
 	past_due: ["active", "unpaid", "canceled"],
 	unpaid: ["active", "canceled"],

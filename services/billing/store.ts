@@ -38,6 +38,8 @@ export async function ensureIndexes(db: Db): Promise<void> {
 		db.collection("invoices").createIndex({ numberKey: 1 }, { name: "invoice_number", unique: true }),
 		db.collection("invoices").createIndex({ userId: 1, createdAt: -1, _id: -1 }, { name: "by_user" }),
 		db.collection("invoices").createIndex({ status: 1, autoFinalizeAt: 1 }, { name: "drafts_due" }),
+		db.collection("invoices").createIndex({ status: 1, nextPaymentAttemptAt: 1 }, { name: "payments_due" }),
+		db.collection("usage_records").createIndex({ subscriptionId: 1, timestamp: 1 }, { name: "usage_by_period" }),
 		ensureOutboxIndex(db.collection("invoices")),
 		db.collection("stripe_events").createIndex({ receivedAt: -1 }, { name: "received" }),
 		db.collection("processed_events").createIndex({ processedAt: 1 }, { name: "processed_at" }),

@@ -166,3 +166,51 @@ export async function pushResume(stripe: Stripe, sub: Subscription): Promise<voi
 		),
 	);
 }
+
+/** What a charge of one of our invoices came to; `failed` is a decline, not an outage (that throws). */
+export type ChargeResult = { outcome: "succeeded"; paymentId: string | null } | { outcome: "failed"; reason: string; paymentId: string | null };
+
+export interface ChargeInput {
+	stripeCustomerId: string | null;
+	amount: number;
+	currency: string;
+	invoiceId: string;
+	description: string;
+	/** The same key for the same attempt: a retried call after a crash charges at most once. */
+	idempotencyKey: string;
+}
+
+/** The card Stripe would charge for the customer: the default for invoices, else the first attached one. */
+async function defaultPaymentMethod(stripe: Stripe, customerId: string): Promise<string | null> {
+	const customer = await stripeCall("read customer", () => stripe.customers.retrieve(customerId));
+	if (customer.deleted) return null;
+	const preferred = customer.invoice_settings?.default_payment_method;
+	if (preferred) return typeof preferred === "string" ? preferred : preferred.id;
+	const attached = await stripeCall("list payment methods", () => stripe.paymentMethods.list({ customer: customerId, limit: 1 }));
+	return attached.data[0]?.id ?? null;
+}
+
+/**
+ * Charges the customer's card off-session with a PaymentIntent (cards only: a payment that
+ * settles later, like a bank debit, belongs on a subscription Stripe bills). A decline, a card
+ * that needs the customer present (3-D Secure) or no card at all is a failed attempt.
+ */
+export async function chargeInvoice(stripe: Stripe, input: ChargeInput): Promise<ChargeResult> {
+	const paymentMethod = input.stripeCustomerId ? await defaultPaymentMethod(stripe, input.stripeCustomerId) : null;
+	if (!input.stripeCustomerId || !paymentMethod) return { outcome: "failed", reason: "no_payment_method", paymentId: null };
+	try {
+		const intent = await stripeCall("charge invoice", () =>
+			stripe.paymentIntents.create(
+				{ amount: input.amount, currency: input.currency, customer: input.stripeCustomerId!, payment_method: paymentMethod, off_session: true, confirm: true, description: input.description, metadata: { invoiceId: input.invoiceId } },
+				{ idempotencyKey: input.idempotencyKey },
+			),
+		);
+		if (intent.status === "succeeded") return { outcome: "succeeded", paymentId: intent.id };
+		const error = intent.last_payment_error;
+		return { outcome: "failed", reason: error?.decline_code ?? error?.code ?? intent.status, paymentId: intent.id };
+	} catch (err) {
+		if (!(err instanceof AppError && err.type === "PAYMENT_FAILED")) throw err;
+		const declineCode = err.data?.declineCode;
+		return { outcome: "failed", reason: typeof declineCode === "string" ? declineCode : "card_declined", paymentId: null };
+	}
+}

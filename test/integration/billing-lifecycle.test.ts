@@ -14,7 +14,7 @@ import { runLifecycle } from "../../services/billing/lifecycle.ts";
 import { getPlan, seedPlans } from "../../services/billing/plans.ts";
 import { startSignupSubscription } from "../../services/billing/subscriptions.ts";
 import { eventually, infra, testEnv, uniqueId } from "../support/infra.ts";
-import { billingEnv, startBillingNode, tapEvents, TestClock } from "../support/stripe.ts";
+import { billingEnv, startBillingNode, startCardNetwork, tapEvents, TestClock } from "../support/stripe.ts";
 
 const DAY = 86_400_000;
 const SETTLE_MS = 1_500; // 15 sweeps of each node at 100 ms: time enough for a duplicate to show
@@ -27,11 +27,13 @@ describe("billing lifecycle across two nodes", () => {
 	let publisher: AmqpEventPublisher;
 	let mongo: MongoClient;
 	let db: Db;
+	let network: Awaited<ReturnType<typeof startCardNetwork>>;
 	const withCard = uniqueId("card-");
 	const withoutCard = uniqueId("nocard-");
 
 	beforeAll(async () => {
-		const env = billingEnv(namespace);
+		network = await startCardNetwork();
+		const env = billingEnv(namespace, { STRIPE_API_BASE: network.url });
 		tap = await tapEvents(namespace, ["subscription.created", "subscription.trial_will_end", "trial.ended", "subscription.updated", "subscription.canceled"]);
 		nodes.push(await startBillingNode(env, clock, "billing-a"), await startBillingNode(env, clock, "billing-b"));
 		publisher = new AmqpEventPublisher(infra.rabbitmqUrl, namespace);
@@ -40,7 +42,7 @@ describe("billing lifecycle across two nodes", () => {
 		await publisher.publish([withCard, withoutCard].map((userId) => ({ event: createCloudEvent({ type: "user.created", source: "/backplane/auth", subject: userId, data: { userId, email: `${userId}@example.com`, name: null } }) })));
 		await eventually(async () => (await db.collection("subscriptions").countDocuments({ userId: { $in: [withCard, withoutCard] } })) === 2, 10_000, "two trials");
 		// As a completed Checkout would (covered by the webhook tests).
-		await db.collection("customers").updateOne({ _id: withCard as never }, { $set: { paymentMethodOnFile: true } });
+		await db.collection("customers").updateOne({ _id: withCard as never }, { $set: { paymentMethodOnFile: true, stripeCustomerId: "cus_123" } });
 	});
 
 	afterAll(async () => {
@@ -49,6 +51,7 @@ describe("billing lifecycle across two nodes", () => {
 		await tap?.close();
 		await db?.dropDatabase().catch(() => undefined);
 		await mongo?.close();
+		await network?.close();
 	});
 
 	const ids = (type: string, userId: string) => new Set(tap.of(type, userId).map((e) => e.id));
@@ -85,6 +88,10 @@ describe("billing lifecycle across two nodes", () => {
 		expect(await db.collection("subscriptions").findOne({ userId: withoutCard })).toMatchObject({ status: "active", planId: "free", priceId: "free-usd-month" });
 		// Every change went through exactly one version step per event, on whichever node won.
 		expect(paying!.version).toBe(3);
+		// The first paid period is invoiced and charged once, though both nodes swept.
+		const first = await eventually(async () => (await db.collection<{ _id: string }>("invoices").findOne({ userId: withCard, status: "paid" })) ?? undefined, 10_000, "the first period's invoice paid");
+		expect(first).toMatchObject({ number: "2026-000001", total: 2_900, paymentAttempts: 1 });
+		expect(network.charges.filter((c) => c.idempotencyKey.startsWith(`invoice-payment:${first._id}:`))).toHaveLength(1);
 	});
 
 	it("prorates a mid-period upgrade of a subscription billed here onto the next invoice", async () => {
@@ -106,8 +113,8 @@ describe("billing lifecycle across two nodes", () => {
 		expect(tap.of("subscription.canceled", withoutCard)).toHaveLength(1);
 		expect(await db.collection("subscriptions").findOne({ userId: withoutCard })).toMatchObject({ status: "canceled", cancelAtPeriodEnd: true });
 		// The paying subscription renewed instead: the next period for three seats plus the prorations.
-		const invoice = await eventually(async () => (await db.collection("invoices").findOne({ userId: withCard, status: "open" })) ?? undefined, 10_000, "the renewal invoice");
-		expect(invoice).toMatchObject({ currency: "usd", subtotal: 14_500, total: 14_500, number: "2026-000001" });
+		const invoice = await eventually(async () => (await db.collection("invoices").findOne({ userId: withCard, number: "2026-000002", status: "paid" })) ?? undefined, 10_000, "the renewal invoice, paid");
+		expect(invoice).toMatchObject({ currency: "usd", subtotal: 14_500, total: 14_500 });
 		expect((invoice.lines as { amount: number; proration: boolean }[]).map((l) => [l.amount, l.proration])).toEqual([[8_700, false], [-2_900, true], [8_700, true]]);
 		expect(await db.collection("subscriptions").findOne({ userId: withCard })).toMatchObject({ pendingItems: [], status: "active" });
 		await eventually(async () => tap.of("subscription.updated", withCard).length === 2, 10_000, "the plan change and the trial end");
@@ -125,7 +132,8 @@ describe("lifecycle sweeps racing on one database", () => {
 			const plan = await getPlan(db, "pro");
 			const users = Array.from({ length: 8 }, (_, i) => `racer-${i}`);
 			for (const userId of users) await startSignupSubscription(db, { userId, plan, trialDays: 14 }, { now: start });
-			const sweep = (now: Date) => runLifecycle(db, { now, batchSize: 100, seller: { name: "Seller" }, taxRates: [] });
+			const collection = { dunning: { retryDays: [], finalStatus: "canceled" as const }, charge: () => Promise.reject(new Error("nothing here is charged: the trials end on the free plan")) };
+			const sweep = (now: Date) => runLifecycle(db, { now, batchSize: 100, seller: { name: "Seller" }, taxRates: [], collection });
 			const warned = await Promise.all(Array.from({ length: 6 }, () => sweep(new Date(start.getTime() + 12 * DAY))));
 			expect(warned.reduce((n, r) => n + r.trialWillEnd, 0)).toBe(users.length);
 			const ended = await Promise.all(Array.from({ length: 6 }, () => sweep(new Date(start.getTime() + 15 * DAY))));

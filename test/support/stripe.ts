@@ -4,6 +4,8 @@
  * publishes to RabbitMQ.
  */
 import { randomBytes } from "node:crypto";
+import { createServer, request } from "node:http";
+import type { AddressInfo } from "node:net";
 import amqp from "amqplib";
 import { ServiceBroker } from "moleculer";
 import Stripe from "stripe";
@@ -75,5 +77,57 @@ export async function tapEvents(namespace: string, types: string[]) {
 			await channel.close().catch(() => undefined);
 			await connection.close().catch(() => undefined);
 		},
+	};
+}
+
+/**
+ * Stripe as a card network that answers: stripe-mock always answers a PaymentIntent with
+ * `requires_payment_method`, so charges that succeed or are declined come from here. Every
+ * other request is passed to stripe-mock unchanged (real shapes for customers and payment
+ * methods); a PaymentIntent is answered with the next scripted outcome (`succeeded` when the
+ * script is empty), and a repeated idempotency key gets its first answer again, as Stripe does.
+ */
+export async function startCardNetwork() {
+	const script: ("succeeded" | "declined")[] = [];
+	const answers = new Map<string, { status: number; body: string }>();
+	const charges: { amount: number; idempotencyKey: string; outcome: string }[] = [];
+	const upstream = new URL(STRIPE_API_BASE);
+	const server = createServer((req, res) => {
+		const chunks: Buffer[] = [];
+		req.on("data", (c: Buffer) => chunks.push(c));
+		req.on("end", () => {
+			const body = Buffer.concat(chunks);
+			if (req.method === "POST" && req.url === "/v1/payment_intents") {
+				const key = String(req.headers["idempotency-key"] ?? randomBytes(8).toString("hex"));
+				let answer = answers.get(key);
+				if (!answer) {
+					const form = new URLSearchParams(body.toString());
+					const outcome = script.shift() ?? "succeeded";
+					const id = `pi_${randomBytes(6).toString("hex")}`;
+					const amount = Number(form.get("amount"));
+					charges.push({ amount, idempotencyKey: key, outcome });
+					answer = outcome === "succeeded"
+						? { status: 200, body: JSON.stringify({ id, object: "payment_intent", status: "succeeded", amount, currency: form.get("currency"), last_payment_error: null }) }
+						: { status: 402, body: JSON.stringify({ error: { type: "card_error", code: "card_declined", decline_code: "insufficient_funds", message: "Your card has insufficient funds.", payment_intent: { id, object: "payment_intent", status: "requires_payment_method" } } }) };
+					answers.set(key, answer);
+				}
+				res.writeHead(answer.status, { "content-type": "application/json" }).end(answer.body);
+				return;
+			}
+			const proxied = request({ host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers }, (up) => {
+				res.writeHead(up.statusCode ?? 502, up.headers);
+				up.pipe(res);
+			});
+			proxied.on("error", () => res.writeHead(502).end());
+			proxied.end(body);
+		});
+	});
+	await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+	return {
+		url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+		/** The next charges' outcomes, in order. */
+		script,
+		charges,
+		close: () => new Promise<void>((resolve) => server.close(() => resolve())),
 	};
 }
