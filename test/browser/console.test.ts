@@ -1,8 +1,9 @@
 /**
  * The web console in a real browser (Debian's Chromium driven by playwright-core) against the
  * whole platform: sign up -> dashboard with the trial and the welcome alert -> a new alert
- * arrives live over SSE -> log out and in; and the e-mailed reset link opens the console's reset
- * page and sets a new password. Screenshots of each screen go to test-results/screenshots/.
+ * arrives live over SSE -> log out and in; the e-mailed reset link opens the console's reset
+ * page and sets a new password; the e-mailed verification link verifies the address; web push
+ * (service worker, opt-in, devices). Screenshots of each screen go to test-results/screenshots/.
  */
 import { mkdirSync } from "node:fs";
 import path from "node:path";
@@ -11,6 +12,7 @@ import { chromium } from "playwright-core";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { deleteMessages, getMessage, messagesTo } from "../support/mailpit.ts";
+import { createBrowserSubscription, FakePushService } from "../support/push-service.ts";
 import { createTestDatabase, eventually, gatewayUrl, startNode, testEnv, uniqueId, waitForCluster } from "../support/infra.ts";
 
 const SHOTS = path.resolve(import.meta.dirname, "..", "..", "test-results", "screenshots");
@@ -21,10 +23,14 @@ describe("web console in Chromium", () => {
 	const mails: string[] = [];
 	let base: string;
 	let browser: Browser;
+	let pushService: FakePushService;
+	const password = "correct horse battery staple 42";
 
 	beforeAll(async () => {
 		mkdirSync(SHOTS, { recursive: true });
-		const env = testEnv(uniqueId("web"), { DATABASE_URL: await createTestDatabase() });
+		pushService = await FakePushService.start();
+		// Devices registered by the tests point at the fake push service.
+		const env = testEnv(uniqueId("web"), { DATABASE_URL: await createTestDatabase(), PUSH_ENDPOINT_ORIGINS: pushService.origin });
 		for (const svc of ["auth", "billing", "notification"] as const) nodes.push(await startNode([svc], env));
 		const gateway = await startNode(["gateway"], env);
 		nodes.push(gateway);
@@ -39,15 +45,31 @@ describe("web console in Chromium", () => {
 	afterAll(async () => {
 		await browser?.close();
 		await Promise.all(nodes.map((n) => n.stop()));
+		await pushService?.close();
 		await deleteMessages([...new Set(mails)]);
 	});
 
 	const shot = (page: Page, name: string) => page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
 
+	const json = { "content-type": "application/json" };
+	/** A new account, registered through the API; answers its id and an access token. */
+	async function registered(email: string): Promise<{ id: string; accessToken: string }> {
+		const reg = await fetch(`${base}/api/v1/auth/register`, { method: "POST", headers: json, body: JSON.stringify({ email, password }) });
+		expect(reg.status).toBe(201);
+		const login = await fetch(`${base}/api/v1/auth/login`, { method: "POST", headers: json, body: JSON.stringify({ email, password }) });
+		return { id: ((await reg.json()) as { user: { id: string } }).user.id, accessToken: ((await login.json()) as { accessToken: string }).accessToken };
+	}
+	async function logIn(page: Page, email: string): Promise<void> {
+		await page.goto(`${base}/#/login`);
+		await page.getByLabel("E-mail").fill(email);
+		await page.getByLabel("Password").fill(password);
+		await page.getByRole("button", { name: "Log in" }).click();
+		await page.getByRole("heading", { name: /^Hello/ }).waitFor();
+	}
+
 	it("signs up, shows the trial and the inbox, receives a live alert, logs out and in", async () => {
 		const page = await browser.newPage({ viewport: { width: 1100, height: 900 } });
 		const email = `${uniqueId("web")}@example.com`;
-		const password = "correct horse battery staple 42";
 		await page.goto(`${base}/#/signup`);
 		await shot(page, "signup");
 		await page.getByLabel("Name").fill("Grace");
@@ -112,5 +134,69 @@ describe("web console in Chromium", () => {
 		expect(login.status).toBe(200);
 		mails.push(...(await messagesTo(email)).map((m) => m.ID));
 		await page.close();
+	});
+
+	it("verifies the e-mail address through the e-mailed link", async () => {
+		const page = await browser.newPage({ viewport: { width: 1100, height: 700 } });
+		const email = `${uniqueId("webverify")}@example.com`;
+		const { accessToken } = await registered(email);
+		const mail = await eventually(async () => (await messagesTo(email)).find((m) => /verify|confirm/i.test(m.Subject)), 15_000, "the verification e-mail");
+		const link = new URL(/https?:\/\/\S+verify-email\?token=[A-Za-z0-9_-]+/.exec((await getMessage(mail.ID)).Text)![0]);
+		await page.goto(`${base}${link.pathname}${link.search}`);
+		await expect.poll(() => page.locator(".card").textContent(), { timeout: 10_000 }).toContain("Your e-mail address is verified.");
+		await shot(page, "verify-email");
+		const me = await fetch(`${base}/api/v1/auth/me`, { headers: { authorization: `Bearer ${accessToken}` } });
+		expect(await me.json()).toMatchObject({ email, emailVerified: true });
+
+		// The link works once: opened again, the page says why it fails.
+		await page.goto(`${base}${link.pathname}${link.search}`);
+		await expect.poll(() => page.getByRole("alert").textContent(), { timeout: 10_000 }).toMatch(/invalid, has expired or was already used/);
+		await shot(page, "verify-email-used");
+		mails.push(...(await messagesTo(email)).map((m) => m.ID));
+		await page.close();
+	});
+
+	it("installs the service worker for web push, shows this device's push state and the account's devices", async () => {
+		const sw = await fetch(`${base}/sw.js`);
+		expect(sw.status).toBe(200);
+		expect(sw.headers.get("content-type")).toBe("text/javascript; charset=utf-8");
+		expect(sw.headers.get("cache-control")).toBe("no-cache");
+		expect(await sw.text()).toContain("showNotification");
+
+		const context = await browser.newContext({ viewport: { width: 1100, height: 900 } });
+		await context.grantPermissions(["notifications"], { origin: base });
+		const page = await context.newPage();
+		const email = `${uniqueId("webpush")}@example.com`;
+		const { accessToken } = await registered(email);
+		await logIn(page, email);
+		await expect.poll(() => page.getByTestId("push-state").textContent(), { timeout: 10_000 }).toBe("Push is off on this device.");
+		const registration = await page.evaluate(async () => {
+			// Runs in the page; the tests are type-checked without the DOM library.
+			const { serviceWorker } = navigator as unknown as { serviceWorker: { getRegistration(scope: string): Promise<{ scope: string; active: { scriptURL: string } | null } | undefined> } };
+			const r = await serviceWorker.getRegistration("/");
+			return { scope: r?.scope, script: r?.active?.scriptURL };
+		});
+		expect(registration).toEqual({ scope: `${base}/`, script: `${base}/sw.js` });
+
+		// Headless Chromium has no push service to subscribe with (no Firebase Cloud Messaging
+		// here): subscribe() rejects, and the console must say so, register nothing and stay off.
+		await page.getByRole("button", { name: "Turn on push on this device" }).click();
+		await expect.poll(() => page.getByRole("alert").textContent(), { timeout: 15_000 }).toMatch(/could not subscribe to push/);
+		await expect.poll(() => page.getByTestId("push-state").textContent()).toBe("Push is off on this device.");
+		await page.locator(".push").scrollIntoViewIfNeeded();
+		await shot(page, "push-refused");
+		const none = await fetch(`${base}/api/v1/notifications/push-subscriptions`, { headers: { authorization: `Bearer ${accessToken}` } });
+		expect(await none.json()).toEqual({ items: [] });
+
+		// A device registered elsewhere (what a browser with a push service sends) is listed.
+		const phone = createBrowserSubscription(pushService.endpoint(`${email}-phone`));
+		const add = await fetch(`${base}/api/v1/notifications/push-subscriptions`, { method: "POST", headers: { ...json, authorization: `Bearer ${accessToken}` }, body: JSON.stringify({ ...phone.subscription, deviceName: "Ada's phone" }) });
+		expect(add.status).toBe(201);
+		await page.reload();
+		await expect.poll(() => page.locator(".devices li").allTextContents(), { timeout: 10_000 }).toEqual([expect.stringContaining("Ada's phone")]);
+		await page.locator(".push").scrollIntoViewIfNeeded();
+		await shot(page, "push");
+		mails.push(...(await messagesTo(email)).map((m) => m.ID));
+		await context.close();
 	});
 });

@@ -153,6 +153,63 @@ export interface Invoice {
 
 export interface Page<T> {
 	items: T[];
+	/** null or "" (over gRPC) on the last page. */
 	nextCursor: string | null;
 	unreadCount?: number;
+}
+
+export interface AdminUser {
+	id: string;
+	email: string;
+	name: string;
+	emailVerified: boolean;
+	createdAt: string;
+	roles: string[];
+	activeSessions: number;
+}
+
+export interface Role {
+	name: string;
+	description: string;
+	permissions: string[];
+	users: number;
+}
+
+export interface Price {
+	id: string;
+	currency: string;
+	interval: string;
+	model: string;
+	unitAmount?: number;
+	tiers?: { upTo: number | null; unitAmount: number; flatAmount: number }[];
+}
+
+/** A plan as administrators edit it (billing's planView). */
+export interface AdminPlan {
+	id: string;
+	name: string;
+	description: string;
+	active: boolean;
+	features: string[];
+	trialDays: number | null;
+	trialEndBehavior: string;
+	downgradePlanId: string | null;
+	sortOrder: number;
+	prices: Price[];
+}
+
+/** A notification delivery that failed for good (a dead letter). */
+export interface FailedJob {
+	id: string;
+	attempts: number;
+	failedAt: number | null;
+	failedReason: string;
+	data: { eventType: string; userId: string; workflow: string };
+}
+
+export interface PushDevice {
+	id: string;
+	deviceName: string | null;
+	createdAt: string;
+	pushService: string;
 }

@@ -1,16 +1,20 @@
 /**
  * Backplane console: sign up, verify, log in and out, reset a password, see the plan and the
  * trial, change plan or pay through Stripe Checkout, list and download invoices, the in-app inbox
- * live over SSE, notification preferences. Every screen is a thin view over the public API.
+ * live over SSE, notification preferences and web push; for administrators users, roles, plans
+ * and dead letters (admin.tsx). Every screen is a thin view over the public API.
  */
 import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
-import type { TargetedSubmitEvent } from "preact";
+import { Admin, ADMIN_SECTIONS, isAdmin } from "./admin.tsx";
+import type { AdminSection } from "./admin.tsx";
 import { api, ApiError, session, streamAlerts } from "./api.ts";
 import type { Alert, Invoice, Me, Page, Plan, Subscription } from "./api.ts";
+import { PushOptIn } from "./push-opt-in.tsx";
+import { ErrorBox, Field, money, useSubmit } from "./ui.tsx";
 import "./styles.css";
 
-type Route = { name: "login" | "signup" | "forgot" | "reset" | "verify" | "home"; token?: string };
+type Route = { name: "login" | "signup" | "forgot" | "reset" | "verify" | "home"; token?: string } | { name: "admin"; section: AdminSection };
 
 function currentRoute(): Route {
 	const url = new URL(location.href);
@@ -19,6 +23,8 @@ function currentRoute(): Route {
 	if (url.pathname === "/verify-email") return { name: "verify", token };
 	const hash = location.hash.replace(/^#\/?/, "");
 	if (hash === "signup" || hash === "forgot") return { name: hash };
+	const admin = /^admin(?:\/([a-z-]+))?$/.exec(hash);
+	if (admin && session.get()) return { name: "admin", section: ADMIN_SECTIONS.find((s) => s === admin[1]) ?? "users" };
 	return session.get() ? { name: "home" } : { name: "login" };
 }
 
@@ -49,58 +55,12 @@ function App() {
 				{route.name === "forgot" && <Forgot />}
 				{route.name === "reset" && <Reset token={route.token} />}
 				{route.name === "verify" && <Verify token={route.token} />}
+				{route.name === "admin" && <Admin section={route.section} />}
 				{route.name === "home" && <Home />}
 			</main>
 		</div>
 	);
 }
-
-/** A form whose submit calls the API; shows the problem's detail and per-field messages. */
-function useSubmit<T>(action: () => Promise<T>, done: (result: T) => void) {
-	const [error, setError] = useState<ApiError | null>(null);
-	const [busy, setBusy] = useState(false);
-	const submit = async () => {
-		setBusy(true);
-		setError(null);
-		try {
-			done(await action());
-		} catch (err) {
-			setError(err instanceof ApiError ? err : new ApiError({ status: 0, code: "NETWORK", detail: "The server could not be reached." }));
-		} finally {
-			setBusy(false);
-		}
-	};
-	const onSubmit = (e: TargetedSubmitEvent<HTMLFormElement>) => {
-		e.preventDefault();
-		void submit();
-	};
-	return { error, busy, onSubmit };
-}
-
-function Field(props: { label: string; name: string; type?: "text" | "email" | "password"; value: string; onInput: (v: string) => void; error?: ApiError | null; autocomplete?: string }) {
-	const id = `f-${props.name}`;
-	const message = props.error?.field(props.name);
-	return (
-		<p class="field">
-			<label for={id}>{props.label}</label>
-			{/* Preact types each input `type` separately; this one field serves text, e-mail and password. */}
-			<input
-				{...({ type: props.type ?? "text" } as { type: "text" })}
-				id={id}
-				name={props.name}
-				value={props.value}
-				autocomplete={props.autocomplete}
-				required
-				aria-invalid={message ? "true" : undefined}
-				aria-describedby={message ? `${id}-error` : undefined}
-				onInput={(e) => props.onInput(e.currentTarget.value)}
-			/>
-			{message && <span class="field-error" id={`${id}-error`}>{message}</span>}
-		</p>
-	);
-}
-
-const ErrorBox = ({ error }: { error: ApiError | null }) => (error ? <p class="error" role="alert">{error.problem.detail}</p> : null);
 
 function Login() {
 	const [email, setEmail] = useState("");
@@ -194,7 +154,6 @@ function Verify({ token }: { token?: string }) {
 	);
 }
 
-const money = (amount: number, currency: string) => new Intl.NumberFormat(undefined, { style: "currency", currency: currency.toUpperCase() }).format(amount / 100);
 const daysLeft = (iso: string) => Math.max(0, Math.ceil((Date.parse(iso) - Date.now()) / 86_400_000));
 
 function Home() {
@@ -216,7 +175,10 @@ function Home() {
 			<section class="card wide">
 				<div class="row">
 					<h1>Hello{me.name ? `, ${me.name}` : ""}</h1>
-					<button type="button" class="secondary" onClick={() => void logout()}>Log out</button>
+					<div class="actions">
+						{isAdmin(me) && <a class="button secondary" href="/#/admin/users">Administration</a>}
+						<button type="button" class="secondary" onClick={() => void logout()}>Log out</button>
+					</div>
 				</div>
 				<p>{me.email} {me.emailVerified ? <span class="badge ok">verified</span> : <span class="badge">not verified</span>}</p>
 			</section>
@@ -359,6 +321,7 @@ function Preferences() {
 					</p>
 				))}
 			<p class="hint">Security messages (password and sign-in) are always sent.</p>
+			<PushOptIn />
 		</section>
 	);
 }
