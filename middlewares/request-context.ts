@@ -1,23 +1,26 @@
 /**
  * Carries the request id of the Moleculer context through async code, so every log line written
- * while handling a request (by us or by a library logging through Moleculer) carries it, without
- * passing a logger around. The pino `mixin` in moleculer.config.ts reads the store.
+ * while handling a request (by us or by a library logging through Moleculer) carries it and its
+ * W3C trace id (lib/trace-context.ts), without passing a logger around. The pino `mixin` in
+ * moleculer.config.ts reads the store.
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 import type { Context, Middleware } from "moleculer";
+import { traceIdOf } from "../lib/trace-context.ts";
 
 interface RequestStore {
 	requestId: string;
+	traceId: string;
 	/** The action, event or channel being handled. */
 	handler: string;
 }
 
 const storage = new AsyncLocalStorage<RequestStore>();
 
-/** Fields added to every log line: the current request id, when there is one. */
+/** Fields added to every log line: the current request and trace ids, when there are some. */
 export function logContext(): Record<string, string> {
 	const store = storage.getStore();
-	return store ? { requestId: store.requestId, handler: store.handler } : {};
+	return store ? { requestId: store.requestId, traceId: store.traceId, handler: store.handler } : {};
 }
 
 type Handler = (ctx: Context) => unknown;
@@ -26,7 +29,7 @@ function withStore(handler: Handler, name = "?"): Handler {
 	return (ctx: Context) => {
 		const requestId = ctx.requestID ?? ctx.id;
 		if (!requestId) return handler(ctx);
-		return storage.run({ requestId, handler: name }, () => handler(ctx));
+		return storage.run({ requestId, traceId: traceIdOf(requestId), handler: name }, () => handler(ctx));
 	};
 }
 

@@ -17,6 +17,7 @@ import type { HealthReport } from "../lib/health.ts";
 import { clusterHealth } from "../lib/cluster-health.ts";
 import { PROBLEM_CONTENT_TYPE, toProblem } from "../lib/problem.ts";
 import { closeRedis, createRedis } from "../lib/redis.ts";
+import { traceresponse } from "../lib/trace-context.ts";
 import { grpcClientMixin } from "../mixins/grpc.mixin.ts";
 import { Admission, SHED_RETRY_AFTER_S } from "./gateway/admission.ts";
 import { AlertStreams } from "./gateway/alert-streams.ts";
@@ -133,11 +134,13 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 			logRequestParams: null,
 			logResponseData: null,
 			// Runs before the request's context exists: its id and the client IP come from here.
-			rootCallOptions: ((options: { requestID?: string; meta?: Meta }, req: Request) => {
+			rootCallOptions: ((options: { requestID?: string; meta?: Meta }, req: Request, res: ServerResponse) => {
 				options.requestID = requestIdOf(req);
+				// The trace id every node logs for this request (W3C Trace Context, lib/trace-context.ts).
+				res.setHeader("traceresponse", traceresponse(options.requestID));
 				options.meta = { clientIp: clientIp(req) };
 			}) as unknown as ApiSettingsSchema["rootCallOptions"],
-			cors: config.gateway.corsOrigins.length ? { origin: config.gateway.corsOrigins, credentials: true, maxAge: 600, exposedHeaders: ["X-Request-ID", "RateLimit", "RateLimit-Policy", "Retry-After"] } : undefined,
+			cors: config.gateway.corsOrigins.length ? { origin: config.gateway.corsOrigins, credentials: true, maxAge: 600, exposedHeaders: ["X-Request-ID", "traceresponse", "RateLimit", "RateLimit-Policy", "Retry-After"] } : undefined,
 			use: [
 				(req: Request, res: ServerResponse, next: () => void) => metricsMiddleware(req, res, next),
 				(req: Request, res: ServerResponse, next: (err?: unknown) => void) => {

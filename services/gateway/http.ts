@@ -2,17 +2,23 @@
  * Small HTTP concerns of the edge: request ids, client IPs from trusted proxies only, security
  * headers, JSON-only bodies. Plain functions over node:http objects.
  */
-import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import proxyAddr from "proxy-addr";
 import { AppError } from "../../lib/errors.ts";
+import { newTraceId, traceIdFromTraceparent } from "../../lib/trace-context.ts";
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{8,128}$/;
 
-/** The client's X-Request-Id when it is well-formed, else a new one (never a client's arbitrary bytes in our logs). */
+/**
+ * The request id every node logs: the trace id of a valid W3C `traceparent` (the request joins the
+ * caller's trace), else the client's X-Request-Id when it is well-formed, else a new trace id
+ * (never a client's arbitrary bytes in our logs).
+ */
 export function requestIdOf(req: IncomingMessage): string {
+	const traceId = traceIdFromTraceparent(req.headers.traceparent);
+	if (traceId) return traceId;
 	const given = req.headers["x-request-id"];
-	return typeof given === "string" && REQUEST_ID.test(given) ? given : randomUUID();
+	return typeof given === "string" && REQUEST_ID.test(given) ? given : newTraceId();
 }
 
 /**

@@ -11,10 +11,16 @@ function req(headers: Record<string, string>, remote = "203.0.113.9"): IncomingM
 }
 
 describe("edge HTTP helpers", () => {
-	it("keeps a well-formed request id and replaces anything else", () => {
+	it("keeps a well-formed request id and replaces anything else with a new trace id", () => {
 		expect(requestIdOf(req({ "x-request-id": "req-12345678" }))).toBe("req-12345678");
-		expect(requestIdOf(req({ "x-request-id": "bad id\nwith newline" }))).toMatch(/^[0-9a-f-]{36}$/);
-		expect(requestIdOf(req({}))).toMatch(/^[0-9a-f-]{36}$/);
+		expect(requestIdOf(req({ "x-request-id": "bad id\nwith newline" }))).toMatch(/^[0-9a-f]{32}$/);
+		expect(requestIdOf(req({}))).toMatch(/^[0-9a-f]{32}$/);
+	});
+
+	it("joins the caller's trace: a valid traceparent's trace id wins over X-Request-Id", () => {
+		const traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+		expect(requestIdOf(req({ traceparent, "x-request-id": "req-12345678" }))).toBe("4bf92f3577b34da6a3ce929d0e0e4736");
+		expect(requestIdOf(req({ traceparent: "00-00000000000000000000000000000000-00f067aa0ba902b7-01", "x-request-id": "req-12345678" }))).toBe("req-12345678");
 	});
 
 	it("believes X-Forwarded-For only from trusted proxies", () => {
