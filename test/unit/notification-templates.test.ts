@@ -51,6 +51,13 @@ describe("notification templates", () => {
 		expect(failed.text).not.toContain("We will try again");
 	});
 
+	it("tell a subscriber in dunning what the status means", () => {
+		const alert = (status: string) => templates.alert("subscription-updated", { planId: "pro", status, cancelAtPeriodEnd: false, currentPeriodEnd: "2026-12-01T00:00:00.000Z" }).body;
+		expect(alert("past_due")).toBe("Your pro plan is past due: we could not collect the last payment.");
+		expect(alert("unpaid")).toBe("Your pro plan is unpaid: pay the open invoice to keep using it.");
+		expect(alert("active")).toBe("You are on the pro plan.");
+	});
+
 	it("render alert texts on one line without escaping", () => {
 		expect(templates.alert("welcome", { name: "Ada & Co" })).toEqual({ title: "Welcome to Backplane", body: "Hi Ada & Co, your account is ready." });
 		expect(templates.alert("welcome", { name: null }).body).toBe("Your account is ready.");
