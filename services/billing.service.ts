@@ -19,7 +19,7 @@ import { customers, eraseCustomer } from "./billing/customers.ts";
 import { renderInvoiceHtml, renderInvoicePdf } from "./billing/invoice-render.ts";
 import { getUserInvoice, invoiceView, listInvoices } from "./billing/invoices.ts";
 import { describeSweep, pollEvery, runLifecycle } from "./billing/lifecycle.ts";
-import { BILLING_COUNTERS, BILLING_HISTOGRAMS, SWEEP_STEPS } from "./billing/metrics.ts";
+import { BILLING_COUNTERS, BILLING_HISTOGRAMS, onRevenue, SWEEP_STEPS } from "./billing/metrics.ts";
 import { archivePlan, getPlan, listPlans, planSchema, planView, seedPlans, upsertPlan } from "./billing/plans.ts";
 import { ensureIndexes, OUTBOX_COLLECTIONS } from "./billing/store.ts";
 import type { Clock } from "./billing/store.ts";
@@ -293,6 +293,7 @@ export default function billingService(config: Config, deps: BillingDeps = {}): 
 			if (!this.broker.isMetricsEnabled()) return;
 			for (const metric of BILLING_COUNTERS) this.broker.metrics.register({ type: "counter", ...metric });
 			for (const metric of BILLING_HISTOGRAMS) this.broker.metrics.register({ type: "histogram", ...metric });
+			onRevenue(db, (amountMinor, currency) => this.broker.metrics.increment("billing.revenue.minor_units.total", { currency }, amountMinor));
 		},
 		async started() {
 			if (config.nodeEnv === "production" && settings.stripeApiKey === "sk_test_123") throw new Error("STRIPE_API_KEY must be set in production (the default is stripe-mock's test key)");

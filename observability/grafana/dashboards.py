@@ -170,9 +170,23 @@ def events():
     return b
 
 
+# Currencies whose minor unit is not 1/100 (as services/billing/money.ts): revenue is counted in
+# minor units, the board shows major units.
+ZERO_DECIMAL = "bif|clp|djf|gnf|jpy|kmf|krw|mga|pyg|rwf|ugx|vnd|vuv|xaf|xof|xpf"
+THREE_DECIMAL = "bhd|jod|kwd|omr|tnd"
+
+
+def revenue(window):
+    """Paid invoice amounts per currency over `window`, in major units (12.34, not 1234)."""
+    def inc(currencies):
+        return f'sum by (currency) (increase(billing_revenue_minor_units_total{{{NS},{currencies}}}[{window}]))'
+    two, zero, three = f'currency!~"{ZERO_DECIMAL}|{THREE_DECIMAL}"', f'currency=~"{ZERO_DECIMAL}"', f'currency=~"{THREE_DECIMAL}"'
+    return f"{inc(two)} / 100 or {inc(zero)} or {inc(three)} / 1000"
+
+
 def business():
-    b = Board("backplane-business", "Backplane / Business", "Sign-ups, trials, subscriptions and payments, counted where they happen. "
-              "Revenue amounts are not exported as metrics yet: payments are counted, not summed.")
+    b = Board("backplane-business", "Backplane / Business", "Sign-ups, trials, subscriptions, payments and revenue, counted where they happen. "
+              "Revenue is the total of invoices that became paid (Stripe or our own collection), per currency, in major units.")
     b.row("Today (selected range)")
     b.stat("Sign-ups", f'sum(increase(http_requests_total{{{NS},route="/api/v1/auth/register",status="201"}}[$__range]))', w=4)
     b.stat("Trials started", f'sum(increase(events_consumed_total{{{NS},service="billing",type="user.created",result="ok"}}[$__range]))', w=4,
@@ -181,6 +195,12 @@ def business():
     b.stat("Checkouts opened", f'sum(increase(http_requests_total{{{NS},route="/api/v1/billing/checkout",status="200"}}[$__range])) or vector(0)', w=4)
     b.stat("Invoices paid (Stripe)", f'sum(increase(billing_webhooks_total{{{NS},type="invoice.paid",outcome="applied"}}[$__range])) or vector(0)', w=4)
     b.stat("Payments failed", f'sum(increase(billing_webhooks_total{{{NS},type="invoice.payment_failed",outcome="applied"}}[$__range])) or vector(0)', w=4, thresholds=[(1, "orange")])
+    b.row("Revenue")
+    b.panel("stat", "Revenue (selected range)", [{"expr": revenue("$__range"), "instant": True, "legendFormat": "{{currency}}"}], w=8, h=6,
+            description="Totals of invoices that became paid in the range, per currency (billing_revenue_minor_units_total)",
+            options={"textMode": "value_and_name"})
+    b.ts("Revenue per day", (revenue("1d"), "{{currency}}"), w=16, h=6,
+         description="Paid invoice totals over the trailing day, per currency")
     b.row("Over time")
     b.ts("Sign-ups per hour", (f'sum(increase(http_requests_total{{{NS},route="/api/v1/auth/register",status="201"}}[1h]))', "sign-ups"))
     b.ts("Logins per hour (ok / refused)", (f'sum(increase(http_requests_total{{{NS},route="/api/v1/auth/login",status="200"}}[1h]))', "ok"),

@@ -9,6 +9,7 @@ import type { InvoiceData } from "../../lib/events/catalog.ts";
 import { initialOutbox, lockKey, WITHOUT_OUTBOX, withDocumentLock, withEvents } from "../../lib/events/mongo-outbox.ts";
 import type { OutboxFields } from "../../lib/events/mongo-outbox.ts";
 import { badRequest, notFound } from "../../lib/errors.ts";
+import { recordRevenue } from "./metrics.ts";
 import { applyBps, sumMinor } from "./money.ts";
 import { billingEvent, documentChecker, isDuplicateKey } from "./store.ts";
 
@@ -264,6 +265,7 @@ export async function transitionInvoice(db: Db, invoiceId: string, change: Statu
 	const next = { ...inv, ...set };
 	const events = change.event ? [billingEvent(change.event, inv._id, invoiceData(next), ctx.now, ctx.requestId)] : [];
 	await invoices(db).updateOne({ _id: inv._id, version: inv.version }, withEvents<Invoice>({ $set: set, $inc: { version: 1 } }, events, ctx.now));
+	if (change.to === "paid") recordRevenue(db, inv.total, inv.currency);
 	return true;
 	});
 }

@@ -130,6 +130,8 @@ describe("billing and Stripe", () => {
 		const invoice = await db.collection("invoices").findOne({ _id: "stripe_in_stripe_1" as never });
 		expect(invoice).toMatchObject({ status: "paid", number: `${clock.now().getUTCFullYear()}-000001`, userId, subtotal: 5_800, tax: 1_160, total: 6_960, amountPaid: 6_960, amountDue: 0, paymentFailures: [] });
 		expect(invoice!.lines).toEqual([expect.objectContaining({ quantity: 2, unitAmount: 2_900, amount: 5_800 })]);
+		// Revenue counted once, however often Stripe said it was paid.
+		expect(node.metrics.getMetric("billing.revenue.minor_units.total")?.get({ currency: "usd" })?.value).toBe(6_960);
 		await eventually(async () => tap.of("invoice.paid", userId).length === 1 && tap.of("invoice.created", userId).length === 1, 10_000, "invoice events");
 		await new Promise((r) => setTimeout(r, 500));
 		expect(tap.of("invoice.paid", userId)).toHaveLength(1);
