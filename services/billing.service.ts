@@ -18,7 +18,7 @@ import { payInvoiceNow } from "./billing/collection.ts";
 import { customers, eraseCustomer } from "./billing/customers.ts";
 import { renderInvoiceHtml, renderInvoicePdf } from "./billing/invoice-render.ts";
 import { getUserInvoice, invoiceView, listInvoices } from "./billing/invoices.ts";
-import { describeSweep, pollEvery, runLifecycle } from "./billing/lifecycle.ts";
+import { describeSweep, pollEvery, renewIfDue, runLifecycle } from "./billing/lifecycle.ts";
 import { BILLING_COUNTERS, BILLING_HISTOGRAMS, onRevenue, SWEEP_STEPS } from "./billing/metrics.ts";
 import { archivePlan, getPlan, listPlans, planSchema, planView, seedPlans, upsertPlan } from "./billing/plans.ts";
 import { ensureIndexes, OUTBOX_COLLECTIONS } from "./billing/store.ts";
@@ -68,6 +68,7 @@ export default function billingService(config: Config, deps: BillingDeps = {}): 
 	const stripe = deps.stripe ?? createStripeClient({ apiKey: settings.stripeApiKey, apiBase: settings.stripeApiBase });
 	const taxRates = [settings.tax];
 	const collection = { dunning: settings.dunning, charge: deps.charge ?? ((input: ChargeInput) => chargeInvoice(stripe, input)) };
+	const lifecycleOptions = () => ({ now: now(), batchSize: deps.sweepBatchSize ?? 100, seller: settings.seller, taxRates, collection });
 	const op = (ctx: Ctx<unknown>) => ({ now: now(), requestId: ctx.requestID });
 	let scheduler: { stop(): Promise<void> } | undefined;
 	let sweeps = 0;
@@ -127,9 +128,11 @@ export default function billingService(config: Config, deps: BillingDeps = {}): 
 			resume: {
 				rest: "POST /subscription/resume", openapi: { summary: "Resume a paused subscription or take back a cancellation" }, params: {},
 				async handler(ctx: Ctx) {
-					const sub = await resumeSubscription(db, stripe, { userId: userOf(ctx) }, op(ctx));
+					const resumed = await resumeSubscription(db, stripe, { userId: userOf(ctx) }, op(ctx));
+					// A resumed subscription we bill starts a new period: invoiced now, not at the next sweep.
+					const renewed = await renewIfDue(db, resumed._id, lifecycleOptions());
 					this.relayOutbox();
-					return subscriptionView(sub);
+					return subscriptionView(renewed ? ((await findSubscription(db, resumed.userId)) ?? resumed) : resumed);
 				},
 			},
 			checkout: {
@@ -273,7 +276,7 @@ export default function billingService(config: Config, deps: BillingDeps = {}): 
 			},
 			async sweep() {
 				const started = performance.now();
-				const report = await runLifecycle(db, { now: now(), batchSize: deps.sweepBatchSize ?? 100, seller: settings.seller, taxRates, collection, prune: ++sweeps % PRUNE_EVERY_SWEEPS === 0 });
+				const report = await runLifecycle(db, { ...lifecycleOptions(), prune: ++sweeps % PRUNE_EVERY_SWEEPS === 0 });
 				const ms = performance.now() - started;
 				const { changed, line } = describeSweep(report, ms);
 				this.broker.metrics.increment("billing.lifecycle.sweeps.total");

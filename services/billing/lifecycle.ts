@@ -6,19 +6,19 @@
  * wins and the other matches nothing. A node that was down catches up on its next sweep;
  * batches are bounded so a backlog drains over several sweeps.
  */
-import type { Db } from "mongodb";
+import type { Db, Filter } from "mongodb";
 import { WITHOUT_OUTBOX } from "../../lib/events/mongo-outbox.ts";
 import { collectInvoice, dueForCollection } from "./collection.ts";
 import type { CollectionContext } from "./collection.ts";
 import { customers } from "./customers.ts";
-import { createDraft, dueDrafts, finalizeInvoice } from "./invoices.ts";
-import type { InvoiceLine, Party } from "./invoices.ts";
+import { dueDrafts } from "./invoices.ts";
+import type { Party } from "./invoices.ts";
+import { draftPeriodInvoice, finalizePeriodInvoice } from "./period-invoices.ts";
 import { findPrice, findPriceById, getPlan } from "./plans.ts";
 import { addInterval, licensedAmount } from "./pricing.ts";
 import { DAY_MS, pruneProcessed } from "./store.ts";
 import { commitChange, subscriptions } from "./subscriptions.ts";
 import type { Change, Subscription } from "./subscriptions.ts";
-import { settleUsage } from "./usage.ts";
 
 /** `subscription.trial_will_end` goes out this long before the trial ends (as Stripe does). */
 export const TRIAL_WILL_END_NOTICE_MS = 3 * DAY_MS;
@@ -76,15 +76,15 @@ export async function runLifecycle(db: Db, opts: LifecycleOptions): Promise<Swee
 		// Converted to a paid period that we bill: its invoice is drafted first, as at a renewal (endPeriod).
 		const firstPeriod = change.set.status === "active" && !sub.stripeSubscriptionId ? await draftPeriodInvoice(db, { ...sub, ...change.set }, { start: change.set.currentPeriodStart!, end: change.set.currentPeriodEnd! }, null, opts) : null;
 		if ((await commitChange(db, sub, { ...change, guard: { status: "trialing", trialEndedAt: null } }, ctx)) === "conflict") return false;
-		if (firstPeriod) await finalizeInvoice(db, firstPeriod, ctx);
+		if (firstPeriod) await finalizePeriodInvoice(db, firstPeriod, opts);
 		return true;
 	});
 
 	// Stripe renews and cancels the subscriptions it bills and tells us by webhook; these are ours.
-	const periods = await due({ status: { $in: ["active", "past_due", "unpaid"] }, currentPeriodEnd: { $lte: opts.now }, stripeSubscriptionId: null }, { currentPeriodEnd: 1 });
+	const periods = await due(periodDue(opts.now), { currentPeriodEnd: 1 });
 	report.periodsEnded = await each("period_end", periods, (sub) => endPeriod(db, sub, opts));
 
-	report.draftsFinalized = await each("finalize_draft", (await dueDrafts(db, opts.now, opts.batchSize)).map((_id) => ({ _id })), async ({ _id }) => (await finalize(db, _id, opts)).status !== "draft");
+	report.draftsFinalized = await each("finalize_draft", (await dueDrafts(db, opts.now, opts.batchSize)).map((_id) => ({ _id })), async ({ _id }) => (await finalizePeriodInvoice(db, _id, opts)).status !== "draft");
 
 	const collection = { ...opts.collection, now: opts.now };
 	await each("collect_payment", await dueForCollection(db, opts.now, opts.batchSize), async (inv) => {
@@ -128,34 +128,16 @@ export async function trialOutcome(db: Db, sub: Subscription, now: Date): Promis
 	}
 }
 
-/** Finalizes a draft, pricing its metered usage first. */
-function finalize(db: Db, invoiceId: string, opts: LifecycleOptions) {
-	return settleUsage(db, invoiceId, opts.taxRates, opts.now).then(() => finalizeInvoice(db, invoiceId, { now: opts.now }));
-}
+/** Subscriptions we bill whose period has ended. */
+const periodDue = (now: Date): Filter<Subscription> => ({ status: { $in: ["active", "past_due", "unpaid"] }, currentPeriodEnd: { $lte: now }, stripeSubscriptionId: null });
 
 /**
- * Drafts the invoice of a period we bill: its licensed price in advance for [start, end), the
- * subscription's pending prorations, and the metered usage of the period that just ended
- * (`arrears`, priced when the draft is finalized). The id derives from the subscription and the
- * period, so a retry after a crash finds the same draft instead of invoicing twice. Returns the
- * draft's id, or null when there is nothing to bill.
+ * Renews one subscription now if its period has ended, as the next sweep would: a resumed
+ * subscription's new period is invoiced at once rather than after the sweep interval.
  */
-async function draftPeriodInvoice(db: Db, sub: Subscription, period: { start: Date; end: Date }, arrears: { start: Date; end: Date } | null, opts: LifecycleOptions): Promise<string | null> {
-	const plan = await getPlan(db, sub.planId);
-	const price = findPriceById(plan, sub.priceId);
-	const lines: InvoiceLine[] = [];
-	const amount = licensedAmount(price, sub.quantity);
-	if (amount > 0) lines.push({ description: `${plan.name} (${sub.interval}ly)`, quantity: sub.quantity, unitAmount: price.model === "per_seat" ? (price.unitAmount ?? 0) : amount, amount, periodStart: period.start, periodEnd: period.end, proration: false });
-	lines.push(...sub.pendingItems.map((i) => ({ description: i.description, quantity: 1, unitAmount: i.amount, amount: i.amount, periodStart: i.periodStart, periodEnd: i.periodEnd, proration: true })));
-	const usagePeriod = price.model === "metered" && arrears ? { subscriptionId: sub._id, planId: plan._id, priceId: price.id, ...arrears } : null;
-	// A credit larger than what is owed waits for a later invoice rather than making a negative one.
-	// A metered period is always invoiced (as Stripe does, even at zero): its usage is known only at finalization.
-	const billable = usagePeriod !== null || (lines.length > 0 && lines.reduce((a, l) => a + l.amount, 0) >= 0);
-	if (!billable) return null;
-	const invoiceId = `in_${sub._id}_${period.start.getTime()}`;
-	const customer = await customers(db).findOne({ _id: sub.userId });
-	await createDraft(db, { id: invoiceId, userId: sub.userId, subscriptionId: sub._id, currency: sub.currency, seller: opts.seller, buyer: { name: customer?.name ?? customer?.email ?? sub.userId, email: customer?.email ?? null }, lines, taxRates: opts.taxRates, usagePeriod }, opts.now);
-	return invoiceId;
+export async function renewIfDue(db: Db, subscriptionId: string, opts: LifecycleOptions): Promise<boolean> {
+	const sub = await subscriptions(db).findOne({ _id: subscriptionId, ...periodDue(opts.now) }, { projection: WITHOUT_OUTBOX });
+	return sub ? endPeriod(db, sub, opts) : false;
 }
 
 /** Ends a local subscription's period: cancels it if scheduled, else renews it and invoices what is owed. */
@@ -172,7 +154,7 @@ async function endPeriod(db: Db, sub: Subscription, opts: LifecycleOptions): Pro
 	const extra = invoiceId && sub.pendingItems.length ? { $pullAll: { pendingItems: sub.pendingItems } } : undefined;
 	const next = await commitChange(db, sub, { set: { currentPeriodStart: start, currentPeriodEnd: end }, events: [], guard, extra }, ctx);
 	if (next === "conflict") return false;
-	if (invoiceId) await finalize(db, invoiceId, opts);
+	if (invoiceId) await finalizePeriodInvoice(db, invoiceId, opts);
 	return true;
 }
 

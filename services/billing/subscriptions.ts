@@ -275,7 +275,9 @@ export async function resumeSubscription(db: Db, stripe: StripeClient, input: { 
 		if (sub.status === "paused") {
 			const price = findPriceById(await getPlan(db, sub.planId), sub.priceId);
 			if (licensedAmount(price, sub.quantity) > 0 && !(await hasPaymentMethod(db, sub))) throw paymentMethodRequired();
-			set = { status: "active", pausedAt: null, currentPeriodStart: ctx.now, currentPeriodEnd: addInterval(ctx.now, sub.interval) };
+			// One we bill starts a period that has already ended: the renewal (lifecycle.ts) invoices the new one, crash-safe.
+			const end = sub.stripeSubscriptionId ? addInterval(ctx.now, sub.interval) : ctx.now;
+			set = { status: "active", pausedAt: null, currentPeriodStart: ctx.now, currentPeriodEnd: end };
 		}
 		if (sub.stripeSubscriptionId) await pushResume(stripe, sub);
 		return commitChange(db, sub, { set, events: ["subscription.updated"] }, ctx);

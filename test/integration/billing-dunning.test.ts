@@ -12,11 +12,11 @@ import type { DunningPolicy } from "../../services/billing/collection.ts";
 import { payInvoiceNow } from "../../services/billing/collection.ts";
 import { ensureCustomer } from "../../services/billing/customers.ts";
 import { invoices } from "../../services/billing/invoices.ts";
-import { runLifecycle } from "../../services/billing/lifecycle.ts";
+import { renewIfDue, runLifecycle } from "../../services/billing/lifecycle.ts";
 import { getPlan, seedPlans } from "../../services/billing/plans.ts";
 import { ensureIndexes } from "../../services/billing/store.ts";
 import { chargeInvoice, createStripeClient } from "../../services/billing/stripe.ts";
-import { startSignupSubscription, subscriptions } from "../../services/billing/subscriptions.ts";
+import { pauseSubscription, resumeSubscription, startSignupSubscription, subscriptions } from "../../services/billing/subscriptions.ts";
 import { currentUsage, recordUsage } from "../../services/billing/usage.ts";
 import { testEnv, uniqueId } from "../support/infra.ts";
 import { startCardNetwork, STRIPE_API_BASE } from "../support/stripe.ts";
@@ -165,6 +165,25 @@ describe("collecting our invoices and dunning", () => {
 		await sweep(at.getTime() + 3 * DAY);
 		expect(chargesOf(invoice!._id)).toHaveLength(2);
 		expect((await invoicesOf(userId))[0]).toMatchObject({ status: "paid", paymentAttempts: 2 });
+	});
+
+	it("invoices the new period of a resumed subscription at once", async () => {
+		const userId = await subscriber();
+		await sweep(START + 14 * DAY + 1_000);
+		const stripe = createStripeClient({ apiKey: "sk_test_123", apiBase: network.url });
+		await pauseSubscription(db, stripe, { userId }, { now: new Date(START + 20 * DAY) });
+		const resumedAt = new Date(START + 30 * DAY);
+		const resumed = await resumeSubscription(db, stripe, { userId }, { now: resumedAt });
+		const options = { now: resumedAt, batchSize: 100, seller: { name: "Seller" }, taxRates: [VAT], collection: { dunning: { retryDays: [], finalStatus: "canceled" as const }, charge } };
+		expect(await renewIfDue(db, resumed._id, options)).toBe(true);
+		expect(await renewIfDue(db, resumed._id, options)).toBe(false);
+		const [, second] = await invoicesOf(userId);
+		expect(second).toMatchObject({ status: "open", total: 3_480, nextPaymentAttemptAt: resumedAt });
+		// March 31 plus a month is April 30.
+		expect(second!.lines[0]).toMatchObject({ periodStart: resumedAt, periodEnd: new Date("2026-04-30T09:00:00Z") });
+		expect(await subscription(userId)).toMatchObject({ status: "active", currentPeriodStart: resumedAt, currentPeriodEnd: new Date("2026-04-30T09:00:00Z") });
+		await sweep(resumedAt.getTime() + 1_000);
+		expect((await invoicesOf(userId))[1]).toMatchObject({ status: "paid" });
 	});
 
 	it("counts stripe-mock's requires_payment_method and a customer without a card as failed attempts", async () => {
