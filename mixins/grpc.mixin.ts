@@ -187,6 +187,8 @@ export interface GrpcClientOptions {
 	clients: Record<string, GrpcClientTarget>;
 	/** Deadline of every call, shortened to the caller's remaining timeout; default 2000. */
 	deadlineMs?: number;
+	/** Rpc name -> its own deadline, for the few that are slow by design (password hashing). */
+	methodDeadlinesMs?: Record<string, number>;
 	/** Extra attempts on UNAVAILABLE (0..5); default 2. */
 	retries?: number;
 	/** First back-off between attempts, doubled each time, capped at 8x; default 25. */
@@ -250,7 +252,7 @@ export function grpcClientMixin(opts: GrpcClientOptions): Partial<ServiceSchema>
 		const { service, proto } = target(client);
 		const definition = serviceDefinition(proto, service)[method];
 		if (!definition) throw new Error(`grpcCall: ${service} has no rpc '${method}'`);
-		const budget = Math.floor(Math.min(deadlineMs, (ctx && remainingMs(ctx.options.timeout, ctx.startHrTime)) ?? Infinity));
+		const budget = Math.floor(Math.min(opts.methodDeadlinesMs?.[method] ?? deadlineMs, (ctx && remainingMs(ctx.options.timeout, ctx.startHrTime)) ?? Infinity));
 		const site = { service, method, deadlineMs: budget };
 		if (budget <= 0) return { code: "DEADLINE_EXCEEDED", error: statusToError({ code: status.DEADLINE_EXCEEDED, details: "", metadata: new Metadata() }, site) };
 

@@ -42,6 +42,13 @@ const NODE_HEALTH_TIMEOUT_MS = 1_500;
  * (docs/reliability.md, scenario 2).
  */
 const EDGE_CALL_TIMEOUT_MS = 2_000;
+/**
+ * Rpcs that hash a password (bcrypt, ~0.1-0.3 s of a core at cost 12). A burst of them queues in
+ * auth's hashing threads; with the 2 s deadline of cheap rpcs they timed out and opened the
+ * circuit, so logins failed under a load auth was still working through (docs/benchmarks.md).
+ */
+const CREDENTIAL_DEADLINE_MS = 8_000;
+const CREDENTIAL_RPCS = ["Register", "Login", "ResetPassword", "ChangePassword", "DeleteAccount"];
 const JSON_LIMIT = "64kb";
 // Swagger UI styles itself inline; everything it loads comes from this origin.
 const DOCS_CSP = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'";
@@ -116,6 +123,7 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 			grpcClientMixin({
 				clients: { auth: { proto: "auth/v1/auth.proto", service: "auth.v1.AuthService" } },
 				deadlineMs: config.grpc.deadlineMs,
+				methodDeadlinesMs: Object.fromEntries(CREDENTIAL_RPCS.map((rpc) => [rpc, Math.max(config.grpc.deadlineMs, CREDENTIAL_DEADLINE_MS)])),
 				retries: 2,
 				breaker: { threshold: 5, windowMs: 10_000, halfOpenMs: 5_000 },
 			}),
