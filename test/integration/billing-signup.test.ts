@@ -115,4 +115,21 @@ describe("billing: sign-up trial and subscription actions", () => {
 		const { plans } = await node.call<{ plans: { id: string }[] }, object>("billing.listPlans", {});
 		expect(plans.map((p) => p.id)).not.toContain("team");
 	});
+
+	it("records usage on a metered plan once per key, shows its cost, and pays invoices only when open", async () => {
+		const userId = uniqueId("u-");
+		await signUp(userId);
+		await expect(node.call("billing.recordUsage", { quantity: 1, idempotencyKey: "k" }, as(userId))).rejects.toMatchObject({ code: 409, type: "PRICE_NOT_METERED" });
+		// The scale plan is metered: nothing to pay up front, so the move needs no card.
+		await node.call("billing.changePlan", { planId: "scale" }, as(userId));
+		await db.collection("subscriptions").updateOne({ userId }, { $set: { status: "active" } });
+		expect(await node.call("billing.recordUsage", { quantity: "12", idempotencyKey: "batch-1" }, as(userId))).toMatchObject({ quantity: 12, duplicate: false });
+		expect(await node.call("billing.recordUsage", { quantity: 12, idempotencyKey: "batch-1" }, as(userId))).toMatchObject({ duplicate: true });
+		await expect(node.call("billing.recordUsage", { quantity: -1, idempotencyKey: "batch-2" }, as(userId))).rejects.toMatchObject({ code: 422 });
+		await expect(node.call("billing.recordUsage", { quantity: 1, idempotencyKey: "not a key!" }, as(userId))).rejects.toMatchObject({ code: 422 });
+		// 10 units in the first tier (flat 49.00), 2 at 2.00.
+		expect(await node.call("billing.getUsage", {}, as(userId))).toMatchObject({ quantity: 12, amount: 5_300, currency: "usd" });
+		await expect(node.call("billing.payInvoice", { id: "in_nope" }, as(userId))).rejects.toMatchObject({ code: 404 });
+		await expect(node.call("billing.getUsage", {})).rejects.toMatchObject({ code: 401 });
+	});
 });
