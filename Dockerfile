@@ -102,15 +102,15 @@ ENV NODE_ENV=production \
     GATEWAY_HOST=0.0.0.0 \
     GRPC_HOST=0.0.0.0
 USER 10001:10001
-# 4000 gateway HTTP, 50051 auth gRPC, 3030 Prometheus metrics.
-EXPOSE 4000 50051 3030
+# 4000 gateway HTTP, 50051 auth gRPC, 3030 Prometheus metrics, 3040 the node's /livez and /readyz.
+EXPOSE 4000 50051 3030 3040
 # For Docker and docker compose (Kubernetes ignores HEALTHCHECK and uses the probes in k8s/):
-# a node hosting the gateway is healthy when its /readyz answers 200 (RabbitMQ and Redis
-# connected); any other node when its metrics endpoint answers (process and event loop alive,
-# as in the Kubernetes probes of billing and notification). With METRICS_PORT=0 (a random port)
-# only the gateway can be checked; other nodes then report healthy.
+# healthy when /readyz answers 200: the gateway's own on a node hosting the gateway (RabbitMQ,
+# Redis, routes mapped), else the node's on HEALTH_PORT (RabbitMQ and the hosted services'
+# dependencies). With HEALTH_PORT=0 (a random port) a node without the gateway cannot be checked
+# and reports healthy.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["node", "-e", "const e=process.env,s=(e.SERVICES||'gateway').split(',').map(x=>x.trim()),g=s.includes('gateway'),p=g?(e.GATEWAY_PORT||4000):(e.METRICS_PORT||3030);if(!g&&p==='0')process.exit(0);fetch('http://127.0.0.1:'+p+(g?'/readyz':'/metrics'),{signal:AbortSignal.timeout(4000)}).then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+    CMD ["node", "-e", "const e=process.env,s=(e.SERVICES||'gateway').split(',').map(x=>x.trim()),g=s.includes('gateway'),p=g?(e.GATEWAY_PORT||4000):(e.HEALTH_PORT||3040);if(p==='0')process.exit(0);fetch('http://127.0.0.1:'+p+'/readyz',{signal:AbortSignal.timeout(4000)}).then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 # tini as PID 1 forwards signals and reaps zombies; the broker stops gracefully on SIGTERM.
 ENTRYPOINT ["/usr/bin/tini", "--"]
 CMD ["node", "bin/broker.ts"]

@@ -6,7 +6,8 @@
 #   scripts/image.sh run [CMD...]     run the image against the local infrastructure (host network,
 #                                     read-only root); SERVICES etc. from your environment
 #   scripts/image.sh smoke            build, start a billing node read-only, check its metrics,
-#                                     stop it with SIGTERM and check it exits cleanly within 15 s
+#                                     its /readyz (MongoDB up) and the image's HEALTHCHECK, stop it
+#                                     with SIGTERM and check it exits cleanly within 15 s
 #   scripts/image.sh smoke-gateway    build, start a gateway node read-only against the local
 #                                     RabbitMQ and Redis: /readyz answers 200, / serves the web
 #                                     console, the image's HEALTHCHECK passes, SIGTERM -> exit 0
@@ -264,7 +265,7 @@ cmd_run() {
   # Host network: bind to loopback only, whatever the image's container defaults say; gRPC and
   # metrics on free ports unless asked, so a running `npm start` on 50051/3030 does not collide.
   export GATEWAY_HOST="${GATEWAY_HOST:-127.0.0.1}" GRPC_HOST="${GRPC_HOST:-127.0.0.1}"
-  export GRPC_PORT="${GRPC_PORT:-0}" METRICS_PORT="${METRICS_PORT:-0}" NODE_ID="${NODE_ID:-container-$$}"
+  export GRPC_PORT="${GRPC_PORT:-0}" METRICS_PORT="${METRICS_PORT:-0}" HEALTH_PORT="${HEALTH_PORT:-0}" NODE_ID="${NODE_ID:-container-$$}"
   env_flags
   log "running $IMAGE (SERVICES=${SERVICES:-gateway,auth,billing,notification}, NAMESPACE=${NAMESPACE:-'' (the one npm start uses)}); Ctrl-C stops it"
   local tty=(-i); [[ -t 0 ]] && tty=(-it)
@@ -274,15 +275,16 @@ cmd_run() {
 cmd_smoke() {
   cmd_build
   infra_env mongo stripe-mock
-  local name="backplane-smoke-$$" port t0 started=0 body="" deadline code t_stop elapsed
-  port="$(free_port)"
+  local name="backplane-smoke-$$" port hport t0 started=0 body="" ready="" deadline code t_stop elapsed health
+  port="$(free_port)"; hport="$(free_port)"
   # shellcheck disable=SC2064
   trap "podman rm -f -t 0 '$name' >/dev/null 2>&1 || true" EXIT
   log "starting a billing node from $IMAGE (production settings, read-only root, host network, metrics on 127.0.0.1:$port)"
   t0=$SECONDS
-  podman_run_quiet -d --name "$name" "${RUN_FLAGS[@]}" \
+  # --health-interval=disable: no systemd timer (there is no systemd here); the check is run below.
+  podman_run_quiet -d --name "$name" "${RUN_FLAGS[@]}" --health-interval=disable \
     --env SERVICES=billing --env "NAMESPACE=smoke-$$" --env "NODE_ID=$name" --env LOG_LEVEL=info \
-    --env "METRICS_PORT=$port" --env GRPC_HOST=127.0.0.1 \
+    --env "METRICS_PORT=$port" --env "HEALTH_PORT=$hport" --env GRPC_HOST=127.0.0.1 \
     --env "RABBITMQ_URL=$RABBITMQ_URL" --env "MONGO_URL=$MONGO_URL" \
     --env STRIPE_API_KEY=sk_test_smoke --env "STRIPE_API_BASE=$STRIPE_API_BASE" \
     "$IMAGE" >/dev/null || die "podman run failed"
@@ -305,6 +307,13 @@ cmd_smoke() {
     die "no started broker with answering metrics within 30 s (started=$started); the log is above"
   fi
   log "ok: broker started and /metrics answers ($(grep -c '^moleculer_' <<<"$body") samples) after $((SECONDS - t0))s"
+  ready="$(curl -fsS --max-time 3 "http://127.0.0.1:$hport/readyz" 2>/dev/null || true)"
+  [[ "$ready" == *'"status":"up"'*'"mongodb":{"status":"up"'* ]] \
+    || { podman logs "$name" 2>&1 | tail -n 20 >&2; die "GET /readyz on the health port did not say ready with MongoDB up: ${ready:-no answer}"; }
+  log "ok: GET /readyz -> 200 (RabbitMQ and MongoDB up)"
+  podman healthcheck run "$name" >/dev/null 2>&1 && health=healthy || health=unhealthy
+  [[ "$health" == healthy ]] || { podman logs "$name" 2>&1 | tail -n 20 >&2; die "the image's HEALTHCHECK failed on a ready billing node"; }
+  log "ok: the image's HEALTHCHECK passes"
 
   log "stopping with SIGTERM (limit ${SMOKE_STOP_LIMIT_S}s)"
   t_stop=$(date +%s%N)
@@ -329,8 +338,8 @@ cmd_smoke() {
 cmd_smoke_gateway() {
   cmd_build
   infra_env redis
-  local name="backplane-smoke-gw-$$" port mport t0 code="" health="" deadline elapsed t_stop
-  port="$(free_port)"; mport="$(free_port)"
+  local name="backplane-smoke-gw-$$" port mport hport t0 code="" health="" deadline elapsed t_stop
+  port="$(free_port)"; mport="$(free_port)"; hport="$(free_port)"
   # shellcheck disable=SC2064
   trap "podman rm -f -t 0 '$name' >/dev/null 2>&1 || true" EXIT
   log "starting a gateway node from $IMAGE (production settings, read-only root, host network, http 127.0.0.1:$port)"
@@ -338,7 +347,7 @@ cmd_smoke_gateway() {
   # --health-interval=disable: no systemd timer (there is no systemd here); the check is run below.
   podman_run_quiet -d --name "$name" "${RUN_FLAGS[@]}" --health-interval=disable \
     --env SERVICES=gateway --env "NAMESPACE=smoke-gw-$$" --env "NODE_ID=$name" --env LOG_LEVEL=info \
-    --env GATEWAY_HOST=127.0.0.1 --env "GATEWAY_PORT=$port" --env "METRICS_PORT=$mport" \
+    --env GATEWAY_HOST=127.0.0.1 --env "GATEWAY_PORT=$port" --env "METRICS_PORT=$mport" --env "HEALTH_PORT=$hport" \
     --env "RABBITMQ_URL=$RABBITMQ_URL" --env "REDIS_URL=$REDIS_URL" \
     "$IMAGE" >/dev/null || die "podman run failed"
   deadline=$((SECONDS + 30))

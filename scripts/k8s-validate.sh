@@ -8,7 +8,9 @@
 #      on every container, SERVICES = Deployment name = app label, every Service / HPA / PDB /
 #      NetworkPolicy / ServiceMonitor selects something that exists, Ingress backends exist,
 #      named ports exist, Secret and ConfigMap references resolve, HPA-owned Deployments set no
-#      replicas, PDBs can be met.
+#      replicas, PDBs can be met. In-cluster dependencies (label app.kubernetes.io/component=
+#      dependency, the local overlay's servers) meet Pod Security "restricted", have probes and
+#      resources, and a StatefulSet's volumes and governing Service exist.
 #
 #   scripts/k8s-validate.sh              all of k8s/base and k8s/overlays/*
 #   scripts/k8s-validate.sh eks          one overlay
@@ -103,7 +105,11 @@ def matches(selector, labels):
         elif e["operator"] == "NotIn": ok = ok and labels.get(e["key"]) not in e.get("values", [])
     return bool(ok and (plain or exprs))
 
-deployments = of("Deployment")
+def dependency(w): return w["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "dependency"
+# Backplane's nodes; the in-cluster servers of the local overlay are checked on their own below.
+deployments = [d for d in of("Deployment") if not dependency(d)]
+dependencies = [w for w in of("Deployment") + of("StatefulSet") if dependency(w)]
+workloads = of("Deployment") + of("StatefulSet")
 secrets = {s["metadata"]["name"]: s for s in of("Secret")}
 configmaps = {c["metadata"]["name"] for c in of("ConfigMap")}
 accounts = {a["metadata"]["name"]: a for a in of("ServiceAccount")}
@@ -168,8 +174,38 @@ for d in deployments:
             err(d, f"container {c['name']}: image {c['image']} was not set by the overlay (images:)")
         if target == "overlays/local" and c.get("imagePullPolicy") != "Never": err(d, "local: imagePullPolicy must be Never")
 
+services_by_name = {s["metadata"]["name"]: s for s in of("Service")}
+for w in dependencies:
+    name, spec = w["metadata"]["name"], w["spec"]["template"]["spec"]
+    psc = spec.get("securityContext", {})
+    if psc.get("runAsNonRoot") is not True or not psc.get("runAsUser"): err(w, "pod must set runAsNonRoot and a non-zero runAsUser (Pod Security restricted)")
+    if psc.get("seccompProfile", {}).get("type") != "RuntimeDefault": err(w, "pod seccompProfile must be RuntimeDefault")
+    if spec.get("automountServiceAccountToken") is not False: err(w, "automountServiceAccountToken must be false")
+    claims = {t["metadata"]["name"] for t in w["spec"].get("volumeClaimTemplates", [])}
+    volumes = {v["name"] for v in spec.get("volumes", [])} | claims
+    for t in w["spec"].get("volumeClaimTemplates", []):
+        if not t["spec"].get("resources", {}).get("requests", {}).get("storage"): err(w, f"volumeClaimTemplate {t['metadata']['name']} requests no storage")
+    for c in spec["containers"]:
+        csc = c.get("securityContext", {})
+        if csc.get("allowPrivilegeEscalation") is not False: err(w, f"container {c['name']}: allowPrivilegeEscalation must be false")
+        if "ALL" not in csc.get("capabilities", {}).get("drop", []): err(w, f"container {c['name']}: capabilities must drop ALL")
+        for probe in ("livenessProbe", "readinessProbe"):
+            if probe not in c: err(w, f"container {c['name']}: {probe} missing")
+        for kind in ("requests", "limits"):
+            for r in ("cpu", "memory"):
+                if r not in c.get("resources", {}).get(kind, {}): err(w, f"container {c['name']}: resources.{kind}.{r} missing")
+        for m in c.get("volumeMounts", []):
+            if m["name"] not in volumes: err(w, f"container {c['name']}: mounts unknown volume {m['name']}")
+        for e in c.get("env", []):
+            ref = e.get("valueFrom", {}).get("secretKeyRef")
+            if ref and (ref["name"] not in secrets or ref["key"] not in {**secrets[ref["name"]].get("data", {}), **secrets[ref["name"]].get("stringData", {})}):
+                err(w, f"Secret {ref['name']} with key {ref['key']} is not in the output")
+    if w["kind"] == "StatefulSet":
+        gov = services_by_name.get(w["spec"].get("serviceName"))
+        if not gov or not matches(gov["spec"].get("selector", {}), w["spec"]["template"]["metadata"].get("labels", {})): err(w, "serviceName must name a Service that selects its pods")
+
 def selected(selector):
-    return [d for d in deployments if matches(selector, d["spec"]["template"]["metadata"].get("labels", {}))]
+    return [d for d in workloads if matches(selector, d["spec"]["template"]["metadata"].get("labels", {}))]
 
 for s in of("Service"):
     deps = selected(s["spec"].get("selector", {}))
