@@ -178,8 +178,11 @@ describe("web console in Chromium", () => {
 		});
 		expect(registration).toEqual({ scope: `${base}/`, script: `${base}/sw.js` });
 
-		// Headless Chromium has no push service to subscribe with (no Firebase Cloud Messaging
-		// here): subscribe() rejects, and the console must say so, register nothing and stay off.
+		// Headless Chromium cannot subscribe: it refuses push registration ("Registration failed -
+		// permission denied") even with the notifications permission granted, and there is no push
+		// service (FCM) to reach here. So this checks the failure path: the console says so,
+		// registers nothing and stays off. Delivery to a subscription is tested with a fake push
+		// service in test/integration/notification.test.ts.
 		await page.getByRole("button", { name: "Turn on push on this device" }).click();
 		await expect.poll(() => page.getByRole("alert").textContent(), { timeout: 15_000 }).toMatch(/could not subscribe to push/);
 		await expect.poll(() => page.getByTestId("push-state").textContent()).toBe("Push is off on this device.");

@@ -1,0 +1,194 @@
+/**
+ * The console's administration area in Chromium against the whole platform: only administrators
+ * see it; an administrator finds a user, changes their roles (and is told why the last
+ * administrator cannot step down), ends their sessions, reads the roles, creates, edits and
+ * archives a plan, and re-queues a failed push delivery. Screenshots go to test-results/screenshots/.
+ */
+import { mkdirSync } from "node:fs";
+import path from "node:path";
+import type { ServiceBroker } from "moleculer";
+import { chromium } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { deleteMessages, messagesTo } from "../support/mailpit.ts";
+import { createBrowserSubscription, FakePushService } from "../support/push-service.ts";
+import { createTestDatabase, eventually, gatewayUrl, startNode, testEnv, uniqueId, waitForCluster } from "../support/infra.ts";
+
+const SHOTS = path.resolve(import.meta.dirname, "..", "..", "test-results", "screenshots");
+const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+const password = "correct horse battery staple 42";
+const json = { "content-type": "application/json" };
+
+describe("console administration in Chromium", () => {
+	const nodes: ServiceBroker[] = [];
+	const emails: string[] = [];
+	let base: string;
+	let browser: Browser;
+	let pushService: FakePushService;
+	let admin: { email: string; accessToken: string };
+	let page: Page;
+
+	async function register(prefix: string): Promise<{ id: string; email: string; accessToken: string }> {
+		const email = `${uniqueId(prefix)}@example.com`;
+		emails.push(email);
+		const reg = await fetch(`${base}/api/v1/auth/register`, { method: "POST", headers: json, body: JSON.stringify({ email, password }) });
+		expect(reg.status).toBe(201);
+		const login = await fetch(`${base}/api/v1/auth/login`, { method: "POST", headers: json, body: JSON.stringify({ email, password }) });
+		return { id: ((await reg.json()) as { user: { id: string } }).user.id, email, accessToken: ((await login.json()) as { accessToken: string }).accessToken };
+	}
+	async function logIn(p: Page, email: string): Promise<void> {
+		await p.goto(`${base}/#/login`);
+		await p.getByLabel("E-mail").fill(email);
+		await p.getByLabel("Password").fill(password);
+		await p.getByRole("button", { name: "Log in" }).click();
+		await p.getByRole("heading", { name: /^Hello/ }).waitFor();
+	}
+	const shot = (p: Page, name: string) => p.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
+	const status = (p: Page) => p.getByRole("status").first().textContent();
+
+	beforeAll(async () => {
+		mkdirSync(SHOTS, { recursive: true });
+		pushService = await FakePushService.start();
+		const env = testEnv(uniqueId("webadm"), { DATABASE_URL: await createTestDatabase(), PUSH_ENDPOINT_ORIGINS: pushService.origin });
+		for (const svc of ["auth", "billing", "notification"] as const) nodes.push(await startNode([svc], env));
+		const gateway = await startNode(["gateway"], env);
+		nodes.push(gateway);
+		await waitForCluster(nodes);
+		base = gatewayUrl(gateway);
+		browser = await chromium.launch({
+			executablePath: CHROMIUM,
+			args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+		});
+		const root = await register("root");
+		await nodes[0]!.call("auth.bootstrapAdmin", { email: root.email });
+		const login = await fetch(`${base}/api/v1/auth/login`, { method: "POST", headers: json, body: JSON.stringify({ email: root.email, password }) });
+		admin = { email: root.email, accessToken: ((await login.json()) as { accessToken: string }).accessToken };
+		page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+		await logIn(page, admin.email);
+	});
+	afterAll(async () => {
+		await browser?.close();
+		await Promise.all(nodes.map((n) => n.stop()));
+		await pushService?.close();
+		const ids = (await Promise.all(emails.map((e) => messagesTo(e)))).flat().map((m) => m.ID);
+		await deleteMessages(ids);
+	});
+
+	it("shows the administration only to administrators", async () => {
+		const userPage = await browser.newPage();
+		const user = await register("plain");
+		await logIn(userPage, user.email);
+		expect(await userPage.getByRole("link", { name: "Administration" }).count()).toBe(0);
+		await userPage.goto(`${base}/#/admin/users`);
+		await userPage.getByRole("heading", { name: "Not available" }).waitFor();
+		expect(await userPage.locator(".card").textContent()).toContain("users:read");
+		await userPage.close();
+		expect(await page.getByRole("link", { name: "Administration" }).count()).toBe(1);
+	});
+
+	it("finds a user, refuses to demote the last administrator, changes roles and ends sessions", async () => {
+		const ada = await register("ada");
+		await page.getByRole("link", { name: "Administration" }).click();
+		await page.getByRole("heading", { name: "Users" }).waitFor();
+		await expect.poll(() => page.locator("tbody tr").count(), { timeout: 10_000 }).toBeGreaterThanOrEqual(2);
+
+		// The only administrator cannot give up the role: the API's problem is shown as it is.
+		await page.getByRole("button", { name: `Edit the roles of ${admin.email}` }).click();
+		await page.getByRole("checkbox", { name: /^admin/ }).uncheck();
+		await page.getByRole("button", { name: "Save roles" }).click();
+		await expect.poll(() => page.getByRole("alert").textContent(), { timeout: 10_000 }).toContain("This would leave no administrator");
+		await shot(page, "admin-roles-error");
+		await page.getByRole("button", { name: `Edit the roles of ${admin.email}` }).click();
+
+		await page.getByLabel("Find users").fill(ada.email.split("@")[0]!);
+		await page.getByRole("button", { name: "Search" }).click();
+		await expect.poll(() => page.locator("tbody tr").allTextContents(), { timeout: 10_000 }).toEqual([expect.stringContaining(ada.email)]);
+		expect(await page.locator("tbody tr").first().locator("td").nth(4).textContent()).toBe("1");
+		await page.getByRole("button", { name: `Edit the roles of ${ada.email}` }).click();
+		await page.getByRole("checkbox", { name: /^admin/ }).check();
+		await shot(page, "admin-users");
+		await page.getByRole("button", { name: "Save roles" }).click();
+		await expect.poll(() => status(page), { timeout: 10_000 }).toContain(`Roles of ${ada.email}: admin, user.`);
+		const found = await fetch(`${base}/api/v1/auth/users?query=${ada.id}`, { headers: { authorization: `Bearer ${admin.accessToken}` } });
+		expect(((await found.json()) as { items: { roles: string[] }[] }).items[0]!.roles).toEqual(["admin", "user"]);
+
+		await page.getByRole("button", { name: `End every session of ${ada.email}` }).click();
+		await expect.poll(() => status(page), { timeout: 10_000 }).toBe(`1 session(s) of ${ada.email} ended.`);
+		await eventually(async () => (await fetch(`${base}/api/v1/auth/me`, { headers: { authorization: `Bearer ${ada.accessToken}` } })).status === 401, 5_000, "ada's token to be refused");
+	});
+
+	it("lists the roles with their permissions", async () => {
+		await page.getByRole("link", { name: "Roles" }).click();
+		await page.getByRole("heading", { name: "Roles" }).waitFor();
+		await expect.poll(() => page.locator("tbody th").allTextContents(), { timeout: 10_000 }).toEqual(["admin", "user"]);
+		expect(await page.locator("tbody tr").first().textContent()).toContain("billing:admin");
+		await shot(page, "admin-roles");
+	});
+
+	it("creates a plan (after explaining what is wrong), edits and archives it", async () => {
+		const id = uniqueId("team-");
+		await page.getByRole("link", { name: "Plans" }).click();
+		await page.getByRole("heading", { name: "Plans" }).waitFor();
+		await expect.poll(() => page.locator("tbody tr").count(), { timeout: 10_000 }).toBeGreaterThanOrEqual(4);
+		await shot(page, "admin-plans");
+
+		await page.getByRole("button", { name: "New plan" }).click();
+		await page.getByLabel("Plan id").fill(id);
+		await page.getByLabel("Name", { exact: true }).fill("Team");
+		await page.getByLabel("Features, one per line").fill("5 projects\nShared billing");
+		await page.getByLabel("Prices (JSON)").fill(JSON.stringify([{ id: `${id}-usd-month`, currency: "usd", interval: "month", model: "flat", unitAmount: -5 }]));
+		await page.getByRole("button", { name: "Save plan" }).click();
+		await expect.poll(() => page.getByRole("alert").textContent(), { timeout: 10_000 }).toContain("prices[0].unitAmount");
+		expect(await page.locator("#f-prices-error").textContent()).toContain("prices[0].unitAmount");
+		await shot(page, "admin-plan-error");
+
+		await page.getByLabel("Prices (JSON)").fill(JSON.stringify([{ id: `${id}-usd-month`, currency: "usd", interval: "month", model: "flat", unitAmount: 4900 }]));
+		await page.getByRole("button", { name: "Save plan" }).click();
+		await expect.poll(() => status(page), { timeout: 10_000 }).toBe("Team saved.");
+		await expect.poll(() => page.getByRole("row", { name: new RegExp(id) }).textContent()).toMatch(/\$49\.00 \/ month.*offered/);
+
+		await page.getByRole("button", { name: "Edit Team" }).click();
+		await page.getByLabel("Name", { exact: true }).fill("Team Plus");
+		await page.getByRole("button", { name: "Save plan" }).click();
+		await expect.poll(() => status(page), { timeout: 10_000 }).toBe("Team Plus saved.");
+
+		await page.getByRole("button", { name: "Archive Team Plus" }).click();
+		await expect.poll(() => page.getByRole("row", { name: new RegExp(id) }).textContent(), { timeout: 10_000 }).toContain("archived");
+		const catalog = (await (await fetch(`${base}/api/v1/billing/plans`)).json()) as { plans: { id: string }[] };
+		expect(catalog.plans.map((p) => p.id)).not.toContain(id);
+		const all = (await (await fetch(`${base}/api/v1/billing/admin/plans`, { headers: { authorization: `Bearer ${admin.accessToken}` } })).json()) as { plans: { id: string; name: string; features: string[] }[] };
+		expect(all.plans.find((p) => p.id === id)).toMatchObject({ name: "Team Plus", features: ["5 projects", "Shared billing"] });
+	});
+
+	it("lists a push delivery the provider refused and re-queues it", async () => {
+		const bob = await register("bob");
+		const device = `${bob.id}-phone`;
+		const phone = createBrowserSubscription(pushService.endpoint(device));
+		const add = await fetch(`${base}/api/v1/notifications/push-subscriptions`, { method: "POST", headers: { ...json, authorization: `Bearer ${bob.accessToken}` }, body: JSON.stringify({ ...phone.subscription, deviceName: "Bob's phone" }) });
+		expect(add.status).toBe(201);
+		pushService.respondWith(device, 400);
+		// A password change is pushed to every device; this one refuses it, which is never retried.
+		const change = await fetch(`${base}/api/v1/auth/password/change`, { method: "POST", headers: { ...json, authorization: `Bearer ${bob.accessToken}` }, body: JSON.stringify({ currentPassword: password, newPassword: `${password}!`, keepOtherSessions: true }) });
+		expect(change.status).toBe(204);
+		const failedFor = async () => {
+			const res = await fetch(`${base}/api/v1/notifications/admin/failed?channel=push`, { headers: { authorization: `Bearer ${admin.accessToken}` } });
+			return ((await res.json()) as { items: { data: { userId: string } }[] }).items.filter((j) => j.data.userId === bob.id);
+		};
+		await eventually(async () => (await failedFor()).length === 1, 15_000, "the failed push job");
+
+		await page.getByRole("link", { name: "Dead letters" }).click();
+		await page.getByRole("heading", { name: "Dead letters" }).waitFor();
+		await page.getByLabel("Channel").selectOption("push");
+		const row = page.getByRole("row", { name: new RegExp(bob.id) });
+		await expect.poll(() => row.textContent(), { timeout: 10_000 }).toMatch(/user\.password_changed.*refused the message \(400\)/);
+		await shot(page, "admin-dead-letters");
+
+		pushService.respondWith(device, 201);
+		await page.getByRole("button", { name: `Re-queue the user.password_changed job of ${bob.id}` }).click();
+		await expect.poll(() => status(page), { timeout: 10_000 }).toContain("1 job(s) re-queued");
+		await eventually(async () => pushService.for(device).some((r) => r.status === 201), 10_000, "the re-queued push");
+		const message = JSON.parse(phone.decrypt(pushService.for(device).find((r) => r.status === 201)!.body).toString()) as { title: string };
+		expect(message.title).toMatch(/password/i);
+		expect(await failedFor()).toEqual([]);
+	});
+});
