@@ -8,7 +8,8 @@
 #      on every container, SERVICES = Deployment name = app label, every Service / HPA / PDB /
 #      NetworkPolicy / ServiceMonitor selects something that exists, Ingress backends exist,
 #      named ports exist, Secret and ConfigMap references resolve, HPA-owned Deployments set no
-#      replicas, PDBs can be met. In-cluster dependencies (label app.kubernetes.io/component=
+#      replicas, PDBs can be met, an ExternalSecret provides every required key of the Secret it
+#      makes. In-cluster dependencies (label app.kubernetes.io/component=
 #      dependency, the local overlay's servers) meet Pod Security "restricted", have probes and
 #      resources, and a StatefulSet's volumes and governing Service exist.
 #
@@ -26,7 +27,7 @@ export LOG_TAG
 
 K8S_VERSIONS="${K8S_VERSIONS:-1.32.0 1.37.0}"
 # Custom resources without a bundled schema that step 2 checks instead (a regex of the warning).
-CUSTOM_RESOURCES='kind (ServiceMonitor|PrometheusRule) with api version monitoring\.coreos\.com/v1 '
+CUSTOM_RESOURCES='kind ((ServiceMonitor|PrometheusRule) with api version monitoring\.coreos\.com/v1|ExternalSecret with api version external-secrets\.io/v1) '
 
 
 tool() {
@@ -111,6 +112,13 @@ deployments = [d for d in of("Deployment") if not dependency(d)]
 dependencies = [w for w in of("Deployment") + of("StatefulSet") if dependency(w)]
 workloads = of("Deployment") + of("StatefulSet")
 secrets = {s["metadata"]["name"]: s for s in of("Secret")}
+# A Secret an ExternalSecret makes counts as present, with the keys it maps.
+for x in of("ExternalSecret"):
+    spec = x["spec"]
+    if spec.get("dataFrom"): err(x, "list each key under data (dataFrom hides which keys the Secret will have)")
+    keys = {d["secretKey"]: "" for d in spec.get("data", [])} | {k: "" for k in spec.get("target", {}).get("template", {}).get("data", {})}
+    if not spec.get("secretStoreRef", {}).get("name"): err(x, "secretStoreRef.name missing")
+    secrets[spec.get("target", {}).get("name", x["metadata"]["name"])] = {"stringData": keys}
 configmaps = {c["metadata"]["name"] for c in of("ConfigMap")}
 accounts = {a["metadata"]["name"]: a for a in of("ServiceAccount")}
 hpas = {h["spec"]["scaleTargetRef"]["name"]: h for h in of("HorizontalPodAutoscaler")}
