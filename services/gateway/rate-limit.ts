@@ -1,7 +1,11 @@
 /**
  * Distributed rate limits shared by every gateway node: GCRA (the generic cell rate algorithm,
- * as in Stripe's and Envoy's limiters) in one Redis script, so a decision is one atomic round
- * trip and uses Redis' clock, not the nodes'. Answers carry what the IETF RateLimit headers need.
+ * as in Stripe's and Envoy's limiters) in one Redis script, atomic and on Redis' clock, not the
+ * nodes'. A node does not ask Redis for every request: it leases a few tokens at once (at most
+ * 1 % of the limit, spent within a second, one lease in flight per subject) and spends them
+ * locally, and it remembers a refusal until the time Redis gave. Every token spent was taken from
+ * the shared bucket, so the limit holds across nodes; a lease left unspent only makes it
+ * stricter. Answers carry what the IETF RateLimit headers need.
  */
 import type { Redis } from "ioredis";
 
@@ -22,48 +26,125 @@ export interface RateDecision {
 	retryAfterS: number;
 }
 
-// KEYS[1] = bucket; ARGV = emission interval (ms), burst. Stores the theoretical arrival time (TAT).
+// KEYS[1] = bucket; ARGV = emission interval (ms), burst, tokens wanted. Stores the theoretical
+// arrival time (TAT); grants up to the wanted tokens that are available now.
+// Returns {granted, remaining after, ms until full, ms until the next token when none granted}.
 const GCRA = `
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local interval = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
+local want = tonumber(ARGV[3])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < now then tat = now end
-local new_tat = tat + interval
-local allow_at = new_tat - burst * interval
-if now < allow_at then
-  return {0, 0, tat - now, allow_at - now}
+local available = math.floor((now + burst * interval - tat) / interval)
+if available < 1 then
+  return {0, 0, tat - now, tat + interval - burst * interval - now}
 end
+local granted = math.min(want, available)
+local new_tat = tat + granted * interval
 redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil(new_tat - now))
-return {1, math.floor((now - allow_at) / interval), new_tat - now, 0}`;
+return {granted, available - granted, new_tat - now, 0}`;
+
+/** A lease is at most this share of the limit (so the error it can cause stays small)... */
+const LEASE_SHARE = 0.01;
+/** ...and at most this many tokens. */
+const MAX_LEASE = 50;
+/** Unspent tokens of a lease are dropped after this long (they never come back to the bucket). */
+const LEASE_TTL_MS = 1_000;
+/** Subjects remembered per node; expired entries are swept beyond this. */
+const MAX_SUBJECTS = 10_000;
+/** Rounds of waiting for another request's lease before taking one of its own. */
+const MAX_LEASE_WAITS = 10;
+
+interface Lease {
+	tokens: number;
+	/** Remaining in the shared bucket when leased. */
+	remaining: number;
+	resetS: number;
+	/** Local time (ms) until which the tokens may be spent, or the refusal holds. */
+	until: number;
+	refused: boolean;
+	retryAfterS: number;
+}
 
 export class RateLimiter {
 	private readonly redis: Redis;
 	private readonly prefix: string;
+	private readonly now: () => number;
+	private readonly leases = new Map<string, Lease>();
+	private readonly leasing = new Map<string, Promise<RateDecision>>();
 
-	constructor(redis: Redis, prefix: string) {
+	constructor(redis: Redis, prefix: string, now: () => number = Date.now) {
 		this.redis = redis;
 		this.prefix = prefix;
+		this.now = now;
 		redis.defineCommand("gcra", { numberOfKeys: 1, lua: GCRA });
 	}
 
 	async take(policy: RatePolicy, subject: string): Promise<RateDecision> {
-		const interval = policy.windowMs / policy.limit;
 		const key = `${this.prefix}:rl:${policy.name}:${subject}`;
-		const [allowed, remaining, resetMs, retryMs] = (await (this.redis as unknown as Gcra).gcra(key, interval, policy.limit)).map(Number);
-		return {
-			allowed: allowed === 1,
-			policy,
-			remaining: remaining ?? 0,
-			resetS: Math.ceil((resetMs ?? 0) / 1000),
-			retryAfterS: Math.max(1, Math.ceil((retryMs ?? 0) / 1000)),
+		for (let waits = 0; waits < MAX_LEASE_WAITS; waits++) {
+			const local = this.spend(key, policy);
+			if (local) return local;
+			// One lease in flight per subject: concurrent requests share it instead of each taking one.
+			const pending = this.leasing.get(key);
+			if (!pending) break;
+			await pending.catch(() => undefined);
+		}
+		const leasing = this.lease(key, policy).finally(() => {
+			if (this.leasing.get(key) === leasing) this.leasing.delete(key);
+		});
+		this.leasing.set(key, leasing);
+		return leasing;
+	}
+
+	/** A decision from this node's lease or remembered refusal, if it has a valid one. */
+	private spend(key: string, policy: RatePolicy): RateDecision | undefined {
+		const lease = this.leases.get(key);
+		if (!lease || lease.until <= this.now()) return undefined;
+		if (lease.refused) return { allowed: false, policy, remaining: 0, resetS: lease.resetS, retryAfterS: lease.retryAfterS };
+		if (lease.tokens === 0) return undefined;
+		lease.tokens--;
+		return { allowed: true, policy, remaining: lease.remaining + lease.tokens, resetS: lease.resetS, retryAfterS: 0 };
+	}
+
+	/** Takes tokens from the shared bucket; the first is this request's, the rest are kept. */
+	private async lease(key: string, policy: RatePolicy): Promise<RateDecision> {
+		const interval = policy.windowMs / policy.limit;
+		const want = Math.max(1, Math.min(MAX_LEASE, Math.floor(policy.limit * LEASE_SHARE)));
+		const [granted = 0, remaining = 0, resetMs = 0, retryMs = 0] = (await (this.redis as unknown as Gcra).gcra(key, interval, policy.limit, want)).map(Number);
+		const now = this.now();
+		if (this.leases.size >= MAX_SUBJECTS) this.sweep(now);
+		// Tokens of a lease taken meanwhile (a request that stopped waiting) are kept, not dropped.
+		const previous = this.leases.get(key);
+		const carried = previous && !previous.refused && previous.until > now ? previous.tokens : 0;
+		const lease: Lease = {
+			tokens: Math.max(0, granted - 1) + carried,
+			remaining,
+			resetS: Math.ceil(resetMs / 1000),
+			// A refusal holds exactly until the bucket has a token again; nothing another node does can refill it sooner.
+			until: granted > 0 ? now + LEASE_TTL_MS : now + retryMs,
+			refused: granted === 0,
+			retryAfterS: Math.max(1, Math.ceil(retryMs / 1000)),
 		};
+		this.leases.set(key, lease);
+		if (lease.refused) return { allowed: false, policy, remaining: 0, resetS: lease.resetS, retryAfterS: lease.retryAfterS };
+		return { allowed: true, policy, remaining: remaining + lease.tokens, resetS: lease.resetS, retryAfterS: 0 };
+	}
+
+	private sweep(now: number): void {
+		for (const [key, lease] of this.leases) if (lease.until <= now) this.leases.delete(key);
+		// Still full (many live subjects): forget the oldest; they lease again when they come back.
+		for (const key of this.leases.keys()) {
+			if (this.leases.size < MAX_SUBJECTS) break;
+			this.leases.delete(key);
+		}
 	}
 }
 
 interface Gcra {
-	gcra(key: string, interval: number, burst: number): Promise<(number | string)[]>;
+	gcra(key: string, interval: number, burst: number, want: number): Promise<(number | string)[]>;
 }
 
 /** `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers), plus `Retry-After` on refusal. */
