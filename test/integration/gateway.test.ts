@@ -117,7 +117,9 @@ describe("gateway edge behaviour", () => {
 		expect(good.headers.get("x-content-type-options")).toBe("nosniff");
 		expect(good.headers.get("content-security-policy")).toContain("default-src 'none'");
 		const bad = await fetch(`${urlA}/readyz`, { headers: { "x-request-id": "<script>" } });
-		expect(bad.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/);
+		// Replaced by a new W3C trace id, which traceresponse carries too.
+		expect(bad.headers.get("x-request-id")).toMatch(/^[0-9a-f]{32}$/);
+		expect(bad.headers.get("traceresponse")?.split("-")[1]).toBe(bad.headers.get("x-request-id"));
 	});
 
 	it("counts requests per route template and status code", async () => {
