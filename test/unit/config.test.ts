@@ -22,6 +22,12 @@ describe("loadConfig", () => {
 		expect(config.bcryptCost).toBe(12);
 	});
 
+	it("serves health on 3040 and declares classic queues unless told otherwise", () => {
+		expect(loadConfig(base)).toMatchObject({ healthPort: 3040, amqpQueueType: "classic" });
+		expect(loadConfig({ ...base, HEALTH_PORT: "0", AMQP_QUEUE_TYPE: "quorum" })).toMatchObject({ healthPort: 0, amqpQueueType: "quorum" });
+		expect(problemsOf({ ...base, AMQP_QUEUE_TYPE: "stream" })).toEqual([expect.stringMatching(/^AMQP_QUEUE_TYPE \(bad value\)/)]);
+	});
+
 	it("names a missing DATABASE_URL when the node hosts auth", () => {
 		const { DATABASE_URL: _, ...env } = base;
 		expect(problemsOf({ ...env, SERVICES: "auth" })).toEqual([expect.stringMatching(/^DATABASE_URL \(missing\): is required/)]);
