@@ -6,6 +6,7 @@
 import os from "node:os";
 import type { ServiceBroker } from "moleculer";
 import type { Caller } from "../lib/caller.ts";
+import { peekDeadLetters, replayDeadLetters } from "../lib/events/dead-letters.ts";
 import { queueDepths } from "../lib/events/queue-depths.ts";
 import { eventQueueNames } from "../mixins/events.mixin.ts";
 import { notificationReplCommands } from "../services/notification/repl.ts";
@@ -40,16 +41,25 @@ async function userOf(broker: ServiceBroker, user: string): Promise<Report> {
 	return broker.call<Report, object>("auth.findUser", { user }, asOperator);
 }
 
-/** Each event queue and its dead-letter queue, from the event types consumers advertise in the registry. */
-function eventQueues(broker: ServiceBroker): string[] {
-	const names = new Set<string>();
+/** Who consumes which event type, as consumers advertise it in the registry (one entry per service). */
+function consumers(broker: ServiceBroker): { service: string; type: string }[] {
+	const seen = new Map<string, { service: string; type: string }>();
 	for (const svc of broker.registry.getServiceList({ onlyAvailable: true }) as { name: string; metadata?: { eventTypes?: string[] } }[]) {
-		for (const type of svc.metadata?.eventTypes ?? []) {
-			const { queue, deadLetter } = eventQueueNames(broker.namespace, svc.name, type);
-			names.add(queue).add(deadLetter);
-		}
+		for (const type of svc.metadata?.eventTypes ?? []) seen.set(`${svc.name} ${type}`, { service: svc.name, type });
 	}
-	return [...names].sort();
+	return [...seen.values()];
+}
+
+/** Each event queue and its dead-letter queue (one per event type). */
+function eventQueues(broker: ServiceBroker): string[] {
+	const names = consumers(broker).flatMap(({ service, type }) => Object.values(eventQueueNames(broker.namespace, service, type)));
+	return [...new Set(names)].sort();
+}
+
+/** The dead-letter queue of each consumed event type. */
+function deadLetterQueues(broker: ServiceBroker): { type: string; queue: string }[] {
+	const byType = new Map(consumers(broker).map(({ service, type }) => [type, eventQueueNames(broker.namespace, service, type).deadLetter]));
+	return [...byType].sort().map(([type, queue]) => ({ type, queue }));
 }
 
 export function operatorReplCommands(opts: { rabbitmqUrl: string }): ReplCommand[] {
@@ -133,6 +143,32 @@ export function operatorReplCommands(opts: { rabbitmqUrl: string }): ReplCommand
 				for (const [channel, states] of Object.entries(counts)) {
 					print(`notification ${channel}: ${states ? Object.entries(states).map(([state, n]) => `${state} ${n}`).join("  ") : "off"}`);
 				}
+			},
+		},
+		{
+			command: "events-dead-letters",
+			description: "Events a consumer failed on every attempt, per type: how many, and the first few (event id, the consumer that failed)",
+			options: [{ option: "--limit <n>", description: "messages shown per type (default 10)" }],
+			async action(broker, args) {
+				for (const { type, queue } of deadLetterQueues(broker)) {
+					const { total, items } = await peekDeadLetters(opts.rabbitmqUrl, queue, Number(args.options?.limit ?? 10));
+					print(`${type}: ${total} dead letter(s)`);
+					for (const d of items) print(`  ${d.eventId}  failed in ${d.consumer || "?"}`);
+				}
+			},
+		},
+		{
+			command: "events-replay <type>",
+			description: "Send an event type's dead letters back to the consumer that failed on them (after fixing the cause); handlers deduplicate by event id",
+			options: [{ option: "--max <n>", description: "at most this many (default 1000)" }],
+			async action(broker, args) {
+				const target = deadLetterQueues(broker).find((d) => d.type === String(args.type));
+				if (!target) {
+					print(`no running service consumes ${String(args.type)}`);
+					return;
+				}
+				const { replayed, kept } = await replayDeadLetters(opts.rabbitmqUrl, target.queue, Number(args.options?.max ?? 1_000));
+				print(`${replayed} ${String(args.type)} event(s) replayed${kept ? `; ${kept} kept (their consumer's queue is gone)` : ""}`);
 			},
 		},
 		{

@@ -2,12 +2,14 @@
  * The operator's REPL commands against a running cluster: each one does what `help` says, on
  * real servers, from a node that hosts no service (as `npm run repl` does).
  */
+import { randomUUID } from "node:crypto";
 import amqp from "amqplib";
 import { ServiceBroker } from "moleculer";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { operatorReplCommands } from "../../bin/repl-commands.ts";
 import type { ReplCommand } from "../../bin/repl-commands.ts";
 import { brokerOptions } from "../../moleculer.config.ts";
+import { createCloudEvent } from "../../lib/events/cloudevents.ts";
 import { eventQueueNames } from "../../mixins/events.mixin.ts";
 import { createTestDatabase, eventually, gatewayUrl, infra, startNode, testConfig, testEnv, uniqueId, waitForCluster } from "../support/infra.ts";
 
@@ -45,7 +47,7 @@ describe("REPL commands", () => {
 	});
 
 	it("lists every command in help with a description", () => {
-		for (const name of ["user-find", "user-roles", "user-sessions-revoke", "keys-rotate", "outbox", "event-replay", "breakers", "queues", "health", "notifications-failed", "notifications-retry"]) {
+		for (const name of ["user-find", "user-roles", "user-sessions-revoke", "keys-rotate", "outbox", "event-replay", "breakers", "queues", "events-dead-letters", "events-replay", "health", "notifications-failed", "notifications-retry"]) {
 			expect(commands.get(name)?.description.length).toBeGreaterThan(10);
 		}
 	});
@@ -116,5 +118,34 @@ describe("REPL commands", () => {
 		} finally {
 			await connection.close();
 		}
+	});
+
+	it("lists event dead letters and replays them to the consumer that failed on them", async () => {
+		const userId = randomUUID();
+		const event = createCloudEvent({ type: "user.created", source: "/test", subject: userId, data: { userId, email: `${uniqueId("dl")}@example.com`, name: "Dee" } });
+		const { deadLetter } = eventQueueNames(repl.namespace, "notification", "user.created");
+		const connection = await amqp.connect(infra.rabbitmqUrl);
+		try {
+			// What @moleculer/channels does after a consumer's last failed attempt: the event, parked
+			// with the consumer (group) and channel it came from.
+			const channel = await connection.createChannel();
+			channel.sendToQueue(deadLetter, Buffer.from(JSON.stringify(event)), { headers: { "x-original-group": "notification", "x-original-channel": `${repl.namespace}.user.created` } });
+			await eventually(async () => (await channel.checkQueue(deadLetter)).messageCount === 1, 5_000, "the parked event");
+		} finally {
+			await connection.close();
+		}
+		const listed = await run("events-dead-letters");
+		expect(listed).toContain("user.created: 1 dead letter(s)");
+		expect(listed).toContain(`${event.id}  failed in notification`);
+		// Looking does not take them away.
+		expect(await run("events-dead-letters")).toContain("user.created: 1 dead letter(s)");
+
+		expect(await run("events-replay", { type: "user.created" })).toContain("1 user.created event(s) replayed");
+		const alerts = await eventually(async () => {
+			const list = await repl.call<{ title: string }[], object>("notification.listAlerts", { userId });
+			return list.length ? list : undefined;
+		}, 10_000, "the replayed event's welcome alert");
+		expect(alerts.map((a) => a.title)).toEqual([expect.stringMatching(/welcome/i)]);
+		expect(await run("events-dead-letters")).toContain("user.created: 0 dead letter(s)");
 	});
 });

@@ -349,7 +349,7 @@ function DeadLetters() {
 	return (
 		<section class="card wide" aria-labelledby="dead-title">
 			<h1 id="dead-title">Dead letters</h1>
-			<p class="hint">Notification deliveries that failed after every attempt, newest first. Fix the cause (provider, credentials, template), then re-queue. Event dead letters (RabbitMQ <code>dead-letter.&lt;type&gt;</code> queues) are counted by the REPL command <code>queues</code>.</p>
+			<p class="hint">Notification deliveries that failed after every attempt, newest first. Fix the cause (provider, credentials, template), then re-queue. Event dead letters (RabbitMQ <code>dead-letter.&lt;type&gt;</code> queues) are for operators: REPL <code>events-dead-letters</code> and <code>events-replay</code>.</p>
 			<div class="row">
 				<p class="field">
 					<label for="f-channel">Channel</label>
