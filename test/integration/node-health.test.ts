@@ -6,6 +6,7 @@
  */
 import type { ServiceBroker } from "moleculer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { deleteNamespaceObjects } from "../support/chaos.ts";
 import { eventually, healthUrl, infra, startNode, testEnv, uniqueId } from "../support/infra.ts";
 import { TcpProxy } from "../support/tcp-proxy.ts";
 
@@ -34,6 +35,7 @@ describe("per-node /livez and /readyz", () => {
 	afterAll(async () => {
 		await node?.stop();
 		await mongoProxy?.down();
+		await deleteNamespaceObjects(namespace);
 	});
 
 	it("answers /livez and a ready /readyz with the billing service's checks", async () => {
