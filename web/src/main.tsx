@@ -194,12 +194,20 @@ function Billing() {
 	const [plans, setPlans] = useState<Plan[]>([]);
 	const [invoices, setInvoices] = useState<Invoice[]>([]);
 	const [error, setError] = useState<ApiError | null>(null);
-	const load = () => {
-		api<Subscription>("GET", "/api/v1/billing/subscription").then(setSub, () => setSub(null));
+	useEffect(() => {
+		let timer: ReturnType<typeof setTimeout> | undefined;
+		// A new account's trial starts a moment after sign-up (billing reacts to user.created):
+		// while there is none, ask again every 2 s, for at most 30 s.
+		const loadSubscription = (triesLeft: number) =>
+			api<Subscription>("GET", "/api/v1/billing/subscription").then(setSub, (err: unknown) => {
+				setSub(null);
+				if (err instanceof ApiError && err.problem.status === 404 && triesLeft > 0) timer = setTimeout(() => void loadSubscription(triesLeft - 1), 2_000);
+			});
+		void loadSubscription(15);
 		api<{ plans: Plan[] }>("GET", "/api/v1/billing/plans").then((r) => setPlans(r.plans), setError);
 		api<Page<Invoice>>("GET", "/api/v1/billing/invoices").then((r) => setInvoices(r.items), setError);
-	};
-	useEffect(load, []);
+		return () => clearTimeout(timer);
+	}, []);
 	const checkout = async (planId: string) => {
 		try {
 			const { url } = await api<{ url: string }>("POST", "/api/v1/billing/checkout", { planId });
