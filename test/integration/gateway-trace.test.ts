@@ -6,16 +6,19 @@
 import type { ServiceBroker } from "moleculer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { traceIdOf } from "../../lib/trace-context.ts";
+import { deleteNamespaceObjects } from "../support/chaos.ts";
 import { gatewayUrl, startNode, testEnv, uniqueId } from "../support/infra.ts";
 
 describe("gateway trace context", () => {
+	const namespace = uniqueId("trace");
 	let gateway: ServiceBroker;
 
 	beforeAll(async () => {
-		gateway = await startNode(["gateway"], testEnv(uniqueId("trace")));
+		gateway = await startNode(["gateway"], testEnv(namespace));
 	});
 	afterAll(async () => {
 		await gateway?.stop();
+		await deleteNamespaceObjects(namespace);
 	});
 
 	const get = (path: string, headers: Record<string, string> = {}) => fetch(`${gatewayUrl(gateway)}${path}`, { headers, signal: AbortSignal.timeout(5_000) });
