@@ -27,7 +27,7 @@ export interface HealthServer {
 }
 
 /** Names what is down, e.g. "billing: mongodb (no answer within 1000 ms)". */
-export function describeDown(readiness: NodeReadiness): string {
+function describeDown(readiness: NodeReadiness): string {
 	const down = Object.entries(readiness.checks).flatMap(([name, report]) =>
 		Object.entries(report.checks)
 			.filter(([, check]) => check.status === "down")

@@ -59,7 +59,7 @@ export function nodeHealthMiddleware(port: number): Middleware {
 		async started() {
 			phase = "running";
 		},
-		// Not ready at once, so no new work is routed here while in-flight work drains.
+		// Unready at once: a Service or load balancer stops sending new work while in-flight work drains.
 		async stopping() {
 			phase = "stopping";
 		},
