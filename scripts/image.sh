@@ -229,10 +229,11 @@ env_flags() {
   return 0
 }
 
+# Below Linux's ephemeral range (32768-60999), so no outgoing connection can take it meanwhile.
 free_port() {
   local p _
   for _ in $(seq 1 50); do
-    p=$((40000 + RANDOM % 20000))
+    p=$((20000 + RANDOM % 10000))
     tcp_open "$p" || { echo "$p"; return 0; }
   done
   die "no free port found"
