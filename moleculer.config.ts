@@ -3,6 +3,7 @@
  * The numbers below are measured choices; see docs/decisions/0001-transporter-tuning.md.
  */
 import Channels from "@moleculer/channels";
+import { DurableAmqpAdapter } from "./lib/events/durable-amqp-adapter.ts";
 import type { BrokerOptions, Errors } from "moleculer";
 import { pino } from "pino";
 import type { Config } from "./lib/config.ts";
@@ -108,24 +109,21 @@ export function brokerOptions(config: Config, overrides: Partial<BrokerOptions> 
 			nodeHealthMiddleware(config.healthPort),
 			// Durable, acknowledged event consumption (see mixins/events.mixin.ts).
 			Channels.Middleware({
-				adapter: {
-					type: "AMQP",
-					options: {
-						amqp: {
-							url: config.rabbitmqUrl,
-							socketOptions: { noDelay: true },
-							prefetch: 20,
-							// Quorum queues (replicated, for a RabbitMQ cluster) or classic ones, dead-letter queues
-							// alike; channels dead-letters by republishing, which works with either type. Classic
-							// queues are declared without the argument, as before it existed (an existing queue
-							// must be redeclared with the same arguments).
-							queueOptions: { durable: true, ...(config.amqpQueueType === "quorum" ? { arguments: { "x-queue-type": "quorum" } } : {}) },
-							exchangeOptions: { durable: true },
-							messageOptions: { persistent: true },
-						},
-						maxInFlight: 10,
+				adapter: new DurableAmqpAdapter({
+					amqp: {
+						url: config.rabbitmqUrl,
+						socketOptions: { noDelay: true },
+						prefetch: 20,
+						// Quorum queues (replicated, for a RabbitMQ cluster) or classic ones, dead-letter queues
+						// alike; channels dead-letters by republishing, which works with either type. Classic
+						// queues are declared without the argument, as before it existed (an existing queue
+						// must be redeclared with the same arguments).
+						queueOptions: { durable: true, ...(config.amqpQueueType === "quorum" ? { arguments: { "x-queue-type": "quorum" } } : {}) },
+						exchangeOptions: { durable: true },
+						messageOptions: { persistent: true },
 					},
-				},
+					maxInFlight: 10,
+				}),
 				context: true,
 			}),
 		],

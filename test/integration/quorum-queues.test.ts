@@ -46,12 +46,25 @@ describe("AMQP_QUEUE_TYPE", () => {
 		}, 20_000, "the message in the dead-letter queue");
 	});
 
-	it("classic (the default): the same queues are classic", async () => {
+	it("classic (the default): the same queues are classic, and a dead letter is kept persistent there", async () => {
 		nodes.push(await startNode(["billing"], testEnv(classicNs)));
 		const queues = await eventually(async () => {
 			const qs = await eventQueues(classicNs);
 			return qs.length >= 4 && qs;
 		}, 10_000, "billing's queues");
 		expect(new Set(queues.map((q) => q.type))).toEqual(new Set(["classic"]));
+
+		// The channels library re-publishes a dead letter itself; on a classic queue it must be persistent
+		// (delivery mode 2) or a RabbitMQ restart drops it (lib/events/durable-amqp-adapter.ts).
+		const connection = await amqp.connect(infra.rabbitmqUrl);
+		try {
+			const channel = await connection.createConfirmChannel();
+			channel.publish(`${classicNs}.user.created`, "", Buffer.from(JSON.stringify({ not: "a cloud event" })), { persistent: true });
+			await channel.waitForConfirms();
+			const dead = await eventually(async () => (await channel.get(`${classicNs}.dead-letter.user.created`, { noAck: true })) || undefined, 20_000, "the dead letter");
+			expect(dead.properties.deliveryMode).toBe(2);
+		} finally {
+			await connection.close();
+		}
 	});
 });
