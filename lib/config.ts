@@ -156,7 +156,7 @@ const perServiceSchema: Record<ServiceName, ValidationSchema> = {
 		AUTH_AUDIENCE: { type: "string", default: "backplane-api" },
 		GATEWAY_MAX_IN_FLIGHT: { type: "number", integer: true, min: 1, max: 100_000, convert: true, default: 400 },
 		GATEWAY_MAX_IN_FLIGHT_PER_SERVICE: { type: "number", integer: true, min: 1, max: 100_000, convert: true, default: 100 },
-		GATEWAY_MAX_EVENT_LOOP_DELAY_MS: { type: "number", integer: true, min: 10, max: 60_000, convert: true, default: 200 },
+		GATEWAY_MAX_EVENT_LOOP_DELAY_MS: { type: "number", integer: true, min: 10, max: 60_000, convert: true, default: 100 },
 		REDIS_URL: url(["redis", "rediss"]),
 	},
 	auth: {
@@ -289,7 +289,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, opts: { service
 			admission: {
 				maxInFlight: Number(v.GATEWAY_MAX_IN_FLIGHT ?? 400),
 				maxInFlightPerService: Number(v.GATEWAY_MAX_IN_FLIGHT_PER_SERVICE ?? 100),
-				maxEventLoopDelayMs: Number(v.GATEWAY_MAX_EVENT_LOOP_DELAY_MS ?? 200),
+				maxEventLoopDelayMs: Number(v.GATEWAY_MAX_EVENT_LOOP_DELAY_MS ?? 100),
 			},
 		},
 		databaseUrl: str("DATABASE_URL"),

@@ -40,6 +40,25 @@ describe("gateway admission (load shedding)", () => {
 		expect(a.inFlight().total).toBe(0);
 	});
 
+	it("measures a saturated event loop itself and sheds while it lasts", async () => {
+		const a = new Admission(limits);
+		a.start();
+		try {
+			// Every callback runs 200 ms late for a second, as on a node with more work than CPU.
+			const until = performance.now() + 1_000;
+			while (performance.now() < until) {
+				await new Promise((r) => setTimeout(r, 0));
+				const busy = performance.now() + 200;
+				while (performance.now() < busy);
+			}
+			expect(refusal(() => a.admit("auth")).data).toEqual({ reason: "event-loop-delay" });
+			await new Promise((r) => setTimeout(r, 1_200));
+			a.admit("auth")();
+		} finally {
+			a.stop();
+		}
+	});
+
 	it("knows which service a path is for, and never sheds probes or event streams", () => {
 		expect(["/api/v1/billing/plans", "/api/v1/notifications?limit=5", "/api/v1/auth/login", "/.well-known/jwks.json", "/api/docs", "/"].map(serviceOfPath)).toEqual([
 			"billing",
