@@ -56,6 +56,11 @@ describe("notification templates", () => {
 		expect(alert("past_due")).toBe("Your pro plan is past due: we could not collect the last payment.");
 		expect(alert("unpaid")).toBe("Your pro plan is unpaid: pay the open invoice to keep using it.");
 		expect(alert("active")).toBe("You are on the pro plan.");
+		const ended = (status: string, planId = "pro") => templates.alert("trial-ended", { planId, status, product: "Backplane" }).body;
+		expect(ended("active")).toBe("You are on the pro plan now.");
+		expect(ended("active", "free")).toBe("You are on the free plan now.");
+		expect(ended("paused")).toBe("Your pro plan is paused until you add a payment method.");
+		expect(ended("canceled")).toBe("Choose a plan to keep using Backplane.");
 	});
 
 	it("render alert texts on one line without escaping", () => {
