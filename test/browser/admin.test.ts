@@ -4,78 +4,40 @@
  * administrator cannot step down), ends their sessions, reads the roles, creates, edits and
  * archives a plan, and re-queues a failed push delivery. Screenshots go to test-results/screenshots/.
  */
-import { mkdirSync } from "node:fs";
-import path from "node:path";
-import type { ServiceBroker } from "moleculer";
-import { chromium } from "playwright-core";
-import type { Browser, Page } from "playwright-core";
+import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { deleteMessages, messagesTo } from "../support/mailpit.ts";
-import { createBrowserSubscription, FakePushService } from "../support/push-service.ts";
-import { createTestDatabase, eventually, gatewayUrl, startNode, testEnv, uniqueId, waitForCluster } from "../support/infra.ts";
-
-const SHOTS = path.resolve(import.meta.dirname, "..", "..", "test-results", "screenshots");
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
-const password = "correct horse battery staple 42";
-const json = { "content-type": "application/json" };
+import { startConsolePlatform, JSON_HEADERS as json, PASSWORD as password } from "../support/console.ts";
+import type { ConsolePlatform } from "../support/console.ts";
+import { createBrowserSubscription } from "../support/push-service.ts";
+import { eventually, uniqueId } from "../support/infra.ts";
 
 describe("console administration in Chromium", () => {
-	const nodes: ServiceBroker[] = [];
-	const emails: string[] = [];
+	let platform: ConsolePlatform;
 	let base: string;
-	let browser: Browser;
-	let pushService: FakePushService;
 	let admin: { email: string; accessToken: string };
 	let page: Page;
 
-	async function register(prefix: string): Promise<{ id: string; email: string; accessToken: string }> {
-		const email = `${uniqueId(prefix)}@example.com`;
-		emails.push(email);
-		const reg = await fetch(`${base}/api/v1/auth/register`, { method: "POST", headers: json, body: JSON.stringify({ email, password }) });
-		expect(reg.status).toBe(201);
-		const login = await fetch(`${base}/api/v1/auth/login`, { method: "POST", headers: json, body: JSON.stringify({ email, password }) });
-		return { id: ((await reg.json()) as { user: { id: string } }).user.id, email, accessToken: ((await login.json()) as { accessToken: string }).accessToken };
-	}
-	async function logIn(p: Page, email: string): Promise<void> {
-		await p.goto(`${base}/#/login`);
-		await p.getByLabel("E-mail").fill(email);
-		await p.getByLabel("Password").fill(password);
-		await p.getByRole("button", { name: "Log in" }).click();
-		await p.getByRole("heading", { name: /^Hello/ }).waitFor();
-	}
-	const shot = (p: Page, name: string) => p.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
+	const register = (prefix: string) => platform.register(prefix);
+	const logIn = (p: Page, email: string) => platform.logIn(p, email);
+	const shot = (p: Page, name: string) => platform.shot(p, name);
 	const status = (p: Page) => p.getByRole("status").first().textContent();
 
 	beforeAll(async () => {
-		mkdirSync(SHOTS, { recursive: true });
-		pushService = await FakePushService.start();
-		const env = testEnv(uniqueId("webadm"), { DATABASE_URL: await createTestDatabase(), PUSH_ENDPOINT_ORIGINS: pushService.origin });
-		for (const svc of ["auth", "billing", "notification"] as const) nodes.push(await startNode([svc], env));
-		const gateway = await startNode(["gateway"], env);
-		nodes.push(gateway);
-		await waitForCluster(nodes);
-		base = gatewayUrl(gateway);
-		browser = await chromium.launch({
-			executablePath: CHROMIUM,
-			args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-		});
+		platform = await startConsolePlatform("webadm");
+		base = platform.base;
 		const root = await register("root");
-		await nodes[0]!.call("auth.bootstrapAdmin", { email: root.email });
+		await platform.nodes[0]!.call("auth.bootstrapAdmin", { email: root.email });
 		const login = await fetch(`${base}/api/v1/auth/login`, { method: "POST", headers: json, body: JSON.stringify({ email: root.email, password }) });
 		admin = { email: root.email, accessToken: ((await login.json()) as { accessToken: string }).accessToken };
-		page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+		page = await platform.browser.newPage({ viewport: { width: 1200, height: 900 } });
 		await logIn(page, admin.email);
 	});
 	afterAll(async () => {
-		await browser?.close();
-		await Promise.all(nodes.map((n) => n.stop()));
-		await pushService?.close();
-		const ids = (await Promise.all(emails.map((e) => messagesTo(e)))).flat().map((m) => m.ID);
-		await deleteMessages(ids);
+		await platform?.close();
 	});
 
 	it("shows the administration only to administrators", async () => {
-		const userPage = await browser.newPage();
+		const userPage = await platform.browser.newPage();
 		const user = await register("plain");
 		await logIn(userPage, user.email);
 		expect(await userPage.getByRole("link", { name: "Administration" }).count()).toBe(0);
@@ -170,10 +132,10 @@ describe("console administration in Chromium", () => {
 	it("lists a push delivery the provider refused and re-queues it", async () => {
 		const bob = await register("bob");
 		const device = `${bob.id}-phone`;
-		const phone = createBrowserSubscription(pushService.endpoint(device));
+		const phone = createBrowserSubscription(platform.pushService.endpoint(device));
 		const add = await fetch(`${base}/api/v1/notifications/push-subscriptions`, { method: "POST", headers: { ...json, authorization: `Bearer ${bob.accessToken}` }, body: JSON.stringify({ ...phone.subscription, deviceName: "Bob's phone" }) });
 		expect(add.status).toBe(201);
-		pushService.respondWith(device, 400);
+		platform.pushService.respondWith(device, 400);
 		// A password change is pushed to every device; this one refuses it, which is never retried.
 		const change = await fetch(`${base}/api/v1/auth/password/change`, { method: "POST", headers: { ...json, authorization: `Bearer ${bob.accessToken}` }, body: JSON.stringify({ currentPassword: password, newPassword: `${password}!`, keepOtherSessions: true }) });
 		expect(change.status).toBe(204);
@@ -190,11 +152,11 @@ describe("console administration in Chromium", () => {
 		await expect.poll(() => row.textContent(), { timeout: 10_000 }).toMatch(/user\.password_changed.*refused the message \(400\)/);
 		await shot(page, "admin-dead-letters");
 
-		pushService.respondWith(device, 201);
+		platform.pushService.respondWith(device, 201);
 		await page.getByRole("button", { name: `Re-queue the user.password_changed job of ${bob.id}` }).click();
 		await expect.poll(() => status(page), { timeout: 10_000 }).toContain("1 job(s) re-queued");
-		await eventually(async () => pushService.for(device).some((r) => r.status === 201), 10_000, "the re-queued push");
-		const message = JSON.parse(phone.decrypt(pushService.for(device).find((r) => r.status === 201)!.body).toString()) as { title: string };
+		await eventually(async () => platform.pushService.for(device).some((r) => r.status === 201), 10_000, "the re-queued push");
+		const message = JSON.parse(phone.decrypt(platform.pushService.for(device).find((r) => r.status === 201)!.body).toString()) as { title: string };
 		expect(message.title).toMatch(/password/i);
 		expect(await failedFor()).toEqual([]);
 	});

@@ -5,71 +5,33 @@
  * page and sets a new password; the e-mailed verification link verifies the address; web push
  * (service worker, opt-in, devices). Screenshots of each screen go to test-results/screenshots/.
  */
-import { mkdirSync } from "node:fs";
-import path from "node:path";
-import type { ServiceBroker } from "moleculer";
-import { chromium } from "playwright-core";
-import type { Browser, Page } from "playwright-core";
+import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { deleteMessages, getMessage, messagesTo } from "../support/mailpit.ts";
-import { createBrowserSubscription, FakePushService } from "../support/push-service.ts";
-import { createTestDatabase, eventually, gatewayUrl, startNode, testEnv, uniqueId, waitForCluster } from "../support/infra.ts";
-
-const SHOTS = path.resolve(import.meta.dirname, "..", "..", "test-results", "screenshots");
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+import { startConsolePlatform, JSON_HEADERS as json, PASSWORD as password } from "../support/console.ts";
+import type { ConsolePlatform } from "../support/console.ts";
+import { getMessage, messagesTo } from "../support/mailpit.ts";
+import { createBrowserSubscription } from "../support/push-service.ts";
+import { eventually, uniqueId } from "../support/infra.ts";
 
 describe("web console in Chromium", () => {
-	const nodes: ServiceBroker[] = [];
-	const mails: string[] = [];
+	let platform: ConsolePlatform;
 	let base: string;
-	let browser: Browser;
-	let pushService: FakePushService;
-	const password = "correct horse battery staple 42";
 
 	beforeAll(async () => {
-		mkdirSync(SHOTS, { recursive: true });
-		pushService = await FakePushService.start();
-		// Devices registered by the tests point at the fake push service.
-		const env = testEnv(uniqueId("web"), { DATABASE_URL: await createTestDatabase(), PUSH_ENDPOINT_ORIGINS: pushService.origin });
-		for (const svc of ["auth", "billing", "notification"] as const) nodes.push(await startNode([svc], env));
-		const gateway = await startNode(["gateway"], env);
-		nodes.push(gateway);
-		await waitForCluster(nodes);
-		base = gatewayUrl(gateway);
-		// The links in e-mails point at PUBLIC_URL; here the gateway under test is the public URL.
-		browser = await chromium.launch({
-			executablePath: CHROMIUM,
-			args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-		});
+		platform = await startConsolePlatform("web");
+		base = platform.base;
 	});
 	afterAll(async () => {
-		await browser?.close();
-		await Promise.all(nodes.map((n) => n.stop()));
-		await pushService?.close();
-		await deleteMessages([...new Set(mails)]);
+		await platform?.close();
 	});
 
-	const shot = (page: Page, name: string) => page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
-
-	const json = { "content-type": "application/json" };
-	/** A new account, registered through the API; answers its id and an access token. */
-	async function registered(email: string): Promise<{ id: string; accessToken: string }> {
-		const reg = await fetch(`${base}/api/v1/auth/register`, { method: "POST", headers: json, body: JSON.stringify({ email, password }) });
-		expect(reg.status).toBe(201);
-		const login = await fetch(`${base}/api/v1/auth/login`, { method: "POST", headers: json, body: JSON.stringify({ email, password }) });
-		return { id: ((await reg.json()) as { user: { id: string } }).user.id, accessToken: ((await login.json()) as { accessToken: string }).accessToken };
-	}
-	async function logIn(page: Page, email: string): Promise<void> {
-		await page.goto(`${base}/#/login`);
-		await page.getByLabel("E-mail").fill(email);
-		await page.getByLabel("Password").fill(password);
-		await page.getByRole("button", { name: "Log in" }).click();
-		await page.getByRole("heading", { name: /^Hello/ }).waitFor();
-	}
+	const shot = (page: Page, name: string) => platform.shot(page, name);
+	const newPage = (options?: Parameters<ConsolePlatform["browser"]["newPage"]>[0]) => platform.browser.newPage(options);
 
 	it("signs up, shows the trial and the inbox, receives a live alert, logs out and in", async () => {
-		const page = await browser.newPage({ viewport: { width: 1100, height: 900 } });
+		const page = await newPage({ viewport: { width: 1100, height: 900 } });
 		const email = `${uniqueId("web")}@example.com`;
+		platform.track(email);
 		await page.goto(`${base}/#/signup`);
 		await shot(page, "signup");
 		await page.getByLabel("Name").fill("Grace");
@@ -106,13 +68,13 @@ describe("web console in Chromium", () => {
 		await page.getByLabel("Password").fill(`${password} and more`);
 		await page.getByRole("button", { name: "Log in" }).click();
 		await page.getByRole("heading", { name: "Hello, Grace" }).waitFor();
-		mails.push(...(await messagesTo(email)).map((m) => m.ID));
 		await page.close();
 	});
 
 	it("resets a forgotten password through the e-mailed link", async () => {
-		const page = await browser.newPage();
+		const page = await newPage();
 		const email = `${uniqueId("webreset")}@example.com`;
+		platform.track(email);
 		const register = await fetch(`${base}/api/v1/auth/register`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ email, password: "correct horse battery staple 42" }) });
 		expect(register.status).toBe(201);
 		await page.goto(`${base}/#/forgot`);
@@ -132,14 +94,12 @@ describe("web console in Chromium", () => {
 		await shot(page, "reset-done");
 		const login = await fetch(`${base}/api/v1/auth/login`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ email, password: "a fresh and long passphrase 1" }) });
 		expect(login.status).toBe(200);
-		mails.push(...(await messagesTo(email)).map((m) => m.ID));
 		await page.close();
 	});
 
 	it("verifies the e-mail address through the e-mailed link", async () => {
-		const page = await browser.newPage({ viewport: { width: 1100, height: 700 } });
-		const email = `${uniqueId("webverify")}@example.com`;
-		const { accessToken } = await registered(email);
+		const page = await newPage({ viewport: { width: 1100, height: 700 } });
+		const { email, accessToken } = await platform.register("webverify");
 		const mail = await eventually(async () => (await messagesTo(email)).find((m) => /verify|confirm/i.test(m.Subject)), 15_000, "the verification e-mail");
 		const link = new URL(/https?:\/\/\S+verify-email\?token=[A-Za-z0-9_-]+/.exec((await getMessage(mail.ID)).Text)![0]);
 		await page.goto(`${base}${link.pathname}${link.search}`);
@@ -152,7 +112,6 @@ describe("web console in Chromium", () => {
 		await page.goto(`${base}${link.pathname}${link.search}`);
 		await expect.poll(() => page.getByRole("alert").textContent(), { timeout: 10_000 }).toMatch(/invalid, has expired or was already used/);
 		await shot(page, "verify-email-used");
-		mails.push(...(await messagesTo(email)).map((m) => m.ID));
 		await page.close();
 	});
 
@@ -163,12 +122,11 @@ describe("web console in Chromium", () => {
 		expect(sw.headers.get("cache-control")).toBe("no-cache");
 		expect(await sw.text()).toContain("showNotification");
 
-		const context = await browser.newContext({ viewport: { width: 1100, height: 900 } });
+		const context = await platform.browser.newContext({ viewport: { width: 1100, height: 900 } });
 		await context.grantPermissions(["notifications"], { origin: base });
 		const page = await context.newPage();
-		const email = `${uniqueId("webpush")}@example.com`;
-		const { accessToken } = await registered(email);
-		await logIn(page, email);
+		const { email, accessToken } = await platform.register("webpush");
+		await platform.logIn(page, email);
 		await expect.poll(() => page.getByTestId("push-state").textContent(), { timeout: 10_000 }).toBe("Push is off on this device.");
 		const registration = await page.evaluate(async () => {
 			// Runs in the page; the tests are type-checked without the DOM library.
@@ -192,14 +150,13 @@ describe("web console in Chromium", () => {
 		expect(await none.json()).toEqual({ items: [] });
 
 		// A device registered elsewhere (what a browser with a push service sends) is listed.
-		const phone = createBrowserSubscription(pushService.endpoint(`${email}-phone`));
+		const phone = createBrowserSubscription(platform.pushService.endpoint(`${email}-phone`));
 		const add = await fetch(`${base}/api/v1/notifications/push-subscriptions`, { method: "POST", headers: { ...json, authorization: `Bearer ${accessToken}` }, body: JSON.stringify({ ...phone.subscription, deviceName: "Ada's phone" }) });
 		expect(add.status).toBe(201);
 		await page.reload();
 		await expect.poll(() => page.locator(".devices li").allTextContents(), { timeout: 10_000 }).toEqual([expect.stringContaining("Ada's phone")]);
 		await page.locator(".push").scrollIntoViewIfNeeded();
 		await shot(page, "push");
-		mails.push(...(await messagesTo(email)).map((m) => m.ID));
 		await context.close();
 	});
 });
