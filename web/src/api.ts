@@ -139,6 +139,7 @@ export interface Subscription {
 	trialEnd: string | null;
 	currentPeriodEnd: string | null;
 	cancelAtPeriodEnd: boolean;
+	billedByStripe: boolean;
 }
 
 export interface Invoice {
@@ -147,8 +148,13 @@ export interface Invoice {
 	status: string;
 	currency: string;
 	total: number;
+	amountDue: number;
 	issuedAt?: string | null;
 	createdAt?: string;
+	/** Set on invoices Stripe collects: pay them on Stripe's page. */
+	hostedInvoiceUrl: string | null;
+	lastPaymentError: string | null;
+	nextPaymentAttemptAt: string | null;
 }
 
 export interface Page<T> {

@@ -216,6 +216,26 @@ function Billing() {
 			setError(err as ApiError);
 		}
 	};
+	const portal = async () => {
+		try {
+			const { url } = await api<{ url: string }>("POST", "/api/v1/billing/portal");
+			location.assign(url);
+		} catch (err) {
+			setError(err as ApiError);
+		}
+	};
+	// One attempt now (after the card was updated); a decline comes back as a problem with the reason.
+	const pay = async (invoice: Invoice) => {
+		setError(null);
+		try {
+			const paid = await api<Invoice>("POST", `/api/v1/billing/invoices/${invoice.id}/pay`);
+			setInvoices((list) => list.map((i) => (i.id === paid.id ? paid : i)));
+			setSub(await api<Subscription>("GET", "/api/v1/billing/subscription"));
+		} catch (err) {
+			setError(err as ApiError);
+			api<Page<Invoice>>("GET", "/api/v1/billing/invoices").then((r) => setInvoices(r.items), () => undefined);
+		}
+	};
 	const download = async (invoice: Invoice) => {
 		const tokens = session.get();
 		const res = await fetch(`/api/v1/billing/invoices/${invoice.id}/pdf`, { headers: { authorization: `Bearer ${tokens?.accessToken ?? ""}` } });
@@ -238,12 +258,25 @@ function Billing() {
 			) : (
 				<p>No subscription yet.</p>
 			)}
+			{(sub?.status === "past_due" || sub?.status === "unpaid") && (
+				<p class="warning" role="status">
+					<span>We could not collect your last payment. Update your card, then pay the open invoice below.</span>
+					<button type="button" class="secondary" onClick={() => void portal()}>Update card</button>
+				</p>
+			)}
 			<ul class="plans">
 				{plans.map((p) => (
 					<li key={p.id}>
 						<strong>{p.name}</strong>
 						{p.prices?.[0]?.unitAmount !== undefined && <span> {money(p.prices[0].unitAmount, p.prices[0].currency)} / {p.prices[0].interval}</span>}
-						{sub?.planId === p.id ? <span class="current">Your plan</span> : <button type="button" class="secondary" onClick={() => void checkout(p.id)}>Choose {p.name}</button>}
+						{sub?.planId !== p.id ? (
+							<button type="button" class="secondary" onClick={() => void checkout(p.id)}>Choose {p.name}</button>
+						) : sub.status === "trialing" && !sub.billedByStripe && p.prices?.[0]?.unitAmount ? (
+							// Keep the plan after the trial: Checkout collects the card.
+							<button type="button" onClick={() => void checkout(p.id)}>Subscribe to {p.name}</button>
+						) : (
+							<span class="current">Your plan</span>
+						)}
 					</li>
 				))}
 			</ul>
@@ -252,10 +285,25 @@ function Billing() {
 				<p>No invoices yet.</p>
 			) : (
 				<table>
-					<thead><tr><th scope="col">Number</th><th scope="col">Status</th><th scope="col">Total</th><th scope="col"><span class="sr-only">Download</span></th></tr></thead>
+					<thead><tr><th scope="col">Number</th><th scope="col">Status</th><th scope="col">Total</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead>
 					<tbody>
 						{invoices.map((inv) => (
-							<tr key={inv.id}><td>{inv.number ?? "draft"}</td><td>{inv.status}</td><td>{money(inv.total, inv.currency)}</td><td><button type="button" class="link" onClick={() => void download(inv)}>PDF</button></td></tr>
+							<tr key={inv.id}>
+								<td>{inv.number ?? "draft"}</td>
+								<td>
+									{inv.status}
+									{inv.status === "open" && inv.lastPaymentError && <span class="hint"> · payment failed ({inv.lastPaymentError}){inv.nextPaymentAttemptAt && `, next try ${new Date(inv.nextPaymentAttemptAt).toLocaleDateString()}`}</span>}
+								</td>
+								<td>{money(inv.total, inv.currency)}</td>
+								<td>
+									<div class="actions">
+										<button type="button" class="link" onClick={() => void download(inv)} aria-label={`Download invoice ${inv.number ?? inv.id} as PDF`}>PDF</button>
+										{inv.status === "open" && inv.amountDue > 0 && (inv.hostedInvoiceUrl
+											? <a href={inv.hostedInvoiceUrl}>Pay</a>
+											: <button type="button" class="link" onClick={() => void pay(inv)} aria-label={`Pay invoice ${inv.number ?? inv.id} now`}>Pay now</button>)}
+									</div>
+								</td>
+							</tr>
 						))}
 					</tbody>
 				</table>
