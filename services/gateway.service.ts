@@ -28,7 +28,7 @@ import { collectOperations, DOCS_ASSETS, DOCS_INIT, DOCS_PAGE } from "./gateway/
 import { drainConnections } from "./gateway/drain.ts";
 import { AUTO_ALIASED_PREFIXES, exemptFromShedding, rateLimitOf, serviceOfPath } from "./gateway/edge-policy.ts";
 import type { EdgePolicy } from "./gateway/edge-policy.ts";
-import { httpMetricsMiddleware, registerHttpMetrics } from "./gateway/http-metrics.ts";
+import { HTTP_REQUESTS, httpMetricsMiddleware, registerHttpMetrics } from "./gateway/http-metrics.ts";
 import { parsePolicy, RateLimiter, rateLimitHeaders } from "./gateway/rate-limit.ts";
 import type { RatePolicy } from "./gateway/rate-limit.ts";
 import { AUTH_ROUTES, AUTO_ALIASED, proxyActionName } from "./gateway/routes.ts";
@@ -65,6 +65,7 @@ type Meta = {
 
 interface GatewayMethods {
 	grpcCall(client: string, method: string, request: object, ctx?: Context): Promise<object>;
+	httpHandler(req: Request, res: ServerResponse, next?: unknown): Promise<void>;
 	platformHealth(): Promise<unknown>;
 	authenticate(ctx: Context<unknown, Meta>, route: unknown, req: Request, res: ServerResponse): Promise<null>;
 	authorize(ctx: Context<unknown, Meta>, route: unknown, req: Request): Promise<void>;
@@ -156,14 +157,6 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 					// Draining (shutting down): answer, then close the connection, so a keep-alive client
 					// reconnects through the load balancer to another gateway.
 					if (draining) res.setHeader("Connection", "close");
-					const path = req.originalUrl ?? req.url ?? "/";
-					if (exemptFromShedding(path)) return next();
-					try {
-						res.once("close", admission.admit(serviceOfPath(path)));
-					} catch (err) {
-						res.setHeader("Retry-After", String(SHED_RETRY_AFTER_S));
-						return next(err);
-					}
 					next();
 				},
 			],
@@ -223,8 +216,7 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 					err = Object.assign(new Error(`${owner} is not available`), { name: "ServiceNotAvailableError" });
 				}
 				const problem = toProblem(err, req.originalUrl ?? req.url, requestId);
-				// Shed load is counted by the HTTP metrics; a log line per refusal would add to the overload.
-				if (problem.status >= 500 && problem.code !== "OVERLOADED") this.logger.error("request failed", { url: req.url, requestId, err });
+				if (problem.status >= 500) this.logger.error("request failed", { url: req.url, requestId, err });
 				if (requestId) res.setHeader("X-Request-ID", requestId);
 				res.setHeader("Content-Type", PROBLEM_CONTENT_TYPE);
 				res.writeHead(problem.status);
@@ -362,6 +354,25 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 		},
 
 		methods: {
+			/**
+			 * moleculer-web's entry for every HTTP request, wrapped: admission runs before any
+			 * context, routing or middleware exists, so a refusal costs almost nothing. (Refused
+			 * inside the route's middlewares, a flood of 1,000 connections spent the node's CPU on
+			 * refusals and starved the requests it had admitted: docs/reliability.md, overload.)
+			 */
+			httpHandler(req: Request, res: ServerResponse, next?: unknown) {
+				const path = req.url ?? "/";
+				if (!exemptFromShedding(path)) {
+					try {
+						res.once("close", admission.admit(serviceOfPath(path)));
+					} catch (err) {
+						// Counted under the route "shed": refused before routing knew the route.
+						if (this.broker.isMetricsEnabled()) this.broker.metrics.increment(HTTP_REQUESTS, { method: req.method ?? "GET", route: "shed", status: 503 });
+						return Promise.resolve(refuse(res, err as AppError, path, config.gateway.hsts));
+					}
+				}
+				return (ApiGateway.methods!.httpHandler as GatewayMethods["httpHandler"]).call(this, req, res, next);
+			},
 			async authenticate(ctx: Context<unknown, Meta>, _route: unknown, req: Request, res: ServerResponse) {
 				const policy: EdgePolicy = req.$action ?? { auth: "required" };
 				const token = bearerToken(req);
@@ -425,6 +436,13 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 			await closeRedis(redis);
 		},
 	};
+}
+
+/** A 503 written straight to the socket: no request id, context or log line for a refusal. */
+function refuse(res: ServerResponse, err: AppError, path: string, hsts: boolean): void {
+	setSecurityHeaders(res, hsts);
+	res.writeHead(err.code, { "Content-Type": PROBLEM_CONTENT_TYPE, "Retry-After": String(SHED_RETRY_AFTER_S) });
+	res.end(JSON.stringify(toProblem(err, path)));
 }
 
 function jsonOnly(req: Request, _res: ServerResponse, next: (err?: unknown) => void) {
