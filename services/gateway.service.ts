@@ -22,7 +22,7 @@ import { grpcClientMixin } from "../mixins/grpc.mixin.ts";
 import { Admission, SHED_RETRY_AFTER_S } from "./gateway/admission.ts";
 import { AlertStreams } from "./gateway/alert-streams.ts";
 import { CONSOLE_CSP, loadConsole } from "./gateway/console.ts";
-import { bearerToken, clientIpResolver, requestIdOf, requireJsonBody, setSecurityHeaders } from "./gateway/http.ts";
+import { bearerToken, clientIpResolver, jsonBodiesOnly, requestIdOf, setSecurityHeaders, writeRefusal } from "./gateway/http.ts";
 import { buildSpec } from "./gateway/openapi.ts";
 import { collectOperations, DOCS_ASSETS, DOCS_INIT, DOCS_PAGE } from "./gateway/api-docs.ts";
 import { drainConnections } from "./gateway/drain.ts";
@@ -114,7 +114,7 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 		authorization: true,
 		mappingPolicy: "restrict",
 		bodyParsers: { json: { limit: JSON_LIMIT, strict: true, type: ["application/json", "application/*+json"] }, urlencoded: false },
-		use: [jsonOnly],
+		use: [jsonBodiesOnly],
 	};
 
 	return {
@@ -368,7 +368,7 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 					} catch (err) {
 						// Counted under the route "shed": refused before routing knew the route.
 						if (this.broker.isMetricsEnabled()) this.broker.metrics.increment(HTTP_REQUESTS, { method: req.method ?? "GET", route: "shed", status: 503 });
-						return Promise.resolve(refuse(res, err as AppError, path, config.gateway.hsts));
+						return Promise.resolve(writeRefusal(res, err as AppError, path, { hsts: config.gateway.hsts, retryAfterS: SHED_RETRY_AFTER_S }));
 					}
 				}
 				return (ApiGateway.methods!.httpHandler as GatewayMethods["httpHandler"]).call(this, req, res, next);
@@ -438,18 +438,3 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 	};
 }
 
-/** A 503 written straight to the socket: no request id, context or log line for a refusal. */
-function refuse(res: ServerResponse, err: AppError, path: string, hsts: boolean): void {
-	setSecurityHeaders(res, hsts);
-	res.writeHead(err.code, { "Content-Type": PROBLEM_CONTENT_TYPE, "Retry-After": String(SHED_RETRY_AFTER_S) });
-	res.end(JSON.stringify(toProblem(err, path)));
-}
-
-function jsonOnly(req: Request, _res: ServerResponse, next: (err?: unknown) => void) {
-	try {
-		requireJsonBody(req);
-		next();
-	} catch (err) {
-		next(err);
-	}
-}

@@ -5,6 +5,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import proxyAddr from "proxy-addr";
 import { AppError } from "../../lib/errors.ts";
+import { PROBLEM_CONTENT_TYPE, toProblem } from "../../lib/problem.ts";
 import { newTraceId, traceIdFromTraceparent } from "../../lib/trace-context.ts";
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{8,128}$/;
@@ -52,6 +53,23 @@ export function requireJsonBody(req: IncomingMessage): void {
 	if (type !== "application/json" && !type.endsWith("+json")) {
 		throw new AppError(415, "UNSUPPORTED_MEDIA_TYPE", "Send the request body as application/json.");
 	}
+}
+
+/** Connect-style middleware form of requireJsonBody. */
+export function jsonBodiesOnly(req: IncomingMessage, _res: ServerResponse, next: (err?: unknown) => void): void {
+	try {
+		requireJsonBody(req);
+		next();
+	} catch (err) {
+		next(err);
+	}
+}
+
+/** A refusal (load shedding) written straight to the socket: no request id, context or log line. */
+export function writeRefusal(res: ServerResponse, err: AppError, path: string, opts: { hsts: boolean; retryAfterS: number }): void {
+	setSecurityHeaders(res, opts.hsts);
+	res.writeHead(err.code, { "Content-Type": PROBLEM_CONTENT_TYPE, "Retry-After": String(opts.retryAfterS) });
+	res.end(JSON.stringify(toProblem(err, path)));
 }
 
 export function bearerToken(req: IncomingMessage): string | undefined {
