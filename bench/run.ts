@@ -7,8 +7,8 @@
  *   BENCH_EVENTS=5000                  (events for relay + consume)
  */
 import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { Client as GrpcClient, credentials } from "@grpc/grpc-js";
 import autocannon from "autocannon";
 import bcrypt from "bcrypt";
@@ -17,8 +17,7 @@ import { MongoClient } from "mongodb";
 import { createCloudEvent } from "../lib/events/cloudevents.ts";
 import { AmqpEventPublisher } from "../lib/events/publisher.ts";
 import { serviceDefinition } from "../lib/protos.ts";
-import { baseEnv, benchNamespace, rssMb, startNodeProcess, stopNodes } from "./cluster.ts";
-import type { NodeProcess } from "./cluster.ts";
+import { ProcessCluster, freePort } from "../test/support/chaos.ts";
 import { outboxRelayRate, rawAmqpRate, userCreatedLatency } from "./events.ts";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
@@ -39,13 +38,17 @@ interface Row {
 const rows: Row[] = [];
 const log = (msg: string) => console.log(`[bench] ${msg}`);
 
-async function freePort(): Promise<number> {
-	return new Promise((resolve) => {
-		const srv = createServer().listen(0, "127.0.0.1", () => {
-			const { port } = srv.address() as { port: number };
-			srv.close(() => resolve(port));
-		});
-	});
+/** This process' environment (the servers' URLs) with production settings, on its own namespace. */
+function benchEnv(namespace: string, extra: Record<string, string>): Record<string, string> {
+	const inherited: Record<string, string> = {};
+	for (const [k, v] of Object.entries(process.env)) if (v !== undefined) inherited[k] = v;
+	return { ...inherited, NODE_ENV: "production", NAMESPACE: namespace, METRICS_PORT: "0", HEALTH_PORT: "0", GRPC_PORT: "0", AUTH_KEY_ENCRYPTION_KEY: randomBytes(32).toString("base64"), STRIPE_API_KEY: "sk_test_bench", ...extra };
+}
+
+/** Resident memory of a process in MB, from /proc. */
+function rssMb(pid: number): number {
+	const line = readFileSync(`/proc/${pid}/status`, "utf8").split("\n").find((l) => l.startsWith("VmRSS:"));
+	return line ? Number(line.replace(/\D+/g, "")) / 1024 : NaN;
 }
 
 /** Successful (2xx) answers per second: errors never count as throughput. */
@@ -75,20 +78,20 @@ async function json<T>(res: Response): Promise<T> {
 }
 
 async function main(): Promise<void> {
-	const namespace = benchNamespace();
-	const gatewayPort = await freePort();
+	const namespace = `bench${randomBytes(3).toString("hex")}`;
 	// Billing gets a database of its own, dropped at the end.
 	const mongoUrl = new URL(process.env.MONGO_URL!);
 	mongoUrl.pathname = `/${namespace}`;
-	const env = baseEnv(namespace, { GATEWAY_PORT: String(gatewayPort), BCRYPT_COST: String(BCRYPT_COST), MONGO_URL: mongoUrl.toString(), RATE_LIMIT_USER: "100000000/1h", RATE_LIMIT_AUTH_STRICT: "100000000/1h", RATE_LIMIT_ANONYMOUS: "100000000/1h" });
-	const nodes: NodeProcess[] = [];
+	const env = benchEnv(namespace, { BCRYPT_COST: String(BCRYPT_COST), MONGO_URL: mongoUrl.toString(), RATE_LIMIT_USER: "100000000/1h", RATE_LIMIT_AUTH_STRICT: "100000000/1h", RATE_LIMIT_ANONYMOUS: "100000000/1h" });
+	const cluster = new ProcessCluster(namespace, env);
 	const bare = await bareHttpServer();
 	try {
 		log(`starting auth, notification, gateway and billing nodes (namespace ${namespace})`);
 		const authGrpcPort = await freePort();
-		nodes.push(await startNodeProcess("auth", { ...env, GRPC_PORT: String(authGrpcPort) }));
-		for (const svc of ["notification", "gateway", "billing"]) nodes.push(await startNodeProcess(svc, env));
-		const base = `http://127.0.0.1:${gatewayPort}`;
+		await cluster.add("auth", "auth", { GRPC_PORT: String(authGrpcPort) });
+		for (const svc of ["notification", "gateway", "billing"]) await cluster.add(svc, svc);
+		log(`node logs: ${cluster.logDir}`);
+		const base = `http://127.0.0.1:${cluster.nodes.get("gateway")!.port}`;
 		await waitHealthy(base);
 
 		const email = `bench-${namespace}@example.com`;
@@ -97,9 +100,11 @@ async function main(): Promise<void> {
 		const { accessToken } = await json<{ accessToken: string }>(await fetch(`${base}/api/v1/auth/login`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ email, password }) }));
 
 		// Idle nodes (before any load): memory and time to ready.
-		for (const [svc, n] of [["auth", nodes[0]!], ["notification", nodes[1]!], ["gateway", nodes[2]!], ["billing", nodes[3]!]] as const) {
-			const rss = rssMb(n.child.pid!, (p) => readFileSync(p, "utf8"));
-			rows.push({ target: `${svc} node ready / RSS`, measured: `${Math.round(n.readyMs)} ms / ${Math.round(rss)} MB`, baseline: "-", ratio: NaN, goal: "< 3000 ms / < 150 MB", ok: n.readyMs < 3000 && rss < 150 });
+		for (const svc of ["auth", "notification", "gateway", "billing"]) {
+			const node = cluster.nodes.get(svc)!;
+			const rss = rssMb(node.child!.pid!);
+			const readyMs = node.readyMs!;
+			rows.push({ target: `${svc} node ready / RSS`, measured: `${Math.round(readyMs)} ms / ${Math.round(rss)} MB`, baseline: "-", ratio: NaN, goal: "< 3000 ms / < 150 MB", ok: readyMs < 3000 && rss < 150 });
 		}
 
 		// 1. Authenticated GET through the gateway to a remote node over the AMQP transporter.
@@ -186,8 +191,8 @@ async function main(): Promise<void> {
 
 		// 6. user.created end to end. At cost 12 two cores hash ~9 passwords/s, so 50 registrations/s
 		// cannot be measured with it: auth is replaced by a node hashing at cost 4 (not production).
-		await stopNodes([nodes[0]!]);
-		nodes[0] = await startNodeProcess("auth", { ...env, NODE_ENV: "development", BCRYPT_COST: "4", GRPC_PORT: String(authGrpcPort) });
+		await cluster.terminate("auth");
+		await cluster.add("auth-cost4", "auth", { NODE_ENV: "development", BCRYPT_COST: "4", GRPC_PORT: String(authGrpcPort) });
 		await waitHealthy(base);
 		const e2eSeconds = Math.max(3, SECONDS);
 		const e2eDomain = `e2e-${namespace}.test`;
@@ -206,7 +211,7 @@ async function main(): Promise<void> {
 		});
 	} finally {
 		bare.stop();
-		await stopNodes(nodes);
+		await cluster.stopAll();
 		const mongo = new MongoClient(mongoUrl.toString());
 		await mongo.db().dropDatabase().catch(() => undefined);
 		await mongo.close();

@@ -47,9 +47,14 @@ export interface ClusterNode {
 	child?: ChildProcess;
 	port?: number;
 	starts: number;
+	/** Milliseconds from spawn to "started successfully", of the latest start. */
+	readyMs?: number;
 }
 
-/** Real node processes on one namespace. Logs go to one file per node under the OS temp dir. */
+/**
+ * Real node processes on one namespace (the chaos tests and `npm run bench` use it). Logs go to
+ * one file per node under the OS temp dir.
+ */
 export class ProcessCluster {
 	readonly nodes = new Map<string, ClusterNode>();
 	readonly logDir: string;
@@ -87,6 +92,7 @@ export class ProcessCluster {
 			this.logs.set(name, log);
 		}
 		log.write(`\n----- start #${node.starts} at ${new Date().toISOString()} -----\n`);
+		const spawnedAt = performance.now();
 		const child = spawn(process.execPath, ["bin/broker.ts"], {
 			cwd: ROOT,
 			env: { ...this.baseEnv, ...node.env, SERVICES: node.services, NODE_ID: `${name}-${node.starts}`, LOG_LEVEL: "info" },
@@ -112,7 +118,10 @@ export class ProcessCluster {
 				if (err) {
 					child.kill("SIGKILL");
 					reject(err);
-				} else resolve();
+				} else {
+					node.readyMs = performance.now() - spawnedAt;
+					resolve();
+				}
 			};
 			child.stdout.on("data", onData);
 			child.once("exit", onExit);
