@@ -94,6 +94,8 @@ export interface AuthConfig {
 	sessionIdleTimeoutS: number;
 	/** How long a signing key signs before the next one takes over. */
 	keyRotationDays: number;
+	/** How long introspection may answer "active" from memory (0: always ask PostgreSQL). */
+	sessionCacheMs: number;
 	/** 32 bytes, base64: encrypts signing keys at rest. Unset outside production: a development key is used. */
 	keyEncryptionKey?: string;
 	/** Base of the links in e-mails (verification, password reset). */
@@ -168,6 +170,7 @@ const perServiceSchema: Record<ServiceName, ValidationSchema> = {
 		REFRESH_TOKEN_TTL_S: { type: "number", integer: true, min: 3_600, max: 31_536_000, convert: true, default: 2_592_000 },
 		SESSION_IDLE_TIMEOUT_S: { type: "number", integer: true, min: 300, max: 31_536_000, convert: true, default: 604_800 },
 		AUTH_KEY_ROTATION_DAYS: { type: "number", integer: true, min: 1, max: 365, convert: true, default: 30 },
+		AUTH_SESSION_CACHE_MS: { type: "number", integer: true, min: 0, max: 60_000, convert: true, default: 2_000 },
 		AUTH_KEY_ENCRYPTION_KEY: {
 			type: "string",
 			optional: true,
@@ -301,6 +304,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, opts: { service
 			refreshTokenTtlS: Number(v.REFRESH_TOKEN_TTL_S ?? 2_592_000),
 			sessionIdleTimeoutS: Number(v.SESSION_IDLE_TIMEOUT_S ?? 604_800),
 			keyRotationDays: Number(v.AUTH_KEY_ROTATION_DAYS ?? 30),
+			sessionCacheMs: Number(v.AUTH_SESSION_CACHE_MS ?? 2_000),
 			keyEncryptionKey: str("AUTH_KEY_ENCRYPTION_KEY"),
 			publicUrl: String(v.PUBLIC_URL ?? "http://127.0.0.1:4000").replace(/\/+$/, ""),
 		},

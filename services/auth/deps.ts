@@ -5,6 +5,7 @@
 import type pg from "pg";
 import type { KeyRing } from "./keys.ts";
 import type { LockoutPolicy } from "./lockout.ts";
+import type { ActiveSessionCache } from "./session-cache.ts";
 
 export interface Clock {
 	now(): Date;
@@ -39,6 +40,8 @@ export interface AuthDeps {
 	settings: AuthSettings;
 	keys: KeyRing;
 	lockout: LockoutPolicy;
+	/** Introspection's memory of active sessions (none: every call asks PostgreSQL). */
+	sessionCache?: ActiveSessionCache;
 }
 
 /** Who asked, for throttling and the audit log. */

@@ -154,7 +154,7 @@ export interface Introspection {
 export async function introspect(deps: AuthDeps, token: string): Promise<Introspection> {
 	const now = deps.clock.now();
 	const check = await verifyAccessToken(deps.keys, deps.settings, token, now);
-	if (!check.valid || !(await sessionIsActive(deps.pool, check.claims.sid, now))) return { active: false };
+	if (!check.valid || !(await sessionIsActive(deps.pool, check.claims.sid, now, deps.sessionCache))) return { active: false };
 	const { sub, sid, jti, iss, aud, iat, exp, roles, permissions } = check.claims;
 	return { active: true, sub, sid, jti, iss, aud, iat, exp, roles, permissions, tokenType: "access_token" };
 }

@@ -10,6 +10,7 @@ import type pg from "pg";
 import type { Db } from "./db.ts";
 import { addSeconds } from "./deps.ts";
 import type { AuthSettings, RevokedSession } from "./deps.ts";
+import type { ActiveSessionCache } from "./session-cache.ts";
 import { clientIpOrNull, hashToken, newOpaqueToken } from "./secrets.ts";
 
 type SessionSettings = Pick<AuthSettings, "refreshTokenTtlS" | "sessionIdleTimeoutS" | "accessTokenTtlS">;
@@ -100,9 +101,11 @@ export async function revokeSessions(db: Db, which: SessionSelector, reason: Rev
 }
 
 /** Not revoked and within its absolute lifetime. */
-export async function sessionIsActive(db: Db, sessionId: string, now: Date): Promise<boolean> {
-	const { rowCount } = await db.query("SELECT 1 FROM sessions WHERE id = $1 AND revoked_at IS NULL AND expires_at > $2", [sessionId, now]);
-	return rowCount === 1;
+export async function sessionIsActive(db: Db, sessionId: string, now: Date, cache?: ActiveSessionCache): Promise<boolean> {
+	if (cache?.isActive(sessionId, now)) return true;
+	const { rows } = await db.query<{ expires_at: Date }>("SELECT expires_at FROM sessions WHERE id = $1 AND revoked_at IS NULL AND expires_at > $2", [sessionId, now]);
+	if (rows[0]) cache?.remember(sessionId, rows[0].expires_at, now);
+	return rows.length === 1;
 }
 
 export interface SessionView {

@@ -1,0 +1,39 @@
+import { describe, expect, it } from "vitest";
+import { ActiveSessionCache } from "../../services/auth/session-cache.ts";
+
+const at = (ms: number) => new Date(Date.UTC(2026, 10, 25) + ms);
+
+describe("ActiveSessionCache", () => {
+	it("answers a remembered session for the TTL, never past the session's own expiry", () => {
+		const cache = new ActiveSessionCache(2_000);
+		expect(cache.isActive("s1", at(0))).toBeUndefined();
+		cache.remember("s1", at(60_000), at(0));
+		cache.remember("s2", at(500), at(0));
+		expect(cache.isActive("s1", at(1_999))).toBe(true);
+		expect(cache.isActive("s1", at(2_000))).toBeUndefined();
+		expect(cache.isActive("s2", at(499))).toBe(true);
+		expect(cache.isActive("s2", at(500))).toBeUndefined();
+	});
+
+	it("forgets a revoked session, and a read from before the revocation cannot put it back for the TTL", () => {
+		const cache = new ActiveSessionCache(2_000);
+		cache.remember("s1", at(60_000), at(0));
+		cache.forget("s1", at(100));
+		expect(cache.isActive("s1", at(101))).toBeUndefined();
+		cache.remember("s1", at(60_000), at(150)); // an introspection that read the row before the revocation committed
+		expect(cache.isActive("s1", at(200))).toBeUndefined();
+		cache.remember("s1", at(60_000), at(2_200)); // the tombstone is gone after the TTL
+		expect(cache.isActive("s1", at(2_300))).toBe(true);
+	});
+
+	it("remembers nothing when off, and stays within its bound", () => {
+		const off = new ActiveSessionCache(0);
+		off.remember("s1", at(60_000), at(0));
+		expect(off.isActive("s1", at(1))).toBeUndefined();
+		const small = new ActiveSessionCache(2_000, 100);
+		for (let i = 0; i < 1_000; i++) small.remember(`s${i}`, at(60_000), at(0));
+		expect(small.size).toBeLessThanOrEqual(100);
+		expect(small.isActive("s999", at(1))).toBe(true);
+		expect(small.isActive("s0", at(1))).toBeUndefined();
+	});
+});
