@@ -78,6 +78,8 @@ export interface NotificationConfig {
 	pushEndpointOrigins: string[];
 	retry: { attempts: number; baseMs: number; maxMs: number };
 	emailRatePerSecond: number;
+	/** E-mails sent at once per node, each over its own pooled SMTP connection. */
+	emailConcurrency: number;
 	pushRatePerSecond: number;
 }
 
@@ -209,6 +211,7 @@ const perServiceSchema: Record<ServiceName, ValidationSchema> = {
 		NOTIFY_BACKOFF_MS: { type: "number", integer: true, min: 10, max: 3_600_000, convert: true, default: 5_000 },
 		NOTIFY_BACKOFF_MAX_MS: { type: "number", integer: true, min: 10, max: 86_400_000, convert: true, default: 900_000 },
 		EMAIL_RATE_LIMIT: { type: "number", integer: true, min: 1, max: 100_000, convert: true, default: 50 },
+		EMAIL_CONCURRENCY: { type: "number", integer: true, min: 1, max: 100, convert: true, default: 5 },
 		PUSH_RATE_LIMIT: { type: "number", integer: true, min: 1, max: 100_000, convert: true, default: 200 },
 	},
 };
@@ -333,6 +336,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, opts: { service
 			pushEndpointOrigins: list(v.PUSH_ENDPOINT_ORIGINS),
 			retry: { attempts: Number(v.NOTIFY_MAX_ATTEMPTS ?? 10), baseMs: Number(v.NOTIFY_BACKOFF_MS ?? 5_000), maxMs: Number(v.NOTIFY_BACKOFF_MAX_MS ?? 900_000) },
 			emailRatePerSecond: Number(v.EMAIL_RATE_LIMIT ?? 50),
+			emailConcurrency: Number(v.EMAIL_CONCURRENCY ?? 5),
 			pushRatePerSecond: Number(v.PUSH_RATE_LIMIT ?? 200),
 		},
 	};

@@ -29,7 +29,6 @@ import { pollJobCounts, queueObserver, recordHandled, registerMetrics } from "./
 import { WORKFLOWS } from "./notification/workflows.ts";
 
 const ADMIN = "notifications:admin";
-const EMAIL_CONCURRENCY = 5; // = SMTP pool connections
 const PUSH_CONCURRENCY = 20;
 const SHUTDOWN_GRACE_MS = 10_000;
 const JOB_COUNTS_EVERY_MS = 15_000;
@@ -57,7 +56,7 @@ export default function notificationService(config: Config): ServiceSchema<{ res
 	const redis = createRedis(config.redisUrl!, `${config.nodeId}/notification`);
 	// BullMQ's workers block on Redis reads: no per-command timeout, unlimited retries.
 	const workerRedis = createRedis(config.redisUrl!, `${config.nodeId}/notification-worker`, { maxRetriesPerRequest: null, commandTimeout: undefined });
-	const smtp = createSmtpTransport(config.smtpUrl!, { maxConnections: EMAIL_CONCURRENCY });
+	const smtp = createSmtpTransport(config.smtpUrl!, { maxConnections: n.emailConcurrency });
 	const templates = createTemplates(loadTemplateSources());
 	const { publicKey, privateKey, subject } = n.vapid;
 	const webPush = publicKey && privateKey && subject ? new WebPushProvider({ publicKey, privateKey, subject }) : null;
@@ -222,7 +221,7 @@ export default function notificationService(config: Config): ServiceSchema<{ res
 			await Promise.all([redis.connect(), workerRedis.connect()]);
 			const common = { prefix: keys.queuePrefix, connection: redis, workerConnection: workerRedis, deliveredKey: keys.delivered, enqueuedKey: keys.enqueued, retry: n.retry };
 			email = new ChannelQueue<EmailJob>({
-				...common, channel: "email", concurrency: EMAIL_CONCURRENCY, ratePerSecond: n.emailRatePerSecond,
+				...common, channel: "email", concurrency: n.emailConcurrency, ratePerSecond: n.emailRatePerSecond,
 				process: (job, { id }) => deliverEmail({ redis, keys, templates, transport: smtp, from: n.smtpFrom, publicUrl: n.publicUrl }, job, id),
 				observer: queueObserver("email", this.broker.metrics, this.logger, clock),
 			});
