@@ -6,6 +6,7 @@ import type pg from "pg";
 import type { KeyRing } from "./keys.ts";
 import type { LockoutPolicy } from "./lockout.ts";
 import type { ActiveSessionCache } from "./session-cache.ts";
+import type { VerifiedTokenCache } from "./tokens.ts";
 
 export interface Clock {
 	now(): Date;
@@ -42,6 +43,8 @@ export interface AuthDeps {
 	lockout: LockoutPolicy;
 	/** Introspection's memory of active sessions (none: every call asks PostgreSQL). */
 	sessionCache?: ActiveSessionCache;
+	/** Introspection's memory of verified tokens (none: every call checks the signature). */
+	tokenCache?: VerifiedTokenCache;
 }
 
 /** Who asked, for throttling and the audit log. */

@@ -153,7 +153,9 @@ export interface Introspection {
 /** RFC 7662-style answer: `active` only when the signature, the claims, the expiry and the session all hold. */
 export async function introspect(deps: AuthDeps, token: string): Promise<Introspection> {
 	const now = deps.clock.now();
-	const check = await verifyAccessToken(deps.keys, deps.settings, token, now);
+	const cached = deps.tokenCache?.get(token, now);
+	const check = cached ? { valid: true as const, claims: cached } : await verifyAccessToken(deps.keys, deps.settings, token, now);
+	if (check.valid && !cached) deps.tokenCache?.set(token, check.claims);
 	if (!check.valid || !(await sessionIsActive(deps.pool, check.claims.sid, now, deps.sessionCache))) return { active: false };
 	const { sub, sid, jti, iss, aud, iat, exp, roles, permissions } = check.claims;
 	return { active: true, sub, sid, jti, iss, aud, iat, exp, roles, permissions, tokenType: "access_token" };

@@ -1,5 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { ActiveSessionCache } from "../../services/auth/session-cache.ts";
+import { VerifiedTokenCache } from "../../services/auth/tokens.ts";
+import type { VerifiedClaims } from "../../services/auth/tokens.ts";
 
 const at = (ms: number) => new Date(Date.UTC(2026, 10, 25) + ms);
 
@@ -35,5 +37,26 @@ describe("ActiveSessionCache", () => {
 		expect(small.size).toBeLessThanOrEqual(100);
 		expect(small.isActive("s999", at(1))).toBe(true);
 		expect(small.isActive("s0", at(1))).toBeUndefined();
+	});
+});
+
+describe("VerifiedTokenCache", () => {
+	const claims = (exp: number): VerifiedClaims => ({ sub: "u", sid: "s", jti: "j", iss: "i", aud: "a", iat: 0, nbf: 0, exp, roles: [], permissions: [] });
+
+	it("answers a verified token until its exp, and only that token", () => {
+		const cache = new VerifiedTokenCache();
+		const exp = at(60_000).getTime() / 1000;
+		cache.set("token-a", claims(exp));
+		expect(cache.get("token-a", at(59_999))).toMatchObject({ exp });
+		expect(cache.get("token-b", at(0))).toBeUndefined();
+		expect(cache.get("token-a", at(60_000))).toBeUndefined();
+	});
+
+	it("stays within its bound, dropping the oldest first", () => {
+		const cache = new VerifiedTokenCache(10);
+		const exp = at(60_000).getTime() / 1000;
+		for (let i = 0; i < 25; i++) cache.set(`t${i}`, claims(exp));
+		expect(cache.get("t24", at(0))).toBeDefined();
+		expect(cache.get("t14", at(0))).toBeUndefined();
 	});
 });
