@@ -3,7 +3,6 @@
  * the standard Helvetica fonts, so no font files ship in the image). Amounts are formatted from
  * their integer minor units; nothing is recomputed here, the document's own totals are shown.
  */
-import PDFDocument from "pdfkit";
 import { formatMoney } from "./money.ts";
 import type { Invoice, Party } from "./invoices.ts";
 
@@ -56,7 +55,9 @@ table{width:100%;border-collapse:collapse;margin-top:2rem}td,th{padding:.4rem;bo
 `;
 }
 
-export function renderInvoicePdf(inv: Invoice): Promise<Buffer> {
+export async function renderInvoicePdf(inv: Invoice): Promise<Buffer> {
+	// Loaded on first use: pdfkit and its fonts are tens of MB that an idle billing node does not need.
+	const { default: PDFDocument } = await import("pdfkit");
 	const doc = new PDFDocument({ size: "A4", margin: 50, info: { Title: title(inv), Author: inv.seller.name, CreationDate: inv.finalizedAt ?? inv.createdAt } });
 	const chunks: Buffer[] = [];
 	const done = new Promise<Buffer>((resolve, reject) => {
