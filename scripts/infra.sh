@@ -149,6 +149,13 @@ cmd_kill() {
 
 cmd_restart() {
   (($#)) || die "usage: scripts/infra.sh restart NAME... (${ALL_SERVICES[*]})"
+  local n
+  # A server this checkout did not start cannot be stopped from here: "restarting" it would be a no-op.
+  for n in "$@"; do
+    if [[ -z "$(svc pid "$n")" ]] && tcp_open "$(svc port "$n")"; then
+      die "$n: the server on port $(svc port "$n") was not started from $(rel "$DATA_DIR"); stop it there first (its own scripts/infra.sh down)"
+    fi
+  done
   cmd_down "$@"
   exec 9>&-   # release the lock taken by down; up takes it again
   cmd_up "$@"

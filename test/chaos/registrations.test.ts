@@ -98,6 +98,8 @@ describe(`chaos: registrations under node kills${CHAOS_FULL ? " and server resta
 					log(`restart ${server} (shared server, test:chaos only)`);
 					const { ms, code } = await restartServer(server as ChaosServer);
 					log(`${server} back after ${ms} ms (exit ${code})`);
+					// A restart that did not happen must not be reported as survived.
+					expect(code, `scripts/infra.sh restart ${server}`).toBe(0);
 				} else {
 					const victim = victims[Math.floor(Math.random() * victims.length)]!;
 					await cluster.kill9(victim);
