@@ -98,6 +98,8 @@ export interface AuthConfig {
 	keyRotationDays: number;
 	/** How long introspection may answer "active" from memory (0: always ask PostgreSQL). */
 	sessionCacheMs: number;
+	/** Password hashes run at once per node, and how many more may wait (services/auth/passwords.ts). */
+	hashing: { concurrency: number; queue: number };
 	/** 32 bytes, base64: encrypts signing keys at rest. Unset outside production: a development key is used. */
 	keyEncryptionKey?: string;
 	/** Base of the links in e-mails (verification, password reset). */
@@ -173,6 +175,8 @@ const perServiceSchema: Record<ServiceName, ValidationSchema> = {
 		SESSION_IDLE_TIMEOUT_S: { type: "number", integer: true, min: 300, max: 31_536_000, convert: true, default: 604_800 },
 		AUTH_KEY_ROTATION_DAYS: { type: "number", integer: true, min: 1, max: 365, convert: true, default: 30 },
 		AUTH_SESSION_CACHE_MS: { type: "number", integer: true, min: 0, max: 60_000, convert: true, default: 2_000 },
+		AUTH_HASH_CONCURRENCY: { type: "number", integer: true, min: 1, max: 64, convert: true, default: 4 },
+		AUTH_HASH_QUEUE: { type: "number", integer: true, min: 0, max: 10_000, convert: true, default: 64 },
 		AUTH_KEY_ENCRYPTION_KEY: {
 			type: "string",
 			optional: true,
@@ -308,6 +312,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, opts: { service
 			sessionIdleTimeoutS: Number(v.SESSION_IDLE_TIMEOUT_S ?? 604_800),
 			keyRotationDays: Number(v.AUTH_KEY_ROTATION_DAYS ?? 30),
 			sessionCacheMs: Number(v.AUTH_SESSION_CACHE_MS ?? 2_000),
+			hashing: { concurrency: Number(v.AUTH_HASH_CONCURRENCY ?? 4), queue: Number(v.AUTH_HASH_QUEUE ?? 64) },
 			keyEncryptionKey: str("AUTH_KEY_ENCRYPTION_KEY"),
 			publicUrl: String(v.PUBLIC_URL ?? "http://127.0.0.1:4000").replace(/\/+$/, ""),
 		},

@@ -24,7 +24,7 @@ import { DEV_KEY_ENCRYPTION_KEY, KeyRing } from "./auth/keys.ts";
 import { DEFAULT_LOCKOUT } from "./auth/lockout.ts";
 import type { LockoutPolicy } from "./auth/lockout.ts";
 import { introspect, login, logout, refresh } from "./auth/login.ts";
-import { dummyHash } from "./auth/passwords.ts";
+import { dummyHash, limitHashing } from "./auth/passwords.ts";
 import { bootstrapAdmin, setUserRoles } from "./auth/rbac.ts";
 import { findUser, listOutbox, replayEvent } from "./auth/operations.ts";
 import { changePassword, deleteAccount, forgotPassword, resetPassword } from "./auth/recovery.ts";
@@ -296,6 +296,7 @@ export default function authService(config: Config, opts: AuthServiceOptions = {
 		},
 
 		created() {
+			limitHashing(config.auth.hashing);
 			pool = createPgPool(config.databaseUrl!, `${config.nodeId}/auth`, (err) => this.logger.warn("idle PostgreSQL connection lost", err.message));
 			const kek = config.auth.keyEncryptionKey ? Buffer.from(config.auth.keyEncryptionKey, "base64") : DEV_KEY_ENCRYPTION_KEY;
 			const keys = new KeyRing(pool, kek, clock, { rotationDays: config.auth.keyRotationDays, accessTokenTtlS: config.auth.accessTokenTtlS });

@@ -218,6 +218,9 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 				const problem = toProblem(err, req.originalUrl ?? req.url, requestId);
 				if (problem.status >= 500) this.logger.error("request failed", { url: req.url, requestId, err });
 				if (requestId) res.setHeader("X-Request-ID", requestId);
+				// A refusal that says when to come back (auth's lockout, its busy password checks).
+				const retryAfterS = (err as { data?: { retryAfterS?: unknown } } | null)?.data?.retryAfterS;
+				if ((problem.status === 429 || problem.status === 503) && typeof retryAfterS === "number") res.setHeader("Retry-After", String(Math.ceil(retryAfterS)));
 				res.setHeader("Content-Type", PROBLEM_CONTENT_TYPE);
 				res.writeHead(problem.status);
 				res.end(JSON.stringify(problem));

@@ -8,6 +8,7 @@ import { createHmac, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import bcrypt from "bcrypt";
+import { AppError } from "../../lib/errors.ts";
 import type { FieldError } from "../../lib/errors.ts";
 
 export const PASSWORD_MIN_LENGTH = 8;
@@ -84,8 +85,49 @@ export function contextWords(context: PasswordContext): string[] {
 
 const prehash = (password: string) => createHmac("sha256", PREHASH_KEY).update(normalize(password), "utf8").digest("base64");
 
+/**
+ * bcrypt runs in libuv's thread pool, one per process, so this gate is one per process too. A
+ * burst of sign-ins would queue there without bound, each waiting request holding its connection
+ * until it times out upstream after the work was done anyway. The gate lets `concurrency` hashes
+ * run and `queue` more wait; past that a password operation is refused at once with 429 and
+ * Retry-After, which the gRPC client neither retries nor counts against the circuit.
+ */
+class HashingGate {
+	active = 0;
+	readonly waiting: (() => void)[] = [];
+	readonly concurrency: number;
+	readonly queue: number;
+	constructor(concurrency: number, queue: number) {
+		this.concurrency = concurrency;
+		this.queue = queue;
+	}
+}
+
+let gate = new HashingGate(4, 64);
+
+/** Sets the gate (auth's `created`): AUTH_HASH_CONCURRENCY, AUTH_HASH_QUEUE. */
+export function limitHashing(opts: { concurrency: number; queue: number }): void {
+	gate = new HashingGate(opts.concurrency, opts.queue);
+}
+
+export const hashingBusy = () => new AppError(429, "TOO_MANY_PASSWORD_CHECKS", "Too many sign-ins are being checked right now; try again in a second.", { retryAfterS: 1 }, true);
+
+async function gated<T>(work: () => Promise<T>): Promise<T> {
+	const g = gate;
+	if (g.active < g.concurrency) g.active++;
+	else if (g.waiting.length < g.queue) await new Promise<void>((resolve) => g.waiting.push(resolve)); // a finishing hash hands its slot over
+	else throw hashingBusy();
+	try {
+		return await work();
+	} finally {
+		const next = g.waiting.shift();
+		if (next) next();
+		else g.active--;
+	}
+}
+
 export async function hashPassword(password: string, cost: number): Promise<string> {
-	return SCHEME + (await bcrypt.hash(prehash(password), cost));
+	return SCHEME + (await gated(() => bcrypt.hash(prehash(password), cost)));
 }
 
 export interface PasswordCheck {
@@ -97,10 +139,10 @@ export interface PasswordCheck {
 export async function verifyPassword(password: string, stored: string, cost: number): Promise<PasswordCheck> {
 	if (stored.startsWith(SCHEME)) {
 		const hash = stored.slice(SCHEME.length);
-		return { ok: await bcrypt.compare(prehash(password), hash), needsRehash: bcrypt.getRounds(hash) !== cost };
+		return { ok: await gated(() => bcrypt.compare(prehash(password), hash)), needsRehash: bcrypt.getRounds(hash) !== cost };
 	}
 	// Accounts created before the pre-hash: bcrypt over the raw password.
-	return { ok: await bcrypt.compare(password, stored), needsRehash: true };
+	return { ok: await gated(() => bcrypt.compare(password, stored)), needsRehash: true };
 }
 
 const dummies = new Map<number, Promise<string>>();

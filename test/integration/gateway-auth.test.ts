@@ -109,4 +109,13 @@ describe("gateway + auth over gRPC", () => {
 		expect(a!.code).toBe(b!.code);
 		expect(a!.detail).toBe(b!.detail);
 	});
+
+	it("locks an account after repeated wrong passwords: 429 with Retry-After from auth's answer", async () => {
+		const user = await newUser();
+		for (let i = 0; i < 5; i++) expect((await post("/api/v1/auth/login", { email: user.email, password: "not the password at all" })).status).toBe(401);
+		const locked = await post("/api/v1/auth/login", { email: user.email, password });
+		expect(locked.status).toBe(429);
+		expect(Number(locked.headers.get("retry-after"))).toBeGreaterThan(800);
+		expect(await locked.json()).toMatchObject({ code: "TOO_MANY_LOGIN_ATTEMPTS", status: 429 });
+	});
 });

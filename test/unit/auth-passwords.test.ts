@@ -1,7 +1,7 @@
 /** The password policy (NIST SP 800-63B) and the password hashing scheme, without a database. */
 import bcrypt from "bcrypt";
-import { describe, expect, it } from "vitest";
-import { commonPasswords, contextWords, hashPassword, passwordProblems, verifyAgainstDummy, verifyPassword } from "../../services/auth/passwords.ts";
+import { afterEach, describe, expect, it } from "vitest";
+import { commonPasswords, contextWords, hashPassword, limitHashing, passwordProblems, verifyAgainstDummy, verifyPassword } from "../../services/auth/passwords.ts";
 
 const types = (password: string, context = {}) => passwordProblems(password, context).map((p) => p.type);
 
@@ -65,5 +65,21 @@ describe("password hashing", () => {
 		expect((await verifyPassword("some passphrase", await hashPassword("some passphrase", 4), 5)).needsRehash).toBe(true);
 		expect(await verifyPassword("some passphrase", await bcrypt.hash("some passphrase", 4), 4)).toEqual({ ok: true, needsRehash: true });
 		expect(await verifyAgainstDummy("anything at all", 4)).toEqual({ ok: false, needsRehash: false });
+	});
+});
+
+describe("the password hashing gate", () => {
+	afterEach(() => limitHashing({ concurrency: 4, queue: 64 }));
+
+	it("runs `concurrency` hashes, queues `queue` more, and refuses the rest at once with 429 and a retry time", async () => {
+		limitHashing({ concurrency: 1, queue: 2 });
+		const results = await Promise.allSettled(Array.from({ length: 6 }, (_, i) => hashPassword(`passphrase number ${i}`, 6)));
+		expect(results.filter((r) => r.status === "fulfilled")).toHaveLength(3);
+		const refused = results.filter((r): r is PromiseRejectedResult => r.status === "rejected").map((r) => r.reason as { code: number; type: string; data: unknown; retryable: boolean });
+		expect(refused).toHaveLength(3);
+		for (const err of refused) expect(err).toMatchObject({ code: 429, type: "TOO_MANY_PASSWORD_CHECKS", data: { retryAfterS: 1 }, retryable: true });
+		// The slots came back: the next burst within the limits all passes.
+		const next = await Promise.allSettled(Array.from({ length: 3 }, (_, i) => verifyAgainstDummy(`again ${i}`, 6)));
+		expect(next.every((r) => r.status === "fulfilled")).toBe(true);
 	});
 });
