@@ -23,13 +23,14 @@ export function logContext(): Record<string, string> {
 	return store ? { requestId: store.requestId, traceId: store.traceId, handler: store.handler } : {};
 }
 
-type Handler = (ctx: Context) => unknown;
+type Handler = (ctx: Context, ...rest: unknown[]) => unknown;
 
+// Every argument is passed on: a channel handler also gets the raw message (its redelivery count).
 function withStore(handler: Handler, name = "?"): Handler {
-	return (ctx: Context) => {
+	return (ctx: Context, ...rest: unknown[]) => {
 		const requestId = ctx.requestID ?? ctx.id;
-		if (!requestId) return handler(ctx);
-		return storage.run({ requestId, traceId: traceIdOf(requestId), handler: name }, () => handler(ctx));
+		if (!requestId) return handler(ctx, ...rest);
+		return storage.run({ requestId, traceId: traceIdOf(requestId), handler: name }, () => handler(ctx, ...rest));
 	};
 }
 

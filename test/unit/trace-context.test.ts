@@ -61,3 +61,15 @@ describe("traceId in the log context, across nodes", () => {
 		expect(there.traceId).toBe(here.traceId);
 	});
 });
+
+describe("the request context around channel handlers", () => {
+	it("passes every argument on: a channel handler gets the raw message too", async () => {
+		type ChannelHandler = (ctx: Context, raw: unknown) => Promise<unknown>;
+		const wrap = (RequestContextMiddleware as unknown as { localChannel: (h: ChannelHandler, c: { name: string }) => ChannelHandler }).localChannel;
+		const raw = { properties: { headers: { "x-redelivered-count": 2 } } };
+		const handler = wrap(async (_ctx, message) => ({ message, context: logContext() }), { name: "user.created" });
+		const seen = (await handler({ requestID: "req-1", id: "ctx-1" } as unknown as Context, raw)) as { message: unknown; context: Record<string, string> };
+		expect(seen.message).toBe(raw);
+		expect(seen.context).toMatchObject({ requestId: "req-1", handler: "user.created" });
+	});
+});
