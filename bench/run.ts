@@ -13,11 +13,13 @@ import { Client as GrpcClient, credentials } from "@grpc/grpc-js";
 import autocannon from "autocannon";
 import bcrypt from "bcrypt";
 import nodemailer from "nodemailer";
+import pg from "pg";
 import { MongoClient } from "mongodb";
 import { createCloudEvent } from "../lib/events/cloudevents.ts";
 import { AmqpEventPublisher } from "../lib/events/publisher.ts";
 import { serviceDefinition } from "../lib/protos.ts";
 import { ProcessCluster, freePort, namespaceQueues } from "../test/support/chaos.ts";
+import { createTestDatabase } from "../test/support/infra.ts";
 import { outboxRelayRate, rawAmqpRate, userCreatedLatency } from "./events.ts";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
@@ -83,7 +85,10 @@ async function main(): Promise<void> {
 	// Billing gets a database of its own, dropped at the end.
 	const mongoUrl = new URL(process.env.MONGO_URL!);
 	mongoUrl.pathname = `/${namespace}`;
-	const env = benchEnv(namespace, { BCRYPT_COST: String(BCRYPT_COST), MONGO_URL: mongoUrl.toString(), RATE_LIMIT_USER: "100000000/1h", RATE_LIMIT_AUTH_STRICT: "100000000/1h", RATE_LIMIT_ANONYMOUS: "100000000/1h",
+	// Auth gets a database of its own too: nodes of another run (a crashed bench) relay the outbox
+	// of the database they share, into their own namespace, which would take this run's events away.
+	const authDb = await createTestDatabase();
+	const env = benchEnv(namespace, { BCRYPT_COST: String(BCRYPT_COST), MONGO_URL: mongoUrl.toString(), DATABASE_URL: authDb, RATE_LIMIT_USER: "100000000/1h", RATE_LIMIT_AUTH_STRICT: "100000000/1h", RATE_LIMIT_ANONYMOUS: "100000000/1h",
 		// The SMTP sink is the local Mailpit, not a provider with a quota: measure the platform, not EMAIL_RATE_LIMIT's default.
 		EMAIL_RATE_LIMIT: "1000", EMAIL_CONCURRENCY: "10" });
 	const cluster = new ProcessCluster(namespace, env);
@@ -232,10 +237,23 @@ async function main(): Promise<void> {
 		const mongo = new MongoClient(mongoUrl.toString());
 		await mongo.db().dropDatabase().catch(() => undefined);
 		await mongo.close();
+		await dropDatabase(authDb);
 	}
 
 	console.log("\n| target | measured | baseline (same run) | ratio | goal | verdict |\n|---|---|---|---|---|---|");
 	for (const r of rows) console.log(`| ${r.target} | ${r.measured} | ${r.baseline} | ${Number.isNaN(r.ratio) ? "-" : `${r.ratio.toFixed(2)}x`} | ${r.goal} | ${r.ok === null ? "-" : r.ok ? "met" : "MISSED"} |`);
+}
+
+/** Drops a database made for this run (its nodes are stopped by then). */
+async function dropDatabase(url: string): Promise<void> {
+	const name = new URL(url).pathname.slice(1);
+	const admin = new pg.Client({ connectionString: process.env.DATABASE_URL });
+	await admin.connect();
+	try {
+		await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+	} finally {
+		await admin.end();
+	}
 }
 
 /** Waits until no event queue of the namespace holds a message; answers how long it took. */

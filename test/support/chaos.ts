@@ -67,6 +67,11 @@ export class ProcessCluster {
 		const inherited: Record<string, string> = {};
 		for (const [k, v] of Object.entries(process.env)) if (v !== undefined) inherited[k] = v;
 		this.baseEnv = { ...inherited, ...env };
+		// If the process running the cluster dies without stopping it (an unhandled error), its nodes
+		// must not live on: they would keep consuming and relaying on the shared servers.
+		process.once("exit", () => {
+			for (const node of this.nodes.values()) node.child?.kill("SIGKILL");
+		});
 	}
 
 	/** Declares and starts a node; a gateway gets a fixed port so it keeps it across restarts. */
