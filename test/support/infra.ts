@@ -64,6 +64,9 @@ export function testEnv(namespace: string, extra: Record<string, string> = {}): 
 		BCRYPT_COST: "4",
 		// Tests log in often from one address; the strict limit itself is tested on its own.
 		RATE_LIMIT_AUTH_STRICT: "10000/60s",
+		// Test gateways share their event loop with the test code and other nodes of the process: the
+		// shedding guard's own tests set it; elsewhere a busy test process must not be mistaken for overload.
+		GATEWAY_MAX_EVENT_LOOP_DELAY_MS: "1000",
 		METRICS_PORT: "0",
 		HEALTH_PORT: "0",
 		GRPC_PORT: "0",
