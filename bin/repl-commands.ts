@@ -9,7 +9,6 @@ import type { Caller } from "../lib/caller.ts";
 import { peekDeadLetters, replayDeadLetters } from "../lib/events/dead-letters.ts";
 import { queueDepths } from "../lib/events/queue-depths.ts";
 import { eventQueueNames } from "../mixins/events.mixin.ts";
-import { notificationReplCommands } from "../services/notification/repl.ts";
 
 interface Args {
 	options?: Record<string, unknown>;
@@ -178,6 +177,39 @@ export function operatorReplCommands(opts: { rabbitmqUrl: string }): ReplCommand
 				json(await broker.call("gateway.liveness", {}, asOperator));
 			},
 		},
-		...(notificationReplCommands() as unknown as ReplCommand[]),
+		{
+			command: "notifications-failed <channel>",
+			description: "List failed notification jobs (dead letters) of a channel: email or push",
+			options: [
+				{ option: "--offset <n>", description: "skip the newest n" },
+				{ option: "--limit <n>", description: "how many (default 20, at most 100)" },
+			],
+			async action(broker, args) {
+				const page = await broker.call<FailedJobsPage, object>("notification.failedJobs", { channel: args.channel, offset: args.options?.offset ?? 0, limit: args.options?.limit ?? 20 }, asOperator);
+				print(`${page.total} failed ${typeof args.channel === "string" ? args.channel : ""} job(s)`);
+				for (const job of page.items) {
+					print(`${job.id}  ${job.data.eventType}  user ${job.data.userId}  ${job.attempts} attempt(s)  ${job.failedAt ? new Date(job.failedAt).toISOString() : "-"}  ${job.failedReason}`);
+				}
+			},
+		},
+		{
+			command: "notifications-retry <channel> [jobId]",
+			description: "Re-queue one failed notification job, or all of them with --all",
+			options: [{ option: "--all", description: "re-queue every failed job of the channel" }],
+			async action(broker, args) {
+				const all = args.options?.all === true;
+				if (!args.jobId && !all) {
+					print("name a job id or pass --all");
+					return;
+				}
+				const { retried } = await broker.call<{ retried: number }, object>("notification.retryFailed", { channel: args.channel, ...(args.jobId ? { jobId: args.jobId } : { all }) }, asOperator);
+				print(`${retried} job(s) re-queued`);
+			},
+		},
 	];
+}
+
+interface FailedJobsPage {
+	total: number;
+	items: { id: string; attempts: number; failedAt: number | null; failedReason: string; data: { eventType: string; userId: string } }[];
 }

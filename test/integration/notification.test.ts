@@ -19,7 +19,7 @@ import { closeRedis, createRedis } from "../../lib/redis.ts";
 import { brokerOptions } from "../../moleculer.config.ts";
 import type { Alert, AlertPage } from "../../services/notification/inbox.ts";
 import { createKeys } from "../../services/notification/keys.ts";
-import { notificationReplCommands } from "../../services/notification/repl.ts";
+import { operatorReplCommands } from "../../bin/repl-commands.ts";
 import type { Preferences } from "../../services/notification/preferences.ts";
 import { eventually, infra, startNode, testEnv, uniqueId } from "../support/infra.ts";
 import { deleteMessages, getMessage, messagesTo } from "../support/mailpit.ts";
@@ -284,7 +284,7 @@ describe("notification service", () => {
 		await expect(node.call("notification.retryFailed", { channel: "push", jobId: "no-such-job" }, admin)).rejects.toMatchObject({ code: 404 });
 		pushService.respondWith(device, 201);
 		// As an operator would, from the REPL.
-		const retry = notificationReplCommands().find((c) => c.command.startsWith("notifications-retry"))!;
+		const retry = operatorReplCommands({ rabbitmqUrl: infra.rabbitmqUrl }).find((c) => c.command.startsWith("notifications-retry"))!;
 		await retry.action(node, { channel: "push", jobId: failed.id, options: {} });
 		await eventually(async () => pushService.for(device).some((r) => r.status === 201), 10_000, "the re-queued push");
 		const message = JSON.parse(browser.decrypt(pushService.for(device).find((r) => r.status === 201)!.body).toString()) as { title: string };
