@@ -22,6 +22,7 @@ import { grpcClientMixin } from "../mixins/grpc.mixin.ts";
 import { Admission, SHED_RETRY_AFTER_S } from "./gateway/admission.ts";
 import { AlertStreams } from "./gateway/alert-streams.ts";
 import { CONSOLE_CSP, loadConsole } from "./gateway/console.ts";
+import type { ConsoleFile } from "./gateway/console.ts";
 import { bearerToken, clientIpResolver, jsonBodiesOnly, requestIdOf, setSecurityHeaders, writeRefusal } from "./gateway/http.ts";
 import { buildSpec } from "./gateway/openapi.ts";
 import { collectOperations, DOCS_ASSETS, DOCS_INIT, DOCS_PAGE } from "./gateway/api-docs.ts";
@@ -54,6 +55,13 @@ const JSON_LIMIT = "64kb";
 const DOCS_CSP = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'";
 
 type Request = IncomingMessage & { $ctx?: Context; $action?: EdgePolicy; $alias?: object; originalUrl?: string; rawBody?: Buffer };
+/** Answers with a file held in memory: its content type, and the caching and CSP headers given. */
+function sendFile(meta: Meta, file: ConsoleFile, headers: Record<string, string>): Buffer {
+	meta.$responseType = file.type;
+	meta.$responseHeaders = headers;
+	return file.body;
+}
+
 type Meta = {
 	caller?: Caller;
 	clientIp?: string;
@@ -282,9 +290,7 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 					}
 					const asset = DOCS_ASSETS[ctx.params.file];
 					if (!asset) throw notFound("This file");
-					ctx.meta.$responseType = asset.type;
-					ctx.meta.$responseHeaders = { "Cache-Control": "public, max-age=86400" };
-					return asset.body;
+					return sendFile(ctx.meta, asset, { "Cache-Control": "public, max-age=86400" });
 				},
 			},
 			console: {
@@ -293,9 +299,7 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 				rateLimit: "none",
 				handler(ctx: Context<unknown, Meta>) {
 					if (!webConsole) throw notFound("The console (build it with `npm run build:web`)");
-					ctx.meta.$responseType = webConsole.index.type;
-					ctx.meta.$responseHeaders = { "Content-Security-Policy": CONSOLE_CSP, "Cache-Control": "no-cache" };
-					return webConsole.index.body;
+					return sendFile(ctx.meta, webConsole.index, { "Content-Security-Policy": CONSOLE_CSP, "Cache-Control": "no-cache" });
 				},
 			},
 			consoleAsset: {
@@ -306,10 +310,8 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 				handler(ctx: Context<{ file: string }, Meta>) {
 					const asset = webConsole?.assets.get(ctx.params.file);
 					if (!asset) throw notFound("This file");
-					ctx.meta.$responseType = asset.type;
 					// Vite puts a content hash in every asset name: safe to cache for good.
-					ctx.meta.$responseHeaders = { "Cache-Control": "public, max-age=31536000, immutable" };
-					return asset.body;
+					return sendFile(ctx.meta, asset, { "Cache-Control": "public, max-age=31536000, immutable" });
 				},
 			},
 			consoleServiceWorker: {
@@ -318,10 +320,8 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 				rateLimit: "none",
 				handler(ctx: Context<unknown, Meta>) {
 					if (!webConsole?.serviceWorker) throw notFound("The console's service worker");
-					ctx.meta.$responseType = webConsole.serviceWorker.type;
 					// Served from the root, so its scope is the whole console; never cached, so updates reach browsers.
-					ctx.meta.$responseHeaders = { "Content-Security-Policy": CONSOLE_CSP, "Cache-Control": "no-cache" };
-					return webConsole.serviceWorker.body;
+					return sendFile(ctx.meta, webConsole.serviceWorker, { "Content-Security-Policy": CONSOLE_CSP, "Cache-Control": "no-cache" });
 				},
 			},
 			/** Operator view (REPL): the endpoints this gateway's circuit breaker has taken out of rotation. */
