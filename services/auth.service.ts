@@ -29,9 +29,11 @@ import { bootstrapAdmin, setUserRoles } from "./auth/rbac.ts";
 import { findUser, listOutbox, replayEvent } from "./auth/operations.ts";
 import { changePassword, deleteAccount, forgotPassword, resetPassword } from "./auth/recovery.ts";
 import { ActiveSessionCache } from "./auth/session-cache.ts";
-import { VerifiedTokenCache } from "./auth/tokens.ts";
+import { ExpiringCache } from "../lib/expiring-cache.ts";
 import { listSessions, revokeSessions } from "./auth/sessions.ts";
 
+/** Verified tokens introspection remembers (by hash, until their exp). */
+const TOKEN_CACHE_ENTRIES = 10_000;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const MIGRATIONS_DIR = path.join(import.meta.dirname, "auth", "migrations");
 
@@ -301,7 +303,7 @@ export default function authService(config: Config, opts: AuthServiceOptions = {
 			const kek = config.auth.keyEncryptionKey ? Buffer.from(config.auth.keyEncryptionKey, "base64") : DEV_KEY_ENCRYPTION_KEY;
 			const keys = new KeyRing(pool, kek, clock, { rotationDays: config.auth.keyRotationDays, accessTokenTtlS: config.auth.accessTokenTtlS });
 			const { keyEncryptionKey: _sealed, ...settings } = config.auth;
-			deps = { pool, clock, keys, lockout: opts.lockout ?? DEFAULT_LOCKOUT, settings: { ...settings, ...DEFAULT_LINK_SETTINGS, bcryptCost: config.bcryptCost }, sessionCache: new ActiveSessionCache(config.auth.sessionCacheMs), tokenCache: new VerifiedTokenCache() };
+			deps = { pool, clock, keys, lockout: opts.lockout ?? DEFAULT_LOCKOUT, settings: { ...settings, ...DEFAULT_LINK_SETTINGS, bcryptCost: config.bcryptCost }, sessionCache: new ActiveSessionCache(config.auth.sessionCacheMs), tokenCache: new ExpiringCache(TOKEN_CACHE_ENTRIES) };
 			if (this.broker.isMetricsEnabled() && !this.broker.metrics.hasMetric("events.outbox.lag.seconds")) {
 				this.broker.metrics.register({ name: "events.outbox.lag.seconds", type: "gauge", labelNames: ["service"], description: "Age of the oldest event not yet relayed" });
 			}

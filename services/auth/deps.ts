@@ -6,7 +6,8 @@ import type pg from "pg";
 import type { KeyRing } from "./keys.ts";
 import type { LockoutPolicy } from "./lockout.ts";
 import type { ActiveSessionCache } from "./session-cache.ts";
-import type { VerifiedTokenCache } from "./tokens.ts";
+import type { ExpiringCache } from "../../lib/expiring-cache.ts";
+import type { VerifiedClaims } from "./tokens.ts";
 
 export interface Clock {
 	now(): Date;
@@ -43,8 +44,11 @@ export interface AuthDeps {
 	lockout: LockoutPolicy;
 	/** Introspection's memory of active sessions (none: every call asks PostgreSQL). */
 	sessionCache?: ActiveSessionCache;
-	/** Introspection's memory of verified tokens (none: every call checks the signature). */
-	tokenCache?: VerifiedTokenCache;
+	/**
+	 * Introspection's memory of tokens whose signature and claims it checked, by token hash until
+	 * their `exp`: a token's claims never change (none: every call checks the signature).
+	 */
+	tokenCache?: ExpiringCache<VerifiedClaims>;
 }
 
 /** Who asked, for throttling and the audit log. */

@@ -4,6 +4,7 @@
  * per client IP (lockout.ts). Every outcome lands in the audit log.
  */
 import { AppError } from "../../lib/errors.ts";
+import { tokenCacheKey } from "../../lib/expiring-cache.ts";
 import { normalizeEmail } from "./accounts.ts";
 import { audit } from "./audit.ts";
 import { withTransaction } from "./db.ts";
@@ -153,9 +154,10 @@ export interface Introspection {
 /** RFC 7662-style answer: `active` only when the signature, the claims, the expiry and the session all hold. */
 export async function introspect(deps: AuthDeps, token: string): Promise<Introspection> {
 	const now = deps.clock.now();
-	const cached = deps.tokenCache?.get(token, now);
+	const key = tokenCacheKey(token);
+	const cached = deps.tokenCache?.get(key, now.getTime());
 	const check = cached ? { valid: true as const, claims: cached } : await verifyAccessToken(deps.keys, deps.settings, token, now);
-	if (check.valid && !cached) deps.tokenCache?.set(token, check.claims);
+	if (check.valid && !cached) deps.tokenCache?.set(key, check.claims, check.claims.exp * 1000);
 	if (!check.valid || !(await sessionIsActive(deps.pool, check.claims.sid, now, deps.sessionCache))) return { active: false };
 	const { sub, sid, jti, iss, aud, iat, exp, roles, permissions } = check.claims;
 	return { active: true, sub, sid, jti, iss, aud, iat, exp, roles, permissions, tokenType: "access_token" };

@@ -4,7 +4,7 @@
  * iat, nbf, exp, roles, permissions. Verifiers (the gateway, `introspect`) accept only EdDSA,
  * only our issuer and audience, only this token type, within its validity period.
  */
-import { createHash, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import { SignJWT, decodeProtectedHeader, errors, jwtVerify } from "jose";
 import type { AuthSettings } from "./deps.ts";
 import { SIGNING_ALGORITHM } from "./keys.ts";
@@ -97,34 +97,3 @@ export async function verifyAccessToken(keys: KeyRing, settings: TokenSettings, 
 		throw err;
 	}
 }
-
-/**
- * Introspection's memory of tokens whose signature and claims it checked: a token's claims never
- * change, so until its `exp` the check is not repeated (the session is still checked on every
- * call). Keyed by a hash of the token; bounded, oldest first out.
- */
-export class VerifiedTokenCache {
-	readonly #maxEntries: number;
-	readonly #entries = new Map<string, VerifiedClaims>();
-
-	constructor(maxEntries = 10_000) {
-		this.#maxEntries = maxEntries;
-	}
-
-	get(token: string, now: Date): VerifiedClaims | undefined {
-		const key = tokenKey(token);
-		const claims = this.#entries.get(key);
-		if (claims && claims.exp * 1000 <= now.getTime()) {
-			this.#entries.delete(key);
-			return undefined;
-		}
-		return claims;
-	}
-
-	set(token: string, claims: VerifiedClaims): void {
-		if (this.#entries.size >= this.#maxEntries) this.#entries.delete(this.#entries.keys().next().value!);
-		this.#entries.set(tokenKey(token), claims);
-	}
-}
-
-const tokenKey = (token: string) => createHash("sha256").update(token).digest("base64url");

@@ -5,11 +5,11 @@
  * cached until it expires (bounded, keyed by a hash of the token); sessions that auth revoked
  * are refused through a deny list fed by auth's `auth.session.revoked` broadcasts.
  */
-import { createHash } from "node:crypto";
 import { createLocalJWKSet, decodeProtectedHeader, errors, jwtVerify } from "jose";
 import type { JSONWebKeySet, JWTPayload } from "jose";
 import type { Caller } from "../../lib/caller.ts";
 import { AppError } from "../../lib/errors.ts";
+import { ExpiringCache, tokenCacheKey } from "../../lib/expiring-cache.ts";
 
 export interface VerifierOptions {
 	issuer: string;
@@ -34,24 +34,20 @@ export class TokenVerifier {
 	private keys?: ReturnType<typeof createLocalJWKSet>;
 	private lastRefresh = 0;
 	private refreshing?: Promise<void>;
-	private readonly cache = new Map<string, VerifiedToken>();
+	private readonly cache: ExpiringCache<VerifiedToken>;
 	/** sessionId -> epoch seconds until which it is refused. */
 	private readonly revoked = new Map<string, number>();
 	private readonly opts: Required<VerifierOptions>;
 
 	constructor(opts: VerifierOptions) {
 		this.opts = { clockToleranceS: 30, minRefreshIntervalMs: 5_000, cacheSize: 10_000, now: Date.now, ...opts };
+		this.cache = new ExpiringCache(this.opts.cacheSize);
 	}
 
 	async verify(token: string): Promise<VerifiedToken> {
 		const nowS = this.opts.now() / 1000;
-		const key = createHash("sha256").update(token).digest("base64url");
-		let verified = this.cache.get(key);
-		if (verified && verified.exp + this.opts.clockToleranceS <= nowS) {
-			this.cache.delete(key);
-			verified = undefined;
-		}
-		verified ??= await this.verifySignature(token, key);
+		const key = tokenCacheKey(token);
+		const verified = this.cache.get(key, nowS * 1000) ?? (await this.verifySignature(token, key));
 		const revokedUntil = this.revoked.get(verified.sessionId);
 		if (revokedUntil !== undefined && revokedUntil > nowS) throw invalidToken("The session of this token has ended.");
 		return verified;
@@ -75,8 +71,7 @@ export class TokenVerifier {
 		if (!header.alg || !ALGORITHMS.includes(header.alg) || typeof header.kid !== "string") throw invalidToken();
 		const payload = await this.verifyWithKeys(token, true);
 		const verified = toVerified(payload);
-		if (this.cache.size >= this.opts.cacheSize) this.cache.delete(this.cache.keys().next().value!);
-		this.cache.set(cacheKey, verified);
+		this.cache.set(cacheKey, verified, (verified.exp + this.opts.clockToleranceS) * 1000);
 		return verified;
 	}
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { ActiveSessionCache } from "../../services/auth/session-cache.ts";
-import { VerifiedTokenCache } from "../../services/auth/tokens.ts";
+import { ExpiringCache, tokenCacheKey } from "../../lib/expiring-cache.ts";
 import type { VerifiedClaims } from "../../services/auth/tokens.ts";
 
 const at = (ms: number) => new Date(Date.UTC(2026, 10, 25) + ms);
@@ -40,23 +40,25 @@ describe("ActiveSessionCache", () => {
 	});
 });
 
-describe("VerifiedTokenCache", () => {
+describe("introspection's verified-token cache (ExpiringCache by token hash)", () => {
 	const claims = (exp: number): VerifiedClaims => ({ sub: "u", sid: "s", jti: "j", iss: "i", aud: "a", iat: 0, nbf: 0, exp, roles: [], permissions: [] });
+	const remember = (cache: ExpiringCache<VerifiedClaims>, token: string, c: VerifiedClaims) => cache.set(tokenCacheKey(token), c, c.exp * 1000);
 
 	it("answers a verified token until its exp, and only that token", () => {
-		const cache = new VerifiedTokenCache();
+		const cache = new ExpiringCache<VerifiedClaims>(10_000);
 		const exp = at(60_000).getTime() / 1000;
-		cache.set("token-a", claims(exp));
-		expect(cache.get("token-a", at(59_999))).toMatchObject({ exp });
-		expect(cache.get("token-b", at(0))).toBeUndefined();
-		expect(cache.get("token-a", at(60_000))).toBeUndefined();
+		remember(cache, "token-a", claims(exp));
+		expect(cache.get(tokenCacheKey("token-a"), at(59_999).getTime())).toMatchObject({ exp });
+		expect(cache.get(tokenCacheKey("token-b"), at(0).getTime())).toBeUndefined();
+		expect(cache.get(tokenCacheKey("token-a"), at(60_000).getTime())).toBeUndefined();
 	});
 
 	it("stays within its bound, dropping the oldest first", () => {
-		const cache = new VerifiedTokenCache(10);
+		const cache = new ExpiringCache<VerifiedClaims>(10);
 		const exp = at(60_000).getTime() / 1000;
-		for (let i = 0; i < 25; i++) cache.set(`t${i}`, claims(exp));
-		expect(cache.get("t24", at(0))).toBeDefined();
-		expect(cache.get("t14", at(0))).toBeUndefined();
+		for (let i = 0; i < 25; i++) remember(cache, `t${i}`, claims(exp));
+		expect(cache.get(tokenCacheKey("t24"), at(0).getTime())).toBeDefined();
+		expect(cache.get(tokenCacheKey("t14"), at(0).getTime())).toBeUndefined();
+		expect(cache.size).toBe(10);
 	});
 });
