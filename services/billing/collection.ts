@@ -56,11 +56,8 @@ export async function dueForCollection(db: Db, now: Date, limit: number): Promis
 export async function collectInvoice(db: Db, inv: Invoice, ctx: CollectionContext): Promise<CollectionOutcome> {
 	if (inv.status !== "open" || inv.stripeInvoiceId !== null) return "already_settled";
 	const attempt = (inv.paymentAttempts ?? 0) + 1;
-	const customer = await customers(db).findOne({ _id: inv.userId }, { projection: { stripeCustomerId: 1 } });
 	// Nothing to charge (credits covered it): paid as it is, as Stripe does with a zero invoice.
-	const result: ChargeResult = inv.amountDue <= 0
-		? { outcome: "succeeded", paymentId: null }
-		: await ctx.charge({ stripeCustomerId: customer?.stripeCustomerId ?? null, amount: inv.amountDue, currency: inv.currency, invoiceId: inv._id, description: `Invoice ${inv.number ?? inv._id}`, idempotencyKey: `invoice-payment:${inv._id}:${attempt}` });
+	const result: ChargeResult = inv.amountDue <= 0 ? { outcome: "succeeded", paymentId: null } : await charge(db, inv, attempt, ctx);
 
 	if (result.outcome === "succeeded") {
 		await settleSubscription(db, inv.subscriptionId, "active", ctx);
@@ -74,6 +71,12 @@ export async function collectInvoice(db: Db, inv: Invoice, ctx: CollectionContex
 	const recorded = await recordPaymentFailure(db, inv._id, `attempt:${attempt}`, nextAttemptAt, ctx, set);
 	if (!recorded) return "already_settled";
 	return nextAttemptAt ? "retry_scheduled" : "exhausted";
+}
+
+/** Charges what the invoice owes to the customer's card, with the key of this attempt. */
+async function charge(db: Db, inv: Invoice, attempt: number, ctx: CollectionContext): Promise<ChargeResult> {
+	const customer = await customers(db).findOne({ _id: inv.userId }, { projection: { stripeCustomerId: 1 } });
+	return ctx.charge({ stripeCustomerId: customer?.stripeCustomerId ?? null, amount: inv.amountDue, currency: inv.currency, invoiceId: inv._id, description: `Invoice ${inv.number ?? inv._id}`, idempotencyKey: `invoice-payment:${inv._id}:${attempt}` });
 }
 
 /**

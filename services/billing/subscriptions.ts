@@ -186,7 +186,8 @@ export async function findSubscription(db: Db, userId: string): Promise<Subscrip
 	return (await subscriptions(db).findOne({ liveKey: userId }, { projection: WITHOUT_OUTBOX })) ?? (await subscriptions(db).find({ userId }, { projection: WITHOUT_OUTBOX }).sort({ createdAt: -1 }).limit(1).next());
 }
 
-async function liveSubscription(db: Db, userId: string): Promise<Subscription> {
+/** The user's live subscription; 404 when there is none. */
+export async function liveSubscription(db: Db, userId: string): Promise<Subscription> {
 	const sub = await subscriptions(db).findOne({ liveKey: userId }, { projection: WITHOUT_OUTBOX });
 	if (!sub) throw notFound("Subscription");
 	return sub;

@@ -9,13 +9,13 @@
  * computed when its invoice is finalized, which is after the renewal is committed.
  */
 import type { Db } from "mongodb";
-import { AppError, badRequest, notFound } from "../../lib/errors.ts";
+import { AppError, badRequest } from "../../lib/errors.ts";
 import { invoices, replaceMeteredLine } from "./invoices.ts";
 import { findPriceById, getPlan } from "./plans.ts";
 import { priceAmount } from "./pricing.ts";
 import type { Price } from "./pricing.ts";
 import { isDuplicateKey } from "./store.ts";
-import { subscriptions } from "./subscriptions.ts";
+import { liveSubscription, subscriptions } from "./subscriptions.ts";
 import type { Subscription } from "./subscriptions.ts";
 
 export interface UsageRecord {
@@ -44,8 +44,7 @@ export interface UsageInput {
 }
 
 async function meteredSubscription(db: Db, userId: string): Promise<{ sub: Subscription; price: Price }> {
-	const sub = await subscriptions(db).findOne({ liveKey: userId }, { projection: { pendingEvents: 0 } });
-	if (!sub) throw notFound("Subscription");
+	const sub = await liveSubscription(db, userId);
 	const price = findPriceById(await getPlan(db, sub.planId), sub.priceId);
 	if (price.model !== "metered") throw new AppError(409, "PRICE_NOT_METERED", `The subscription's price ${price.id} is not metered; usage is not billed on it.`);
 	return { sub, price };
