@@ -16,6 +16,7 @@ import { AmqpEventPublisher } from "../lib/events/publisher.ts";
 import { migrateUp } from "../lib/migrations.ts";
 import { eventHandlersMixin, eventQueueNames } from "../mixins/events.mixin.ts";
 import { brokerOptions } from "../moleculer.config.ts";
+import { createTestDatabase, dropTestDatabase } from "../test/support/infra.ts";
 
 const AUTH_MIGRATIONS = path.resolve(import.meta.dirname, "..", "services", "auth", "migrations");
 /** The relay's batch in production (outboxMixin's default). */
@@ -79,13 +80,8 @@ export async function rawAmqpRate(url: string, namespace: string, n: number): Pr
  * relay's start to the last consumed event.
  */
 export async function outboxRelayRate(env: Record<string, string>, namespace: string, n: number): Promise<number> {
-	const dbName = `bench_outbox_${namespace}`;
-	const admin = new pg.Client({ connectionString: env.DATABASE_URL });
-	await admin.connect();
-	await admin.query(`CREATE DATABASE ${dbName}`);
-	const dbUrl = new URL(env.DATABASE_URL!);
-	dbUrl.pathname = `/${dbName}`;
-	const pool = new pg.Pool({ connectionString: dbUrl.toString(), max: 4 });
+	const dbUrl = await createTestDatabase();
+	const pool = new pg.Pool({ connectionString: dbUrl, max: 4 });
 	// The database is dropped WITH (FORCE) at the end: a connection it ends must not crash the bench.
 	pool.on("error", () => undefined);
 	const consumed = countdown(n, 120_000, "outbox relay + consume");
@@ -98,7 +94,7 @@ export async function outboxRelayRate(env: Record<string, string>, namespace: st
 	});
 	const publisher = new AmqpEventPublisher(env.RABBITMQ_URL!, namespace);
 	try {
-		await migrateUp(dbUrl.toString(), AUTH_MIGRATIONS, quiet);
+		await migrateUp(dbUrl, AUTH_MIGRATIONS, quiet);
 		await broker.start();
 		const rows = Array.from({ length: n }, (_, i) => createCloudEvent({ type: BENCH_TYPE, source: "/bench", subject: `e${i}`, data: { i } }));
 		await pool.query("INSERT INTO outbox_events (id, type, envelope) SELECT * FROM unnest($1::uuid[], $2::text[], $3::jsonb[])", [rows.map((e) => e.id), rows.map((e) => e.type), rows.map((e) => JSON.stringify(e))]);
@@ -114,8 +110,7 @@ export async function outboxRelayRate(env: Record<string, string>, namespace: st
 		await broker.stop();
 		await deleteQueues(env.RABBITMQ_URL!, namespace);
 		await pool.end();
-		await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
-		await admin.end();
+		await dropTestDatabase(dbUrl);
 	}
 }
 

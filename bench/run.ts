@@ -13,13 +13,12 @@ import { Client as GrpcClient, credentials } from "@grpc/grpc-js";
 import autocannon from "autocannon";
 import bcrypt from "bcrypt";
 import nodemailer from "nodemailer";
-import pg from "pg";
 import { MongoClient } from "mongodb";
 import { createCloudEvent } from "../lib/events/cloudevents.ts";
 import { AmqpEventPublisher } from "../lib/events/publisher.ts";
 import { serviceDefinition } from "../lib/protos.ts";
 import { ProcessCluster, freePort, namespaceQueues } from "../test/support/chaos.ts";
-import { createTestDatabase } from "../test/support/infra.ts";
+import { createTestDatabase, dropTestDatabase } from "../test/support/infra.ts";
 import { outboxRelayRate, rawAmqpRate, userCreatedLatency } from "./events.ts";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
@@ -237,23 +236,11 @@ async function main(): Promise<void> {
 		const mongo = new MongoClient(mongoUrl.toString());
 		await mongo.db().dropDatabase().catch(() => undefined);
 		await mongo.close();
-		await dropDatabase(authDb);
+		await dropTestDatabase(authDb);
 	}
 
 	console.log("\n| target | measured | baseline (same run) | ratio | goal | verdict |\n|---|---|---|---|---|---|");
 	for (const r of rows) console.log(`| ${r.target} | ${r.measured} | ${r.baseline} | ${Number.isNaN(r.ratio) ? "-" : `${r.ratio.toFixed(2)}x`} | ${r.goal} | ${r.ok === null ? "-" : r.ok ? "met" : "MISSED"} |`);
-}
-
-/** Drops a database made for this run (its nodes are stopped by then). */
-async function dropDatabase(url: string): Promise<void> {
-	const name = new URL(url).pathname.slice(1);
-	const admin = new pg.Client({ connectionString: process.env.DATABASE_URL });
-	await admin.connect();
-	try {
-		await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-	} finally {
-		await admin.end();
-	}
 }
 
 /** Waits until no event queue of the namespace holds a message; answers how long it took. */

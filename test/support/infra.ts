@@ -44,6 +44,17 @@ export async function createTestDatabase(): Promise<string> {
 	return url.toString();
 }
 
+/** Drops a database made by createTestDatabase, ending whatever connections it still has. */
+export async function dropTestDatabase(url: string): Promise<void> {
+	const admin = new pg.Client({ connectionString: infra.databaseUrl });
+	await admin.connect();
+	try {
+		await admin.query(`DROP DATABASE IF EXISTS ${new URL(url).pathname.slice(1)} WITH (FORCE)`);
+	} finally {
+		await admin.end();
+	}
+}
+
 /** The environment a node of the test cluster gets; each test run has its own namespace. */
 export function testEnv(namespace: string, extra: Record<string, string> = {}): Record<string, string> {
 	const mongo = new URL(infra.mongoUrl);
