@@ -40,6 +40,13 @@ export interface Config {
 		tokenAudience: string;
 		/** Load shedding per gateway node (services/gateway/admission.ts). */
 		admission: { maxInFlight: number; maxInFlightPerService: number; maxEventLoopDelayMs: number };
+		/**
+		 * Open connections per node (services/gateway/connections.ts). Default 500: a flood of 1,000
+		 * busy connections took a gateway from ~120 MB to 348-474 MB, past k8s/base's 384 Mi limit
+		 * (docs/reliability.md, overload); at that cost 500 come to about 235-300 MB. It is above
+		 * GATEWAY_MAX_IN_FLIGHT, so busy clients get the 503 with Retry-After first.
+		 */
+		maxConnections: number;
 	};
 	databaseUrl?: string;
 	bcryptCost: number;
@@ -163,6 +170,7 @@ const perServiceSchema: Record<ServiceName, ValidationSchema> = {
 		GATEWAY_MAX_IN_FLIGHT: { type: "number", integer: true, min: 1, max: 100_000, convert: true, default: 400 },
 		GATEWAY_MAX_IN_FLIGHT_PER_SERVICE: { type: "number", integer: true, min: 1, max: 100_000, convert: true, default: 100 },
 		GATEWAY_MAX_EVENT_LOOP_DELAY_MS: { type: "number", integer: true, min: 10, max: 60_000, convert: true, default: 100 },
+		GATEWAY_MAX_CONNECTIONS: { type: "number", integer: true, min: 1, max: 1_000_000, convert: true, default: 500 },
 		REDIS_URL: url(["redis", "rediss"]),
 	},
 	auth: {
@@ -301,6 +309,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, opts: { service
 				maxInFlightPerService: Number(v.GATEWAY_MAX_IN_FLIGHT_PER_SERVICE ?? 100),
 				maxEventLoopDelayMs: Number(v.GATEWAY_MAX_EVENT_LOOP_DELAY_MS ?? 100),
 			},
+			maxConnections: Number(v.GATEWAY_MAX_CONNECTIONS ?? 500),
 		},
 		databaseUrl: str("DATABASE_URL"),
 		bcryptCost: Number(v.BCRYPT_COST ?? 12),

@@ -26,10 +26,11 @@ import type { ConsoleFile } from "./gateway/console.ts";
 import { bearerToken, clientIpResolver, jsonBodiesOnly, requestIdOf, setSecurityHeaders, writeRefusal } from "./gateway/http.ts";
 import { buildSpec } from "./gateway/openapi.ts";
 import { collectOperations, DOCS_ASSETS, DOCS_INIT, DOCS_PAGE } from "./gateway/api-docs.ts";
+import { ConnectionGuard, SLOW_CLIENT_LIMITS } from "./gateway/connections.ts";
 import { drainConnections } from "./gateway/drain.ts";
 import { AUTO_ALIASED_PREFIXES, exemptFromShedding, rateLimitOf, serviceOfPath } from "./gateway/edge-policy.ts";
 import type { EdgePolicy } from "./gateway/edge-policy.ts";
-import { HTTP_REQUESTS, httpMetricsMiddleware, registerHttpMetrics } from "./gateway/http-metrics.ts";
+import { CONNECTIONS_OPEN, CONNECTIONS_REFUSED, HTTP_REQUESTS, httpMetricsMiddleware, registerHttpMetrics } from "./gateway/http-metrics.ts";
 import { parsePolicy, RateLimiter, rateLimitHeaders } from "./gateway/rate-limit.ts";
 import type { RatePolicy } from "./gateway/rate-limit.ts";
 import { AUTH_ROUTES, AUTO_ALIASED, proxyActionName } from "./gateway/routes.ts";
@@ -92,6 +93,7 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 	const streams = new AlertStreams();
 	const admission = new Admission(config.gateway.admission);
 	let verifier: TokenVerifier;
+	let connections: ConnectionGuard | undefined;
 	let spec: Record<string, unknown> | undefined;
 	let draining = false;
 	const webConsole = loadConsole();
@@ -407,7 +409,7 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 						(err: Error) => ({ status: "down" as const, error: err.message }),
 					),
 				]);
-				return { ...cluster, gateway: { nodeId: this.broker.nodeID, authGrpc: grpc, openStreams: streams.size, inFlight: admission.inFlight() } };
+				return { ...cluster, gateway: { nodeId: this.broker.nodeID, authGrpc: grpc, openStreams: streams.size, openConnections: connections?.size, inFlight: admission.inFlight() } };
 			},
 		},
 
@@ -416,6 +418,21 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 				registerHttpMetrics(this.broker.metrics);
 				const record = httpMetricsMiddleware(this.broker.metrics);
 				metricsMiddleware = (req, res, next) => record(req, res, next);
+			}
+			// moleculer-web (a mixin, so created first) has made the server; it listens in started().
+			const server = (this as unknown as { server?: Server }).server;
+			if (server) {
+				const metrics = this.broker.isMetricsEnabled() ? this.broker.metrics : undefined;
+				connections = new ConnectionGuard(
+					{ maxConnections: config.gateway.maxConnections, ...SLOW_CLIENT_LIMITS },
+					{
+						opened: () => metrics?.increment(CONNECTIONS_OPEN),
+						closed: () => metrics?.decrement(CONNECTIONS_OPEN),
+						refused: () => metrics?.increment(CONNECTIONS_REFUSED),
+						warn: (message, data) => this.logger.warn(message, data),
+					},
+				);
+				connections.attach(server);
 			}
 			verifier = new TokenVerifier({
 				issuer: config.gateway.tokenIssuer,
@@ -435,6 +452,7 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 			const server = (this as unknown as { server?: Server }).server;
 			if (server) await drainConnections(server);
 			admission.stop();
+			connections?.stop();
 			streams.close();
 			await closeRedis(redis);
 		},

@@ -5,9 +5,10 @@
  * once races with a client reusing one (a failed request); docs/reliability.md, scenario 3.
  */
 import type { Server } from "node:http";
+import { KEEP_ALIVE_TIMEOUT_MS } from "./connections.ts";
 
-/** Longest wait for clients to leave: Node's keep-alive timeout (5 s) and a margin. */
-export const DRAIN_MAX_MS = 5_500;
+/** Longest wait for clients to leave: the server's keep-alive timeout and a margin. */
+export const DRAIN_MAX_MS = KEEP_ALIVE_TIMEOUT_MS + 500;
 const POLL_MS = 50;
 
 export async function drainConnections(server: Server, maxMs = DRAIN_MAX_MS): Promise<void> {
