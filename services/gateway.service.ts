@@ -12,7 +12,7 @@ import ApiGateway from "moleculer-web";
 import type { ApiRouteSchema, ApiSettingsSchema } from "moleculer-web";
 import type { Caller } from "../lib/caller.ts";
 import type { Config } from "../lib/config.ts";
-import { AppError, forbidden, notFound, unauthorized } from "../lib/errors.ts";
+import { AppError, forbidden, unauthorized } from "../lib/errors.ts";
 import type { HealthReport } from "../lib/health.ts";
 import { clusterHealth } from "../lib/cluster-health.ts";
 import { PROBLEM_CONTENT_TYPE, toProblem } from "../lib/problem.ts";
@@ -21,13 +21,10 @@ import { traceresponse } from "../lib/trace-context.ts";
 import { grpcClientMixin } from "../mixins/grpc.mixin.ts";
 import { Admission, SHED_RETRY_AFTER_S } from "./gateway/admission.ts";
 import { AlertStreams } from "./gateway/alert-streams.ts";
-import { CONSOLE_CSP, loadConsole } from "./gateway/console.ts";
-import type { ConsoleFile } from "./gateway/console.ts";
 import { bearerToken, clientIpResolver, jsonBodiesOnly, requestIdOf, setSecurityHeaders, writeRefusal } from "./gateway/http.ts";
-import { buildSpec } from "./gateway/openapi.ts";
-import { collectOperations, DOCS_ASSETS, DOCS_INIT, DOCS_PAGE } from "./gateway/api-docs.ts";
 import { ConnectionGuard, SLOW_CLIENT_LIMITS } from "./gateway/connections.ts";
 import { drainConnections } from "./gateway/drain.ts";
+import { fileActions } from "./gateway/file-actions.ts";
 import { AUTO_ALIASED_PREFIXES, exemptFromShedding, rateLimitOf, serviceOfPath } from "./gateway/edge-policy.ts";
 import type { EdgePolicy } from "./gateway/edge-policy.ts";
 import { CONNECTIONS_OPEN, CONNECTIONS_REFUSED, HTTP_REQUESTS, httpMetricsMiddleware, registerHttpMetrics } from "./gateway/http-metrics.ts";
@@ -52,24 +49,14 @@ const EDGE_CALL_TIMEOUT_MS = 2_000;
 const CREDENTIAL_DEADLINE_MS = 8_000;
 const CREDENTIAL_RPCS = ["Register", "Login", "ResetPassword", "ChangePassword", "DeleteAccount"];
 const JSON_LIMIT = "64kb";
-// Swagger UI styles itself inline; everything it loads comes from this origin.
-const DOCS_CSP = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'";
 
 type Request = IncomingMessage & { $ctx?: Context; $action?: EdgePolicy; $alias?: object; originalUrl?: string; rawBody?: Buffer };
-/** Answers with a file held in memory: its content type, and the caching and CSP headers given. */
-function sendFile(meta: Meta, file: ConsoleFile, headers: Record<string, string>): Buffer {
-	meta.$responseType = file.type;
-	meta.$responseHeaders = headers;
-	return file.body;
-}
 
 type Meta = {
 	caller?: Caller;
 	clientIp?: string;
 	webhook?: { rawBody: string; signature: string };
 	$statusCode?: number;
-	$responseType?: string;
-	$responseHeaders?: Record<string, string>;
 };
 
 interface GatewayMethods {
@@ -94,9 +81,8 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 	const admission = new Admission(config.gateway.admission);
 	let verifier: TokenVerifier;
 	let connections: ConnectionGuard | undefined;
-	let spec: Record<string, unknown> | undefined;
 	let draining = false;
-	const webConsole = loadConsole();
+	const files = fileActions();
 	let metricsMiddleware = (_req: Request, _res: ServerResponse, next: () => void) => next();
 
 	// Auth routes call local actions that forward to auth over gRPC; edge policy comes from the table.
@@ -264,68 +250,7 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 					return { status: ready ? "ready" : "not_ready", checks };
 				},
 			},
-			openapi: {
-				visibility: "published",
-				auth: "none",
-				handler() {
-					spec ??= buildSpec({ title: "Backplane API", version: "1.0.0", description: "Accounts, billing and notifications. Errors are RFC 9457 problem+json." }, collectOperations(this.broker.registry, AUTH_ROUTES));
-					return spec;
-				},
-			},
-			docs: {
-				visibility: "published",
-				auth: "none",
-				handler(ctx: Context<unknown, Meta>) {
-					ctx.meta.$responseType = "text/html; charset=utf-8";
-					ctx.meta.$responseHeaders = { "Content-Security-Policy": DOCS_CSP };
-					return DOCS_PAGE;
-				},
-			},
-			docsAsset: {
-				visibility: "published",
-				auth: "none",
-				params: { file: { type: "string", max: 100 } },
-				handler(ctx: Context<{ file: string }, Meta>) {
-					if (ctx.params.file === "init.js") {
-						ctx.meta.$responseType = "text/javascript; charset=utf-8";
-						return DOCS_INIT;
-					}
-					const asset = DOCS_ASSETS[ctx.params.file];
-					if (!asset) throw notFound("This file");
-					return sendFile(ctx.meta, asset, { "Cache-Control": "public, max-age=86400" });
-				},
-			},
-			console: {
-				visibility: "published",
-				auth: "none",
-				rateLimit: "none",
-				handler(ctx: Context<unknown, Meta>) {
-					if (!webConsole) throw notFound("The console (build it with `npm run build:web`)");
-					return sendFile(ctx.meta, webConsole.index, { "Content-Security-Policy": CONSOLE_CSP, "Cache-Control": "no-cache" });
-				},
-			},
-			consoleAsset: {
-				visibility: "published",
-				auth: "none",
-				rateLimit: "none",
-				params: { file: { type: "string", max: 200 } },
-				handler(ctx: Context<{ file: string }, Meta>) {
-					const asset = webConsole?.assets.get(ctx.params.file);
-					if (!asset) throw notFound("This file");
-					// Vite puts a content hash in every asset name: safe to cache for good.
-					return sendFile(ctx.meta, asset, { "Cache-Control": "public, max-age=31536000, immutable" });
-				},
-			},
-			consoleServiceWorker: {
-				visibility: "published",
-				auth: "none",
-				rateLimit: "none",
-				handler(ctx: Context<unknown, Meta>) {
-					if (!webConsole?.serviceWorker) throw notFound("The console's service worker");
-					// Served from the root, so its scope is the whole console; never cached, so updates reach browsers.
-					return sendFile(ctx.meta, webConsole.serviceWorker, { "Content-Security-Policy": CONSOLE_CSP, "Cache-Control": "no-cache" });
-				},
-			},
+			...files.actions,
 			/** Operator view (REPL): the endpoints this gateway's circuit breaker has taken out of rotation. */
 			circuitBreakers: {
 				visibility: "public",
@@ -354,7 +279,7 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 			},
 			// Routes and actions changed: the spec is rebuilt on next request.
 			"$services.changed"() {
-				spec = undefined;
+				files.invalidateSpec();
 			},
 		},
 
