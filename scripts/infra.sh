@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The local infrastructure: PostgreSQL, Redis, RabbitMQ, a MongoDB API (FerretDB on SQLite),
+# The local infrastructure: PostgreSQL, Redis, RabbitMQ, a MongoDB API (FerretDB on PostgreSQL),
 # Mailpit and stripe-mock, each on the project's own port with its data under .data/.
 # No Docker, no systemd: plain processes started in the background. Idempotent throughout.
 # See docs/infrastructure.md.

@@ -106,6 +106,8 @@ END
 $$;
 SELECT 'CREATE DATABASE backplane OWNER backplane'
  WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'backplane')\gexec
+SELECT 'CREATE DATABASE ferretdb OWNER backplane'
+ WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'ferretdb')\gexec
 SQL
 }
 svc_postgres_stop() {
@@ -285,7 +287,9 @@ svc_rabbitmq_stop() {
   rabbit_stop_epmd
 }
 
-# ================================================================ MongoDB API (FerretDB on SQLite)
+# ================================================================ MongoDB API (FerretDB on PostgreSQL)
+# FerretDB keeps its documents in this PostgreSQL, database `ferretdb` (one schema per MongoDB
+# database). Its SQLite backend spent ~10x the CPU per operation on 2 cores (docs/decisions/0004).
 
 # A real `ping` command over the MongoDB wire protocol (OP_MSG {ping: 1, $db: "admin"}), so the
 # check needs no driver: succeeds only if the reply document holds ok: 1.0.
@@ -303,7 +307,7 @@ mongo_ping() {
 
 svc_mongo_port() { echo "$MONGO_PORT"; }
 svc_mongo_log() { echo "$LOG_DIR/mongo.log"; }
-svc_mongo_detail() { echo "FerretDB $FERRETDB_VERSION on SQLite, data $(rel "$DATA_DIR/mongo")"; }
+svc_mongo_detail() { echo "FerretDB $FERRETDB_VERSION on PostgreSQL (database ferretdb), state $(rel "$DATA_DIR/mongo")"; }
 svc_mongo_pid() {
   local pid; pid="$(read_pid "$RUN_DIR/mongo.pid")"
   pid_alive "$pid" ferretdb && echo "$pid"
@@ -311,9 +315,16 @@ svc_mongo_pid() {
 }
 svc_mongo_ready() { mongo_ping; }
 svc_mongo_launch() {
-  mkdir -p "$DATA_DIR/mongo"
-  spawn "$RUN_DIR/mongo.pid" "$(svc_mongo_log)" "$(tool_bin ferretdb)" \
-    --handler=sqlite --sqlite-url="file:$DATA_DIR/mongo/" \
+  local logf; logf="$(svc_mongo_log)"
+  mkdir -p "$DATA_DIR/mongo" "$(dirname "$logf")"
+  # Started together with PostgreSQL by `up`: wait for it, and make its role and database now
+  # (its own setup runs later, and a checkout set up before this backend has no database ferretdb).
+  if ! svc_postgres_wait 30 >/dev/null || ! svc_postgres_after >>"$logf" 2>&1; then
+    echo "FerretDB stores its data in PostgreSQL (port $PG_PORT), which is not running or not set up: scripts/infra.sh up postgres mongo" >>"$logf"
+    return 1
+  fi
+  spawn "$RUN_DIR/mongo.pid" "$logf" "$(tool_bin ferretdb)" \
+    --handler=postgresql --postgresql-url="postgres://backplane:backplane@127.0.0.1:$PG_PORT/ferretdb" \
     --listen-addr="127.0.0.1:$MONGO_PORT" --state-dir="$DATA_DIR/mongo" \
     --debug-addr=- --telemetry=disable --log-format=text --log-level=INFO
 }
