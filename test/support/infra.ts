@@ -12,6 +12,7 @@ import { loadConfig } from "../../lib/config.ts";
 import type { AppError } from "../../lib/errors.ts";
 import type { Config, ServiceName } from "../../lib/config.ts";
 import { brokerOptions } from "../../moleculer.config.ts";
+import { namespacesInUse } from "./namespaces.ts";
 
 export const infra = {
 	rabbitmqUrl: process.env.RABBITMQ_URL ?? "amqp://backplane:backplane@127.0.0.1:55672",
@@ -57,6 +58,7 @@ export async function dropTestDatabase(url: string): Promise<void> {
 
 /** The environment a node of the test cluster gets; each test run has its own namespace. */
 export function testEnv(namespace: string, extra: Record<string, string> = {}): Record<string, string> {
+	namespacesInUse.add(namespace);
 	const mongo = new URL(infra.mongoUrl);
 	mongo.pathname = `/${namespace}`;
 	return {
