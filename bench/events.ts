@@ -134,6 +134,8 @@ export interface EndToEnd {
 	count: number;
 	/** Registrations that did not answer 201 (left out of the latencies), by status. */
 	failed: Record<string, number>;
+	/** Until the gateway answered 201 (what happens before any event). */
+	answered: Percentiles;
 	/** Until both the trial and the e-mail exist; then each on its own. */
 	both: Percentiles;
 	trial: Percentiles;
@@ -154,6 +156,7 @@ function percentiles(values: number[]): Percentiles {
 export async function userCreatedLatency(opts: { gateway: string; mongoUrl: string; mailpitUrl: string; perSecond: number; seconds: number; domain: string }): Promise<EndToEnd> {
 	const total = opts.perSecond * opts.seconds;
 	const sentAt = new Map<string, number>();
+	const answeredIn: number[] = [];
 	const userIds = new Map<string, string>(); // user id -> e-mail
 	const failed: Record<string, number> = {};
 	const started = Date.now();
@@ -169,6 +172,7 @@ export async function userCreatedLatency(opts: { gateway: string; mongoUrl: stri
 				failed[key] = (failed[key] ?? 0) + 1;
 				return;
 			}
+			answeredIn.push(Date.now() - t0);
 			sentAt.set(email, t0);
 			userIds.set(body.user!.id, email);
 		}),
@@ -191,6 +195,7 @@ export async function userCreatedLatency(opts: { gateway: string; mongoUrl: stri
 		return {
 			count: users.length,
 			failed,
+			answered: percentiles(answeredIn),
 			both: percentiles(users.map(([email, t0]) => Math.max(trials.get(email)!, mails.get(email)!) - t0)),
 			trial: percentiles(users.map(([email, t0]) => trials.get(email)! - t0)),
 			mail: percentiles(users.map(([email, t0]) => mails.get(email)! - t0)),
