@@ -153,15 +153,15 @@ export function mongoOutboxStore(db: Db, opts: MongoOutboxOptions): OutboxStore 
 		const owner = await tryLock(db, key);
 		if (!owner) return null;
 		try {
-			const doc = await collection.findOne({ _id: id, ...claimable() });
+			// Sets the lease and reads the entries in one round trip (safe: nobody else writes under the lock).
+			const lease = randomUUID();
+			const doc = await collection.findOneAndUpdate({ _id: id, ...claimable() }, { $set: { outboxLease: lease, outboxLeaseUntil: new Date(Date.now() + leaseMs) } }, { returnDocument: "before" });
 			if (!doc) return null;
 			const entries = doc.pendingEvents ?? [];
 			if (!entries.length) {
-				await collection.updateOne({ _id: id }, { $set: { outboxAt: null } });
+				await collection.updateOne({ _id: id }, { $set: { outboxAt: null, outboxLease: null, outboxLeaseUntil: null } });
 				return null;
 			}
-			const lease = randomUUID();
-			await collection.updateOne({ _id: id }, { $set: { outboxLease: lease, outboxLeaseUntil: new Date(Date.now() + leaseMs) } });
 			return { collection, key, id, lease, entries };
 		} finally {
 			await unlock(db, key, owner).catch(() => undefined);
@@ -170,6 +170,15 @@ export function mongoOutboxStore(db: Db, opts: MongoOutboxOptions): OutboxStore 
 
 	async function release(c: Claim, published: boolean): Promise<void> {
 		await withDocumentLock(db, c.key, async () => {
+			if (published) {
+				// The usual case, in one update: the lease is still ours, so nobody removed entries, and
+				// the count is unchanged, so nobody appended any: the outbox holds exactly what was sent.
+				const emptied = await c.collection.updateOne(
+					{ _id: c.id, outboxLease: c.lease, pendingEvents: { $size: c.entries.length } },
+					{ $set: { pendingEvents: [], outboxAt: null, outboxLease: null, outboxLeaseUntil: null } },
+				);
+				if (emptied.matchedCount === 1) return;
+			}
 			const doc = await c.collection.findOne({ _id: c.id });
 			if (!doc) return;
 			const ours = doc.outboxLease === c.lease;

@@ -130,7 +130,7 @@ export async function commitChange(db: Db, sub: Subscription, change: Change, ct
 	const update = withEvents<Subscription>({ ...change.extra, $set: set, $inc: { version: 1 } }, events, ctx.now);
 	const filter = { ...change.guard, _id: sub._id, version: sub.version };
 	return withDocumentLock(db, lockKey("subscriptions", sub._id), async () => {
-		if (!(await subscriptions(db).countDocuments(filter, { limit: 1 }))) return "conflict" as const;
+		if (!(await subscriptions(db).findOne(filter, { projection: { _id: 1 } }))) return "conflict" as const;
 		await subscriptions(db).updateOne(filter, update);
 		return next;
 	});
