@@ -154,18 +154,28 @@ type HelperOptions = { data?: { locale?: string } };
 function registerHelpers(hb: typeof Handlebars): void {
 	const localeOf = (options: HelperOptions) => options.data?.locale ?? "en";
 	const asDate = (value: unknown) => (typeof value === "string" || typeof value === "number" ? new Date(value) : undefined);
+	// Building an Intl formatter costs far more than using one: one per locale and style, kept.
+	const formatters = new Map<string, Intl.DateTimeFormat | Intl.NumberFormat>();
+	const formatter = <T extends Intl.DateTimeFormat | Intl.NumberFormat>(key: string, make: () => T): T => {
+		let f = formatters.get(key) as T | undefined;
+		if (!f) formatters.set(key, (f = make()));
+		return f;
+	};
+	const dateFormat = (locale: string, withTime: boolean) =>
+		formatter(`date\u0000${locale}\u0000${withTime}`, () => new Intl.DateTimeFormat(locale, { dateStyle: "long", ...(withTime ? { timeStyle: "short" } : {}), timeZone: "UTC" }));
 	hb.registerHelper("date", (value: unknown, options: HelperOptions) => {
 		const date = asDate(value);
-		return date ? new Intl.DateTimeFormat(localeOf(options), { dateStyle: "long", timeZone: "UTC" }).format(date) : "";
+		return date ? dateFormat(localeOf(options), false).format(date) : "";
 	});
 	hb.registerHelper("datetime", (value: unknown, options: HelperOptions) => {
 		const date = asDate(value);
-		return date ? `${new Intl.DateTimeFormat(localeOf(options), { dateStyle: "long", timeStyle: "short", timeZone: "UTC" }).format(date)} UTC` : "";
+		return date ? `${dateFormat(localeOf(options), true).format(date)} UTC` : "";
 	});
 	// Amounts travel as integers in the currency's minor unit (lib/events/catalog.ts).
 	hb.registerHelper("money", (minor: unknown, currency: unknown, options: HelperOptions) => {
 		if (typeof minor !== "number" || typeof currency !== "string") return "";
-		const format = new Intl.NumberFormat(localeOf(options), { style: "currency", currency: currency.toUpperCase() });
+		const code = currency.toUpperCase();
+		const format = formatter(`money\u0000${localeOf(options)}\u0000${code}`, () => new Intl.NumberFormat(localeOf(options), { style: "currency", currency: code }));
 		return format.format(minor / 10 ** (format.resolvedOptions().maximumFractionDigits ?? 2));
 	});
 	hb.registerHelper("eq", (a: unknown, b: unknown) => a === b);
