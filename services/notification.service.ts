@@ -59,7 +59,8 @@ export default function notificationService(config: Config): ServiceSchema<{ res
 	const smtp = createSmtpTransport(config.smtpUrl!, { maxConnections: n.emailConcurrency });
 	const templates = createTemplates(loadTemplateSources());
 	const { publicKey, privateKey, subject } = n.vapid;
-	const webPush = publicKey && privateKey && subject ? new WebPushProvider({ publicKey, privateKey, subject }) : null;
+	// The provider is made in started(): it loads web-push, which a node without VAPID keys never needs.
+	const vapid = publicKey && privateKey && subject ? { publicKey, privateKey, subject } : null;
 	const clock = () => new Date();
 	let email: ChannelQueue<EmailJob>;
 	let push: ChannelQueue<PushJob> | null = null;
@@ -131,7 +132,7 @@ export default function notificationService(config: Config): ServiceSchema<{ res
 				params: pushSubscriptionParams,
 				async handler(ctx: Ctx<PushSubscriptionInput>) {
 					const userId = callerOf(ctx).userId;
-					if (!webPush) throw pushOff();
+					if (!vapid) throw pushOff();
 					const sub = await addSubscription(redis, keys, userId, ctx.params, n.pushEndpointOrigins, clock());
 					ctx.meta.$statusCode = 201;
 					return { id: sub.id, deviceName: sub.deviceName, createdAt: sub.createdAt };
@@ -152,7 +153,7 @@ export default function notificationService(config: Config): ServiceSchema<{ res
 				auth: "none",
 				openapi: { summary: "The application server key for PushManager.subscribe(); null when push is off", tags: ["notifications"] },
 				params: { $$strict: "remove" },
-				handler: () => ({ publicKey: webPush ? publicKey : null }),
+				handler: () => ({ publicKey: vapid ? publicKey : null }),
 			},
 			failedJobs: {
 				rest: "GET /admin/failed",
@@ -218,6 +219,8 @@ export default function notificationService(config: Config): ServiceSchema<{ res
 		},
 
 		async started() {
+			// Fails here, before connecting, with web-push's own message when a key or the subject is malformed.
+			const webPush = vapid ? await WebPushProvider.create(vapid) : null;
 			await Promise.all([redis.connect(), workerRedis.connect()]);
 			const common = { prefix: keys.queuePrefix, connection: redis, workerConnection: workerRedis, deliveredKey: keys.delivered, enqueuedKey: keys.enqueued, retry: n.retry };
 			email = new ChannelQueue<EmailJob>({

@@ -10,8 +10,8 @@
  * `PushProvider` is the seam for other kinds of device (FCM tokens, APNs device tokens): a
  * provider delivers one message to one subscription of its kind.
  */
-import webpush from "web-push";
 import type { Redis } from "ioredis";
+import type * as WebPush from "web-push";
 import { AppError } from "../../lib/errors.ts";
 import type { Keys } from "./keys.ts";
 import { shortHash } from "./keys.ts";
@@ -143,26 +143,36 @@ export interface VapidDetails {
 	privateKey: string;
 }
 
+type WebPushLibrary = Pick<typeof WebPush, "getVapidHeaders" | "generateRequestDetails">;
+
 /**
  * Web Push (RFC 8030) with VAPID (RFC 8292) and aes128gcm payload encryption (RFC 8291), using
- * `web-push` to encrypt and sign, and `fetch` to send with a time limit.
+ * `web-push` to encrypt and sign, and `fetch` to send with a time limit. `web-push` (and what it
+ * pulls in) is loaded by create(), so a node without VAPID keys never loads it.
  */
 export class WebPushProvider implements PushProvider {
 	readonly kind = "webpush" as const;
+	private readonly webpush: WebPushLibrary;
 	private readonly vapid: VapidDetails;
 	private readonly fetch: typeof fetch;
 	private readonly timeoutMs: number;
 
-	constructor(vapid: VapidDetails, opts: { fetch?: typeof fetch; timeoutMs?: number } = {}) {
-		// Fails at start with web-push's own message when a key or the subject is malformed.
+	/** Fails with web-push's own message when a key or the subject is malformed. */
+	static async create(vapid: VapidDetails, opts: { fetch?: typeof fetch; timeoutMs?: number } = {}): Promise<WebPushProvider> {
+		const { default: webpush } = await import("web-push");
+		return new WebPushProvider(webpush, vapid, opts);
+	}
+
+	constructor(webpush: WebPushLibrary, vapid: VapidDetails, opts: { fetch?: typeof fetch; timeoutMs?: number } = {}) {
 		webpush.getVapidHeaders("https://push.example", vapid.subject, vapid.publicKey, vapid.privateKey, "aes128gcm");
+		this.webpush = webpush;
 		this.vapid = vapid;
 		this.fetch = opts.fetch ?? fetch;
 		this.timeoutMs = opts.timeoutMs ?? 10_000;
 	}
 
 	async send(sub: StoredPushSubscription, message: PushMessage, opts: PushSendOptions): Promise<PushResult> {
-		const request = webpush.generateRequestDetails({ endpoint: sub.endpoint, keys: sub.keys }, JSON.stringify(message), {
+		const request = this.webpush.generateRequestDetails({ endpoint: sub.endpoint, keys: sub.keys }, JSON.stringify(message), {
 			vapidDetails: this.vapid,
 			TTL: opts.ttlSeconds,
 			urgency: opts.urgency,
