@@ -17,7 +17,7 @@
  * is redundant but cheap.
  */
 import { randomUUID } from "node:crypto";
-import { MongoServerError } from "mongodb";
+import { MongoBulkWriteError } from "mongodb";
 import type { Collection, Db, Document, Filter, UpdateFilter } from "mongodb";
 import { AppError } from "../errors.ts";
 import type { OutboxEntry, OutboxStore } from "./outbox-relay.ts";
@@ -68,7 +68,6 @@ interface LockDoc {
 }
 
 const locks = (db: Db) => db.collection<LockDoc>("doc_locks");
-const isDuplicateKey = (err: unknown) => err instanceof MongoServerError && err.code === 11000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** The lock key of a document: one name per collection and id. */
@@ -83,22 +82,48 @@ export interface LockOptions {
 
 /** Takes the lock if free (or held by a crashed holder past its lease); returns the owner token or null. */
 export async function tryLock(db: Db, key: string, leaseMs = 30_000): Promise<string | null> {
-	const owner = randomUUID();
-	for (let attempt = 0; attempt < 2; attempt++) {
-		try {
-			await locks(db).insertOne({ _id: key, owner, expiresAt: new Date(Date.now() + leaseMs) });
-			return owner;
-		} catch (err) {
-			if (!isDuplicateKey(err)) throw err;
-			const stale = await locks(db).deleteOne({ _id: key, expiresAt: { $lte: new Date() } });
-			if (stale.deletedCount === 0) return null;
-		}
-	}
-	return null;
+	const held = await tryLockMany(db, [key], leaseMs);
+	return held.keys.length ? held.owner : null;
 }
 
 export async function unlock(db: Db, key: string, owner: string): Promise<void> {
-	await locks(db).deleteOne({ _id: key, owner });
+	await unlockMany(db, { owner, keys: [key] });
+}
+
+interface HeldLocks {
+	owner: string;
+	keys: string[];
+}
+
+/**
+ * Takes every free lock of `keys` in one insert (those held by a crashed holder past its lease
+ * are taken over); busy ones are left out of the answer.
+ */
+export async function tryLockMany(db: Db, keys: string[], leaseMs = 30_000): Promise<HeldLocks> {
+	const owner = randomUUID();
+	const insert = async (wanted: string[]): Promise<string[]> => {
+		if (wanted.length === 0) return [];
+		try {
+			await locks(db).insertMany(wanted.map((k) => ({ _id: k, owner, expiresAt: new Date(Date.now() + leaseMs) })), { ordered: false });
+			return [];
+		} catch (err) {
+			if (!(err instanceof MongoBulkWriteError)) throw err;
+			const errors = ([] as { code: number; index: number }[]).concat(err.writeErrors as { code: number; index: number } | { code: number; index: number }[]);
+			if (errors.some((e) => e.code !== 11000)) throw err;
+			return errors.map((e) => wanted[e.index]!);
+		}
+	};
+	let busy = await insert(keys);
+	if (busy.length) {
+		const stale = await locks(db).deleteMany({ _id: { $in: busy }, expiresAt: { $lte: new Date() } });
+		if (stale.deletedCount > 0) busy = await insert(busy);
+	}
+	const busySet = new Set(busy);
+	return { owner, keys: keys.filter((k) => !busySet.has(k)) };
+}
+
+export async function unlockMany(db: Db, held: HeldLocks): Promise<void> {
+	if (held.keys.length) await locks(db).deleteMany({ _id: { $in: held.keys }, owner: held.owner });
 }
 
 /** Runs `fn` holding the document's lock; waits (bounded, with back-off) while another holds it. */
@@ -147,50 +172,91 @@ export function mongoOutboxStore(db: Db, opts: MongoOutboxOptions): OutboxStore 
 	const leaseMs = opts.leaseMs ?? 30_000;
 	const claimable = (): Filter<OutboxDoc> => ({ outboxAt: { $ne: null }, $or: [{ outboxLeaseUntil: null }, { outboxLeaseUntil: { $lte: new Date() } }] });
 
-	/** Sets our lease on the document if nobody holds one; skips a document whose lock is busy. */
-	async function claim(collection: Collection<OutboxDoc>, id: string): Promise<Claim | null> {
-		const key = lockKey(collection.collectionName, id);
-		const owner = await tryLock(db, key);
-		if (!owner) return null;
+	/**
+	 * Leases the outboxes of `ids` that are free (lock busy: skipped, a later pass takes them), in
+	 * a constant number of operations however many: lock all, lease all, read what the lease
+	 * took, unlock all. Under the locks nobody else writes these documents, so the many-document
+	 * update is safe on FerretDB too.
+	 */
+	async function claimMany(collection: Collection<OutboxDoc>, ids: string[]): Promise<Claim[]> {
+		const keyOf = (id: string) => lockKey(collection.collectionName, id);
+		const held = await tryLockMany(db, ids.map(keyOf));
+		if (held.keys.length === 0) return [];
+		const heldKeys = new Set(held.keys);
+		const lockedIds = ids.filter((id) => heldKeys.has(keyOf(id)));
 		try {
-			// Sets the lease and reads the entries in one round trip (safe: nobody else writes under the lock).
 			const lease = randomUUID();
-			const doc = await collection.findOneAndUpdate({ _id: id, ...claimable() }, { $set: { outboxLease: lease, outboxLeaseUntil: new Date(Date.now() + leaseMs) } }, { returnDocument: "before" });
-			if (!doc) return null;
-			const entries = doc.pendingEvents ?? [];
-			if (!entries.length) {
-				await collection.updateOne({ _id: id }, { $set: { outboxAt: null, outboxLease: null, outboxLeaseUntil: null } });
-				return null;
-			}
-			return { collection, key, id, lease, entries };
+			await collection.updateMany({ _id: { $in: lockedIds }, ...claimable() }, { $set: { outboxLease: lease, outboxLeaseUntil: new Date(Date.now() + leaseMs) } });
+			const docs = await collection.find({ _id: { $in: lockedIds }, outboxLease: lease }, { projection: { pendingEvents: 1 } }).toArray();
+			const empty = docs.filter((d) => !d.pendingEvents?.length).map((d) => d._id);
+			if (empty.length) await collection.updateMany({ _id: { $in: empty } }, { $set: { outboxAt: null, outboxLease: null, outboxLeaseUntil: null } });
+			return docs.filter((d) => d.pendingEvents?.length).map((d) => ({ collection, key: keyOf(d._id), id: d._id, lease, entries: d.pendingEvents! }));
 		} finally {
-			await unlock(db, key, owner).catch(() => undefined);
+			await unlockMany(db, held).catch(() => undefined);
 		}
 	}
 
-	async function release(c: Claim, published: boolean): Promise<void> {
-		await withDocumentLock(db, c.key, async () => {
-			if (published) {
-				// The usual case, in one update: the lease is still ours, so nobody removed entries, and
-				// the count is unchanged, so nobody appended any: the outbox holds exactly what was sent.
-				const emptied = await c.collection.updateOne(
-					{ _id: c.id, outboxLease: c.lease, pendingEvents: { $size: c.entries.length } },
-					{ $set: { pendingEvents: [], outboxAt: null, outboxLease: null, outboxLeaseUntil: null } },
-				);
-				if (emptied.matchedCount === 1) return;
+	/** Under the document's lock: removes the published entries from what the document holds now. */
+	async function settle(c: Claim, doc: OutboxDoc | null, published: boolean): Promise<void> {
+		if (!doc) return;
+		const ours = doc.outboxLease === c.lease;
+		if (published) {
+			const sent = new Set(c.entries.map((e) => e.event.id));
+			if (!ours && !(doc.pendingEvents ?? []).some((e) => sent.has(e.event.id))) return;
+			const remaining = (doc.pendingEvents ?? []).filter((e) => !sent.has(e.event.id));
+			const clearLease = ours ? { outboxLease: null, outboxLeaseUntil: null } : {};
+			await c.collection.updateOne({ _id: c.id }, { $pullAll: { pendingEvents: c.entries }, $set: { outboxAt: remaining.length ? (doc.outboxAt ?? null) : null, ...clearLease } });
+		} else if (ours) {
+			await c.collection.updateOne({ _id: c.id }, { $set: { outboxLease: null, outboxLeaseUntil: null } });
+		}
+	}
+
+	/**
+	 * Ends the claims of one collection. The usual case costs a constant number of operations: lock
+	 * all; empty, in one update per entry count, every outbox still under our lease and holding as
+	 * many entries as we sent (the lease means nobody removed any, the count that nobody appended
+	 * any); read back the rest and settle each; unlock. A document whose lock is busy (a writer is
+	 * changing it) is settled on its own once the lock is free.
+	 */
+	async function releaseMany(claims: Claim[], published: boolean): Promise<void> {
+		const collection = claims[0]!.collection;
+		const held = await tryLockMany(db, claims.map((c) => c.key));
+		const heldKeys = new Set(held.keys);
+		const locked = claims.filter((c) => heldKeys.has(c.key));
+		try {
+			if (locked.length) {
+				if (published) {
+					let emptied = 0;
+					for (const [size, group] of Map.groupBy(locked, (c) => c.entries.length)) {
+						const result = await collection.updateMany(
+							{ _id: { $in: group.map((c) => c.id) }, outboxLease: group[0]!.lease, pendingEvents: { $size: size } },
+							{ $set: { pendingEvents: [], outboxAt: null, outboxLease: null, outboxLeaseUntil: null } },
+						);
+						emptied += result.modifiedCount;
+					}
+					if (emptied < locked.length) {
+						const docs = await collection.find({ _id: { $in: locked.map((c) => c.id) }, outboxAt: { $ne: null } }).toArray();
+						const byId = new Map(docs.map((d) => [d._id, d]));
+						for (const c of locked) if (byId.has(c.id)) await settle(c, byId.get(c.id)!, true);
+					}
+				} else {
+					await collection.updateMany({ _id: { $in: locked.map((c) => c.id) }, outboxLease: locked[0]!.lease }, { $set: { outboxLease: null, outboxLeaseUntil: null } });
+				}
 			}
-			const doc = await c.collection.findOne({ _id: c.id });
-			if (!doc) return;
-			const ours = doc.outboxLease === c.lease;
-			if (published) {
-				const sent = new Set(c.entries.map((e) => e.event.id));
-				const remaining = (doc.pendingEvents ?? []).filter((e) => !sent.has(e.event.id));
-				const clearLease = ours ? { outboxLease: null, outboxLeaseUntil: null } : {};
-				await c.collection.updateOne({ _id: c.id }, { $pullAll: { pendingEvents: c.entries }, $set: { outboxAt: remaining.length ? (doc.outboxAt ?? null) : null, ...clearLease } });
-			} else if (ours) {
-				await c.collection.updateOne({ _id: c.id }, { $set: { outboxLease: null, outboxLeaseUntil: null } });
-			}
-		});
+		} finally {
+			await unlockMany(db, held).catch(() => undefined);
+		}
+		for (const c of claims.filter((x) => !heldKeys.has(x.key))) {
+			await withDocumentLock(db, c.key, async () => settle(c, await c.collection.findOne({ _id: c.id }), published));
+		}
+	}
+
+	/** Ends every claim, one collection at a time. */
+	async function release(claims: Claim[], published: boolean): Promise<void> {
+		for (const collection of collections) {
+			const own = claims.filter((c) => c.collection === collection);
+			if (own.length) await releaseMany(own, published);
+		}
 	}
 
 	return {
@@ -199,23 +265,20 @@ export function mongoOutboxStore(db: Db, opts: MongoOutboxOptions): OutboxStore 
 			let count = 0;
 			for (const collection of collections) {
 				if (count >= limit) break;
-				const candidates = await collection.find(claimable(), { projection: { _id: 1 } }).sort({ outboxAt: 1 }).limit(limit).toArray();
-				for (const { _id } of candidates) {
-					if (count >= limit) break;
-					const c = await claim(collection, _id);
-					if (!c) continue;
-					claims.push(c);
-					count += c.entries.length;
-				}
+				const candidates = await collection.find(claimable(), { projection: { _id: 1 } }).sort({ outboxAt: 1 }).limit(limit - count).toArray();
+				if (candidates.length === 0) continue;
+				const claimed = await claimMany(collection, candidates.map((c) => c._id));
+				claims.push(...claimed);
+				count += claimed.reduce((n, c) => n + c.entries.length, 0);
 			}
 			if (claims.length === 0) return 0;
 			try {
 				await publish(claims.flatMap((c) => c.entries));
 			} catch (err) {
-				await Promise.allSettled(claims.map((c) => release(c, false)));
+				await release(claims, false).catch(() => undefined);
 				throw err;
 			}
-			await Promise.all(claims.map((c) => release(c, true)));
+			await release(claims, true);
 			return count;
 		},
 		async countPending() {

@@ -84,7 +84,7 @@ export class OutboxRelay {
 				this.hooks.failed(err, failures);
 			}
 			// A full batch means more may be waiting: go again at once.
-			if (failures === 0 && relayed === this.opts.batchSize) continue;
+			if (failures === 0 && relayed >= this.opts.batchSize) continue;
 			if (failures) await this.sleep(Math.min(this.opts.maxBackoffMs, 100 * 2 ** failures), false);
 			else if (!this.pendingNudge) await this.sleep(this.opts.pollIntervalMs, true);
 		}
