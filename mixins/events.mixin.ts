@@ -132,6 +132,9 @@ export function eventHandlersMixin(opts: EventHandlersOptions): ServiceSchema {
 					throw err;
 				}
 				const handle = this[method] as EventHandler;
+				// Commit in the publisher's database -> handler start: relay, broker and queue wait together.
+				const lagMs = Date.now() - Date.parse(event.time);
+				if (attempt === 1 && lagMs >= 0) this.broker.metrics.observe("events.delivery.lag", lagMs, { service: this.name, type });
 				const started = performance.now();
 				try {
 					await handle.call(this, event, ctx);
@@ -159,6 +162,7 @@ export function eventHandlersMixin(opts: EventHandlersOptions): ServiceSchema {
 			const metrics = this.broker.metrics;
 			if (!metrics.getMetric("events.consumed.total")) {
 				metrics.register({ name: "events.consumed.total", type: "counter", labelNames: ["service", "type", "result"], description: "Events handled" });
+				metrics.register({ name: "events.delivery.lag", type: "histogram", labelNames: ["service", "type"], unit: "millisecond", description: "From the event's commit to its handler's first attempt", buckets: [10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000] });
 				metrics.register({ name: "events.handler.duration", type: "histogram", labelNames: ["service", "type"], unit: "millisecond", description: "Event handler duration", buckets: [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000] });
 			}
 		},

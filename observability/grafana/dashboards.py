@@ -154,6 +154,8 @@ def events():
     b.row("Consumers")
     b.ts("Handled by type and result", (f'sum by (service, type, result) (rate(events_consumed_total{{{NS}}}[5m]))', "{{service}} {{type}} {{result}}"), unit="ops")
     b.ts("Handler p99", (f'histogram_quantile(0.99, sum by (service, type, le) (rate(events_handler_duration_bucket{{{NS}}}[5m])))', "{{service}} {{type}}"), unit="ms")
+    b.ts("Delivery lag p95 (commit -> handler)", (f'histogram_quantile(0.95, sum by (service, type, le) (rate(events_delivery_lag_bucket{{{NS}}}[5m])))', "{{service}} {{type}}"), unit="ms",
+         description="From the event's commit in the publisher's database to its consumer's first attempt: relay, broker and queue wait together")
     b.ts("Messages in handlers (channels)", (f'sum by (nodeID) (moleculer_channels_messages_active{{{NS}}})', "{{nodeID}}"))
     b.ts("RabbitMQ dead-letter queues", ('max by (queue) (rabbitmq_queue_messages_ready{queue=~"dead-letter\\\\..+"})', "{{queue}}"),
          description="Needs RabbitMQ's Prometheus plugin (per-object metrics); replay: docs/operations.md")
