@@ -77,7 +77,8 @@ export function queueObserver<T extends JobBase>(channel: string, metrics: Metri
 				metrics.increment(METRIC.sent, { channel });
 				const latency = clock().getTime() - Date.parse(job.data.eventTime);
 				metrics.observe(METRIC.latency, Math.max(0, latency), { channel });
-				log.info(`${channel}: sent ${job.data.workflow} (attempt ${job.attempts + 1}, ${latency} ms after the event)`, fields(job));
+				// Once a job completed, BullMQ's attemptsMade already counts this attempt.
+				log.info(`${channel}: sent ${job.data.workflow} (attempt ${job.attempts}, ${latency} ms after the event)`, fields(job));
 			} else {
 				metrics.increment(METRIC.skipped, { channel, reason: SKIP_REASON[outcome] });
 				log.info(`${channel}: not sent (${SKIP_REASON[outcome]})`, fields(job));
