@@ -96,7 +96,7 @@ async function main(): Promise<void> {
 	const authDb = await createTestDatabase();
 	const env = benchEnv(namespace, { BCRYPT_COST: String(BCRYPT_COST), MONGO_URL: mongoUrl.toString(), DATABASE_URL: authDb, RATE_LIMIT_USER: "100000000/1h", RATE_LIMIT_AUTH_STRICT: "100000000/1h", RATE_LIMIT_ANONYMOUS: "100000000/1h",
 		// The SMTP sink is the local Mailpit, not a provider with a quota: measure the platform, not EMAIL_RATE_LIMIT's default.
-		EMAIL_RATE_LIMIT: "1000", EMAIL_CONCURRENCY: "10" });
+		EMAIL_RATE_LIMIT: "1000", EMAIL_CONCURRENCY: process.env.BENCH_EMAIL_CONCURRENCY ?? "10" });
 	const cluster = new ProcessCluster(namespace, env);
 	const bare = await bareHttpServer();
 	try {
@@ -107,18 +107,22 @@ async function main(): Promise<void> {
 		log(`node logs: ${cluster.logDir}`);
 		const base = `http://127.0.0.1:${cluster.nodes.get("gateway")!.port}`;
 		await waitHealthy(base);
+		// Idle nodes, as the brief means it: started, connected, no request handled yet (settled 1 s).
+		await new Promise((r) => setTimeout(r, 1_000));
+		const idleRss = new Map(["auth", "notification", "gateway", "billing"].map((svc) => [svc, rssMb(cluster.nodes.get(svc)!.child!.pid!)]));
 
 		const email = `bench-${namespace}@example.com`;
 		const password = "correct horse battery staple 42";
 		await json(await fetch(`${base}/api/v1/auth/register`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ email, password }) }));
 		const { accessToken } = await json<{ accessToken: string }>(await fetch(`${base}/api/v1/auth/login`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ email, password }) }));
 
-		// Idle nodes (before any load): memory and time to ready.
+		// Reported beside it: after the first sign-up and login (events handled, e-mails rendered and
+		// sent, the first Intl formatter built), which is what a node that has done anything holds.
 		for (const svc of ["auth", "notification", "gateway", "billing"]) {
 			const node = cluster.nodes.get(svc)!;
-			const rss = rssMb(node.child!.pid!);
+			const idle = idleRss.get(svc)!;
 			const readyMs = node.readyMs!;
-			rows.push({ target: `${svc} node ready / RSS`, measured: `${Math.round(readyMs)} ms / ${Math.round(rss)} MB`, baseline: "-", ratio: NaN, goal: "< 3000 ms / < 150 MB", ok: readyMs < 3000 && rss < 150 });
+			rows.push({ target: `${svc} node ready / idle RSS`, measured: `${Math.round(readyMs)} ms / ${Math.round(idle)} MB (${Math.round(rssMb(node.child!.pid!))} MB after the first sign-up)`, baseline: "-", ratio: NaN, goal: "< 3000 ms / < 150 MB", ok: readyMs < 3000 && idle < 150 });
 		}
 
 		// 1. Authenticated GET through the gateway to a remote node over the AMQP transporter.
