@@ -36,3 +36,22 @@ export const forbidden = (message = "You do not have permission to do this.", ty
 export const notFound = (what: string) => new AppError(404, "NOT_FOUND", `${what} was not found.`);
 export const conflict = (message: string, type = "CONFLICT") => new AppError(409, type, message);
 export const unavailable = (message: string, type = "SERVICE_UNAVAILABLE") => new AppError(503, type, message, undefined, true);
+
+/**
+ * Errors that mean a server we depend on is unreachable or restarting, not a bug: Node socket
+ * errors, PostgreSQL's connection-exception class (08) and its shutdown/starting states (57P0x),
+ * the MongoDB driver's network errors. The edges answer them as 503 (try again), not 500.
+ */
+const OUTAGE_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "EHOSTUNREACH", "57P01", "57P02", "57P03", "08000", "08001", "08003", "08004", "08006"]);
+const OUTAGE_NAMES = new Set(["MongoNetworkError", "MongoNetworkTimeoutError", "MongoServerSelectionError", "MongoPoolClearedError"]);
+
+export function isDependencyOutage(err: unknown): boolean {
+	if (typeof err !== "object" || err === null) return false;
+	const e = err as { code?: unknown; name?: unknown; message?: unknown };
+	if (typeof e.code === "string" && OUTAGE_CODES.has(e.code)) return true;
+	if (typeof e.name === "string" && OUTAGE_NAMES.has(e.name)) return true;
+	// node-postgres, when the server ends a connection under a running query.
+	return typeof e.message === "string" && e.message.startsWith("Connection terminated");
+}
+
+export const dependencyUnavailable = () => unavailable("A service this request needs is briefly unavailable. Try again shortly.", "DEPENDENCY_UNAVAILABLE");

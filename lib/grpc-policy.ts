@@ -5,7 +5,7 @@
  */
 import { Metadata, status } from "@grpc/grpc-js";
 import type { ServiceError, StatusObject } from "@grpc/grpc-js";
-import { AppError } from "./errors.ts";
+import { AppError, dependencyUnavailable, isDependencyOutage } from "./errors.ts";
 
 /** HTTP status of an AppError (or Moleculer error) -> gRPC status. Absent: not a client fault. */
 const STATUS_BY_HTTP: Record<number, status> = {
@@ -55,7 +55,7 @@ interface ErrorFields {
  * FAILED_PRECONDITION, still carrying their fields, because they are deliberate answers too.
  */
 export function errorToStatus(err: unknown): StatusObject {
-	const e = (err ?? {}) as ErrorFields;
+	const e = (isDependencyOutage(err) ? dependencyUnavailable() : (err ?? {})) as ErrorFields;
 	const http = typeof e.code === "number" ? e.code : 0;
 	const code = STATUS_BY_HTTP[http] ?? (http >= 400 && http < 500 ? status.FAILED_PRECONDITION : undefined);
 	const metadata = new Metadata();

@@ -2,7 +2,10 @@
  * Turns any error that reaches the edge into an RFC 9457 problem document. Client faults keep
  * their own status, stable `type` and message; everything else becomes a generic 500 whose
  * details stay in the logs (never a stack trace, never an internal message, to the client).
+ * A dependency that is down or restarting is a 503 (try again), not a 500.
  */
+import { dependencyUnavailable, isDependencyOutage } from "./errors.ts";
+
 export interface Problem {
 	/** URI reference naming the kind of problem; stable. */
 	type: string;
@@ -67,7 +70,7 @@ const fieldsDetail = (errors: Problem["errors"]) =>
 	errors?.length ? `These fields are not valid: ${[...new Set(errors.map((e) => e.field))].join(", ")}.` : "The request is not valid.";
 
 export function toProblem(err: unknown, instance?: string, requestId?: string): Problem {
-	const e: ErrorLike = typeof err === "object" && err !== null ? err : {};
+	const e: ErrorLike = isDependencyOutage(err) ? dependencyUnavailable() : typeof err === "object" && err !== null ? err : {};
 	const known = (e.name ? MOLECULER_ERRORS[e.name] : undefined) ?? (typeof e.type === "string" ? BODY_ERRORS[e.type] : undefined);
 	const code = typeof e.code === "number" ? e.code : 500;
 

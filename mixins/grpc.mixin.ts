@@ -15,7 +15,7 @@ import type { MethodDefinition } from "@grpc/proto-loader";
 import { HealthImplementation } from "grpc-health-check";
 import type { Context, Service, ServiceBroker, ServiceSchema } from "moleculer";
 import type { Caller } from "../lib/caller.ts";
-import { AppError } from "../lib/errors.ts";
+import { AppError, isDependencyOutage } from "../lib/errors.ts";
 import {
 	BreakerSet, advertisedAddresses, countsAsFailure, errorToStatus, grpcUnavailable, liveAddresses, remainingMs, retryDelayMs, rotate,
 	shouldRetry, statusName, statusToError,
@@ -110,6 +110,7 @@ export function grpcServerMixin(opts: GrpcServerOptions): Partial<ServiceSchema>
 					(err: unknown) => {
 						const answer = errorToStatus(err);
 						if (answer.code === status.INTERNAL) svc.logger.error(`gRPC ${opts.service}/${rpc} failed`, err);
+						else if (isDependencyOutage(err)) svc.logger.warn(`gRPC ${opts.service}/${rpc}: a dependency is unavailable`, err instanceof Error ? err.message : String(err));
 						record(statusName(answer.code));
 						callback(answer);
 					},

@@ -139,6 +139,18 @@ describe("error <-> gRPC status mapping", () => {
 		expect(back.type).toBe("VALIDATION_ERROR");
 	});
 
+	it("answers a dependency that is down or restarting with UNAVAILABLE (retryable 503), its detail hidden", () => {
+		const pgDown = Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED" });
+		const pgShuttingDown = Object.assign(new Error("terminating connection due to administrator command"), { code: "57P01" });
+		const mongoDown = Object.assign(new Error("connection 2 to 10.0.0.7:27017 closed"), { name: "MongoNetworkError" });
+		for (const err of [pgDown, pgShuttingDown, mongoDown, new Error("Connection terminated unexpectedly")]) {
+			expect(errorToStatus(err).code).toBe(status.UNAVAILABLE);
+			const back = roundTrip(err);
+			expect({ code: back.code, type: back.type, retryable: back.retryable }).toEqual({ code: 503, type: "DEPENDENCY_UNAVAILABLE", retryable: true });
+			expect(back.message).not.toMatch(/127\.0\.0\.1|10\.0\.0\.7|administrator/);
+		}
+	});
+
 	it("wraps array data (Moleculer's ValidationError) as { errors }", () => {
 		const moleculerLike = Object.assign(new Error("Parameters validation error!"), { code: 422, type: "VALIDATION_ERROR", data: [{ field: "message", type: "required" }] });
 		const back = roundTrip(moleculerLike);
@@ -147,7 +159,7 @@ describe("error <-> gRPC status mapping", () => {
 	});
 
 	it("hides anything that is not a client fault: INTERNAL, generic message, no type, no data, no stack", () => {
-		for (const err of [new Error("db password is hunter2"), new AppError(500, "BUG", "secret detail", { sql: "select" }), { code: "ECONNREFUSED" }, undefined]) {
+		for (const err of [new Error("db password is hunter2"), new AppError(500, "BUG", "secret detail", { sql: "select" }), { code: "EACCES" }, undefined]) {
 			const answer = errorToStatus(err);
 			expect(answer.code).toBe(status.INTERNAL);
 			expect(answer.details).toBe("Internal server error");

@@ -43,6 +43,14 @@ describe("toProblem", () => {
 		expect(toProblem(new AppError(503, "GRPC_UNAVAILABLE", "internal address 10.0.0.1:50051 refused")).detail).not.toContain("10.0.0.1");
 	});
 
+	it("answers a database that is down or restarting with 503, not 500, and names no address", () => {
+		for (const err of [Object.assign(new Error("connect ECONNREFUSED 10.0.0.3:5432"), { code: "ECONNREFUSED" }), Object.assign(new Error("connection 2 to 10.0.0.7:27017 closed"), { name: "MongoNetworkError" })]) {
+			const p = toProblem(err);
+			expect({ status: p.status, code: p.code }).toEqual({ status: 503, code: "DEPENDENCY_UNAVAILABLE" });
+			expect(JSON.stringify(p)).not.toMatch(/10\.0\.0/);
+		}
+	});
+
 	it("does not trust a 4xx error that has no type (not raised on purpose)", () => {
 		expect(toProblem({ code: 404, message: "ENOENT /etc/secret" }).status).toBe(500);
 	});
