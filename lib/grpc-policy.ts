@@ -5,7 +5,7 @@
  */
 import { Metadata, status } from "@grpc/grpc-js";
 import type { ServiceError, StatusObject } from "@grpc/grpc-js";
-import { AppError, dependencyUnavailable, isDependencyOutage } from "./errors.ts";
+import { AppError, dependencyUnavailable, isDependencyOutage, unavailable } from "./errors.ts";
 
 /** HTTP status of an AppError (or Moleculer error) -> gRPC status. Absent: not a client fault. */
 const STATUS_BY_HTTP: Record<number, status> = {
@@ -49,13 +49,28 @@ interface ErrorFields {
 }
 
 /**
+ * Moleculer reports an action with no endpoint right now (its node starting or stopping, its
+ * circuit open) as 404 SERVICE_NOT_FOUND / SERVICE_NOT_AVAILABLE; answered as such, a caller
+ * would take "not now" for "no such thing" and stop retrying.
+ */
+const NOT_NOW = new Set(["ServiceNotFoundError", "ServiceNotAvailableError"]);
+
+/** What the server answers for `err`: outages and "not now" become a retryable 503. */
+function asAnswer(err: unknown): unknown {
+	if (isDependencyOutage(err)) return dependencyUnavailable();
+	const name = (err as { name?: unknown } | null)?.name;
+	if (typeof name === "string" && NOT_NOW.has(name)) return unavailable("The service is starting, stopping or shedding load. Try again shortly.");
+	return err ?? {};
+}
+
+/**
  * A thrown error -> the status a server answers with. Client faults (4xx) and 503/504 keep their
  * code, type, data and message in trailing metadata; anything else is INTERNAL with a generic
  * message, so no internal detail or stack leaves the server. 4xx codes outside the table become
  * FAILED_PRECONDITION, still carrying their fields, because they are deliberate answers too.
  */
 export function errorToStatus(err: unknown): StatusObject {
-	const e = (isDependencyOutage(err) ? dependencyUnavailable() : (err ?? {})) as ErrorFields;
+	const e = asAnswer(err) as ErrorFields;
 	const http = typeof e.code === "number" ? e.code : 0;
 	const code = STATUS_BY_HTTP[http] ?? (http >= 400 && http < 500 ? status.FAILED_PRECONDITION : undefined);
 	const metadata = new Metadata();

@@ -1,3 +1,4 @@
+import { Errors } from "moleculer";
 import { Metadata, status } from "@grpc/grpc-js";
 import { describe, expect, it } from "vitest";
 import { AppError, badRequest, notFound } from "../../lib/errors.ts";
@@ -148,6 +149,15 @@ describe("error <-> gRPC status mapping", () => {
 			const back = roundTrip(err);
 			expect({ code: back.code, type: back.type, retryable: back.retryable }).toEqual({ code: 503, type: "DEPENDENCY_UNAVAILABLE", retryable: true });
 			expect(back.message).not.toMatch(/127\.0\.0\.1|10\.0\.0\.7|administrator/);
+		}
+	});
+
+	it("answers Moleculer's 'no endpoint right now' (starting, stopping, circuit open) with UNAVAILABLE, not NOT_FOUND", () => {
+		for (const err of [new Errors.ServiceNotAvailableError({ action: "auth.register", nodeID: "auth-1" }), new Errors.ServiceNotFoundError({ action: "auth.register" })]) {
+			expect(err.code).toBe(404); // what Moleculer says
+			expect(errorToStatus(err).code).toBe(status.UNAVAILABLE);
+			const back = roundTrip(err);
+			expect({ code: back.code, type: back.type, retryable: back.retryable }).toEqual({ code: 503, type: "SERVICE_UNAVAILABLE", retryable: true });
 		}
 	});
 
