@@ -11,6 +11,7 @@
  *   once, so every handler must be idempotent by the event id or its own natural key.
  */
 import type { Context, Service, ServiceSchema } from "moleculer";
+import { isDependencyOutage } from "../lib/errors.ts";
 import { parseCloudEvent } from "../lib/events/cloudevents.ts";
 import type { CloudEvent } from "../lib/events/cloudevents.ts";
 import { OutboxRelay } from "../lib/events/outbox-relay.ts";
@@ -109,7 +110,16 @@ export function eventQueueNames(namespace: string, service: string, type: string
 	return { queue: `${service}.${prefixed(type)}`, deadLetter: prefixed(`dead-letter.${type}`) };
 }
 
-const MAX_BACKOFF_MS = 5_000;
+/**
+ * How long a failed attempt waits before it hands the message back for redelivery: exponential
+ * with jitter. A database or server that is down or restarting (`isDependencyOutage`) gets a
+ * longer ladder (about 30 s over the attempts instead of 6 s), so a failover or a restart does
+ * not send good events to the dead-letter queue; a bug still gets there quickly.
+ */
+export function redeliveryDelayMs(attempt: number, outage: boolean, random: () => number = Math.random): number {
+	const [baseMs, capMs] = outage ? [1_000, 15_000] : [200, 5_000];
+	return Math.round(Math.min(capMs, baseMs * 2 ** attempt * (0.5 + random() / 2)));
+}
 
 export function eventHandlersMixin(opts: EventHandlersOptions): ServiceSchema {
 	const maxAttempts = opts.maxAttempts ?? 5;
@@ -145,7 +155,7 @@ export function eventHandlersMixin(opts: EventHandlersOptions): ServiceSchema {
 					const final = attempt >= maxAttempts;
 					this.logger.warn(`event ${type} ${event.id}: attempt ${attempt}/${maxAttempts} failed${final ? ", moving to dead-letter queue" : ""}`, errorMessage(err));
 					// Back off before handing the message back for redelivery.
-					if (!final) await sleep(Math.min(MAX_BACKOFF_MS, 200 * 2 ** attempt * (0.5 + Math.random() / 2)));
+					if (!final) await sleep(redeliveryDelayMs(attempt, isDependencyOutage(err)));
 					throw err;
 				}
 			},
