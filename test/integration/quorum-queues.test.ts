@@ -46,6 +46,29 @@ describe("AMQP_QUEUE_TYPE", () => {
 		}, 20_000, "the message in the dead-letter queue");
 	});
 
+	it("after a reconnect (the adapter subscribes every channel again) dead letters still go to <ns>.dead-letter.<type>", async () => {
+		const ns = uniqueId("resub");
+		const node = await startNode(["billing"], testEnv(ns));
+		nodes.push(node);
+		await eventually(async () => (await eventQueues(ns)).some((q) => q.name === `${ns}.dead-letter.user.created`), 10_000, "billing's queues");
+		// What the adapter does when RabbitMQ comes back (amqp.js tryConnect -> resubscribeAllChannels).
+		await (node as unknown as { channelAdapter: { resubscribeAllChannels(): Promise<void> } }).channelAdapter.resubscribeAllChannels();
+		const connection = await amqp.connect(infra.rabbitmqUrl);
+		try {
+			const channel = await connection.createConfirmChannel();
+			channel.publish(`${ns}.user.created`, "", Buffer.from(JSON.stringify({ not: "a cloud event" })), { persistent: true });
+			await channel.waitForConfirms();
+		} finally {
+			await connection.close();
+		}
+		await eventually(async () => (await eventQueues(ns)).find((q) => q.name === `${ns}.dead-letter.user.created`)?.messages === 1, 20_000, "the dead letter where operators look");
+		expect((await eventQueues(ns)).filter((q) => q.name.startsWith(`${ns}.${ns}.`))).toEqual([]);
+		// Stop the node before deleting its queues: a consumer whose queue is deleted gets a cancel.
+		nodes.splice(nodes.indexOf(node), 1);
+		await node.stop();
+		await deleteNamespaceObjects(ns);
+	});
+
 	it("classic (the default): the same queues are classic, and a dead letter is kept persistent there", async () => {
 		nodes.push(await startNode(["billing"], testEnv(classicNs)));
 		const queues = await eventually(async () => {
