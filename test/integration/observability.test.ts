@@ -9,29 +9,17 @@
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
-import net from "node:net";
 import path from "node:path";
 import type { ServiceBroker } from "moleculer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ServiceName } from "../../lib/config.ts";
+import { freePort } from "../support/chaos.ts";
 import { createTestDatabase, eventually, startNode, testEnv, uniqueId } from "../support/infra.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "..", "..");
 const PROMETHEUS = process.env.PROMETHEUS_BIN ?? "/usr/bin/prometheus";
 const RULES = path.join(ROOT, "observability/prometheus/rules/backplane.rules.yml");
 const SERVICES: ServiceName[] = ["auth", "billing", "notification", "gateway"];
-
-/** A port nobody listens on right now (the kernel's choice for port 0). */
-async function freePort(): Promise<number> {
-	return new Promise((resolve, reject) => {
-		const server = net.createServer();
-		server.once("error", reject);
-		server.listen(0, "127.0.0.1", () => {
-			const { port } = server.address() as net.AddressInfo;
-			server.close(() => resolve(port));
-		});
-	});
-}
 
 interface Target {
 	labels: Record<string, string>;
