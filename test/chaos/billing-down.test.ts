@@ -6,7 +6,7 @@
  * without restarting the gateway, once a billing node is back.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ProcessCluster, deleteNamespaceObjects, sleep } from "../support/chaos.ts";
+import { ProcessCluster, sleep } from "../support/chaos.ts";
 import { createTestDatabase, eventually, testEnv, uniqueId } from "../support/infra.ts";
 
 interface Sample {
@@ -40,7 +40,6 @@ describe("chaos: billing down, circuit open, recovery", () => {
 
 	afterAll(async () => {
 		await cluster?.stopAll();
-		await deleteNamespaceObjects(namespace).catch(() => undefined);
 	}, 60_000);
 
 	async function sample(route: "billing" | "auth", t0: number): Promise<Sample> {

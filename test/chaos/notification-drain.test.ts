@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createCloudEvent } from "../../lib/events/cloudevents.ts";
 import { AmqpEventPublisher } from "../../lib/events/publisher.ts";
 import { createKeys } from "../../services/notification/keys.ts";
-import { ProcessCluster, deleteMail, deleteNamespaceObjects, mailCountsForDomain, sleep } from "../support/chaos.ts";
+import { ProcessCluster, deleteMail, mailCountsForDomain, sleep } from "../support/chaos.ts";
 import { eventually, infra, testEnv, uniqueId } from "../support/infra.ts";
 import { TcpProxy } from "../support/tcp-proxy.ts";
 
@@ -52,7 +52,6 @@ describe("chaos: SIGTERM drains a notification node's jobs", () => {
 		await redis.quit();
 		await slowSmtp.down();
 		await deleteMail((await mailCountsForDomain(domain, /./)).ids).catch(() => undefined);
-		await deleteNamespaceObjects(namespace).catch(() => undefined);
 	}, 60_000);
 
 	it("lets the e-mails in flight finish, loses none and sends none twice", async () => {

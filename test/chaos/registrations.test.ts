@@ -9,7 +9,7 @@
  * servers untouched); `npm run test:chaos` sets CHAOS_SCALE and CHAOS_FULL=1.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CHAOS_FULL, CHAOS_SCALE, CHAOS_SERVERS, ProcessCluster, RoundRobinProxy, deleteMail, deleteNamespaceObjects, mailCountsForDomain, pool, registerLikeAClient, restartServer, sleep } from "../support/chaos.ts";
+import { CHAOS_FULL, CHAOS_SCALE, CHAOS_SERVERS, ProcessCluster, RoundRobinProxy, deleteMail, mailCountsForDomain, pool, registerLikeAClient, restartServer, sleep } from "../support/chaos.ts";
 import type { ChaosServer, RegistrationResult } from "../support/chaos.ts";
 import { checkInvariants, describeReport, invariantsHold } from "../support/chaos-invariants.ts";
 import type { InvariantReport } from "../support/chaos-invariants.ts";
@@ -67,7 +67,6 @@ describe(`chaos: registrations under node kills${CHAOS_FULL ? " and server resta
 		await cluster?.stopAll();
 		const { ids } = await mailCountsForDomain(domain, /./).catch(() => ({ ids: [] as string[] }));
 		await deleteMail(ids);
-		await deleteNamespaceObjects(namespace).catch(() => undefined);
 	}, 60_000);
 
 	it("keeps every invariant", async () => {

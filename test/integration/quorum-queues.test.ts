@@ -6,7 +6,7 @@
 import amqp from "amqplib";
 import type { ServiceBroker } from "moleculer";
 import { afterAll, describe, expect, it } from "vitest";
-import { deleteNamespaceObjects, namespaceQueues } from "../support/chaos.ts";
+import { namespaceQueues } from "../support/chaos.ts";
 import { eventually, infra, startNode, testEnv, uniqueId } from "../support/infra.ts";
 
 describe("AMQP_QUEUE_TYPE", () => {
@@ -15,12 +15,23 @@ describe("AMQP_QUEUE_TYPE", () => {
 	const nodes: ServiceBroker[] = [];
 
 	afterAll(async () => {
+		// Their queues go with the namespaces (test/support/leave-no-queues.ts).
 		for (const node of nodes) await node.stop();
-		await deleteNamespaceObjects(quorumNs);
-		await deleteNamespaceObjects(classicNs);
 	});
 
 	const eventQueues = async (namespace: string) => (await namespaceQueues(namespace)).filter((q) => !q.name.startsWith("MOL-"));
+
+	/** Publishes what can never be handled (not a CloudEvent) to billing's user.created exchange of `namespace`. */
+	const publishNotACloudEvent = async (namespace: string) => {
+		const connection = await amqp.connect(infra.rabbitmqUrl);
+		try {
+			const channel = await connection.createConfirmChannel();
+			channel.publish(`${namespace}.user.created`, "", Buffer.from(JSON.stringify({ not: "a cloud event" })), { persistent: true });
+			await channel.waitForConfirms();
+		} finally {
+			await connection.close();
+		}
+	};
 
 	it("quorum: billing's event and dead-letter queues are quorum queues, and dead-lettering still works", async () => {
 		nodes.push(await startNode(["billing"], testEnv(quorumNs, { AMQP_QUEUE_TYPE: "quorum" })));
@@ -32,14 +43,7 @@ describe("AMQP_QUEUE_TYPE", () => {
 		expect(queues.map((q) => [q.name, q.type])).toEqual(queues.map((q) => [q.name, "quorum"]));
 
 		// A malformed envelope can never succeed: it must land in the (quorum) dead-letter queue.
-		const connection = await amqp.connect(infra.rabbitmqUrl);
-		try {
-			const channel = await connection.createConfirmChannel();
-			channel.publish(`${quorumNs}.user.created`, "", Buffer.from(JSON.stringify({ not: "a cloud event" })), { persistent: true });
-			await channel.waitForConfirms();
-		} finally {
-			await connection.close();
-		}
+		await publishNotACloudEvent(quorumNs);
 		await eventually(async () => {
 			const dead = (await eventQueues(quorumNs)).find((q) => q.name === `${quorumNs}.dead-letter.user.created`);
 			return dead?.messages === 1;
@@ -53,20 +57,9 @@ describe("AMQP_QUEUE_TYPE", () => {
 		await eventually(async () => (await eventQueues(ns)).some((q) => q.name === `${ns}.dead-letter.user.created`), 10_000, "billing's queues");
 		// What the adapter does when RabbitMQ comes back (amqp.js tryConnect -> resubscribeAllChannels).
 		await (node as unknown as { channelAdapter: { resubscribeAllChannels(): Promise<void> } }).channelAdapter.resubscribeAllChannels();
-		const connection = await amqp.connect(infra.rabbitmqUrl);
-		try {
-			const channel = await connection.createConfirmChannel();
-			channel.publish(`${ns}.user.created`, "", Buffer.from(JSON.stringify({ not: "a cloud event" })), { persistent: true });
-			await channel.waitForConfirms();
-		} finally {
-			await connection.close();
-		}
+		await publishNotACloudEvent(ns);
 		await eventually(async () => (await eventQueues(ns)).find((q) => q.name === `${ns}.dead-letter.user.created`)?.messages === 1, 20_000, "the dead letter where operators look");
 		expect((await eventQueues(ns)).filter((q) => q.name.startsWith(`${ns}.${ns}.`))).toEqual([]);
-		// Stop the node before deleting its queues: a consumer whose queue is deleted gets a cancel.
-		nodes.splice(nodes.indexOf(node), 1);
-		await node.stop();
-		await deleteNamespaceObjects(ns);
 	});
 
 	it("classic (the default): the same queues are classic, and a dead letter is kept persistent there", async () => {
@@ -79,11 +72,10 @@ describe("AMQP_QUEUE_TYPE", () => {
 
 		// The channels library re-publishes a dead letter itself; on a classic queue it must be persistent
 		// (delivery mode 2) or a RabbitMQ restart drops it (lib/events/durable-amqp-adapter.ts).
+		await publishNotACloudEvent(classicNs);
 		const connection = await amqp.connect(infra.rabbitmqUrl);
 		try {
-			const channel = await connection.createConfirmChannel();
-			channel.publish(`${classicNs}.user.created`, "", Buffer.from(JSON.stringify({ not: "a cloud event" })), { persistent: true });
-			await channel.waitForConfirms();
+			const channel = await connection.createChannel();
 			const dead = await eventually(async () => (await channel.get(`${classicNs}.dead-letter.user.created`, { noAck: true })) || undefined, 20_000, "the dead letter");
 			expect(dead.properties.deliveryMode).toBe(2);
 		} finally {

@@ -13,7 +13,6 @@ import { traceIdOf } from "../../lib/trace-context.ts";
 import { logContext } from "../../middlewares/request-context.ts";
 import { eventHandlersMixin } from "../../mixins/events.mixin.ts";
 import { brokerOptions } from "../../moleculer.config.ts";
-import { deleteNamespaceObjects } from "../support/chaos.ts";
 import { eventually, infra, testConfig, testEnv, uniqueId } from "../support/infra.ts";
 
 describe("trace id across events", () => {
@@ -40,7 +39,6 @@ describe("trace id across events", () => {
 	afterAll(async () => {
 		await publisher?.close();
 		await broker?.stop();
-		await deleteNamespaceObjects(namespace);
 	});
 
 	it("carries the request's trace id to the consumer's log lines", async () => {
