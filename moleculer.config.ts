@@ -7,6 +7,7 @@ import { DurableAmqpAdapter } from "./lib/events/durable-amqp-adapter.ts";
 import type { BrokerOptions, Errors } from "moleculer";
 import { pino } from "pino";
 import type { Config } from "./lib/config.ts";
+import { isNotDelivered } from "./lib/errors.ts";
 import { consoleStyle } from "./lib/logger.ts";
 import { BreakerTimeoutsMiddleware } from "./middlewares/breaker-timeouts.ts";
 import { nodeHealthMiddleware } from "./middlewares/node-health.ts";
@@ -16,8 +17,6 @@ import { runtimeMetricsMiddleware } from "./middlewares/runtime-metrics.ts";
 
 type AnyError = Error | Errors.MoleculerError;
 
-/** Errors that prove the request never ran anywhere, so trying again cannot do it twice. */
-const NOT_DELIVERED = new Set(["ServiceNotFoundError", "ServiceNotAvailableError"]);
 
 /** Paths pino blanks out wherever they appear in a logged object. */
 const REDACT = ["password", "newPassword", "currentPassword", "token", "refreshToken", "accessToken", "authorization", "cookie"].flatMap(
@@ -62,7 +61,7 @@ export function brokerOptions(config: Config, overrides: Partial<BrokerOptions> 
 			delay: 100,
 			maxDelay: 1_000,
 			factor: 2,
-			check: (err: AnyError) => NOT_DELIVERED.has(err.name),
+			check: (err: AnyError) => isNotDelivered(err),
 		},
 		circuitBreaker: {
 			enabled: true,

@@ -54,4 +54,17 @@ export function isDependencyOutage(err: unknown): boolean {
 	return typeof e.message === "string" && e.message.startsWith("Connection terminated");
 }
 
+/**
+ * Moleculer's "no endpoint for this action right now" (its node starting or stopping, its circuit
+ * open, the last node gone): the call never reached a handler. Moleculer calls it a 404; to a
+ * caller it means "not now". The request never ran anywhere, so the broker retries exactly these
+ * (trying again cannot do it twice); a gRPC server answers them as 503.
+ */
+const NOT_DELIVERED = new Set(["ServiceNotFoundError", "ServiceNotAvailableError"]);
+
+export const isNotDelivered = (err: unknown): boolean => {
+	const name = (err as { name?: unknown } | null)?.name;
+	return typeof name === "string" && NOT_DELIVERED.has(name);
+};
+
 export const dependencyUnavailable = () => unavailable("A service this request needs is briefly unavailable. Try again shortly.", "DEPENDENCY_UNAVAILABLE");

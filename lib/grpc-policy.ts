@@ -5,7 +5,7 @@
  */
 import { Metadata, status } from "@grpc/grpc-js";
 import type { ServiceError, StatusObject } from "@grpc/grpc-js";
-import { AppError, dependencyUnavailable, isDependencyOutage, unavailable } from "./errors.ts";
+import { AppError, dependencyUnavailable, isDependencyOutage, isNotDelivered, unavailable } from "./errors.ts";
 
 /** HTTP status of an AppError (or Moleculer error) -> gRPC status. Absent: not a client fault. */
 const STATUS_BY_HTTP: Record<number, status> = {
@@ -48,18 +48,10 @@ interface ErrorFields {
 	message?: unknown;
 }
 
-/**
- * Moleculer reports an action with no endpoint right now (its node starting or stopping, its
- * circuit open) as 404 SERVICE_NOT_FOUND / SERVICE_NOT_AVAILABLE; answered as such, a caller
- * would take "not now" for "no such thing" and stop retrying.
- */
-const NOT_NOW = new Set(["ServiceNotFoundError", "ServiceNotAvailableError"]);
-
-/** What the server answers for `err`: outages and "not now" become a retryable 503. */
+/** What the server answers for `err`: outages and Moleculer's "not now" become a retryable 503. */
 function asAnswer(err: unknown): unknown {
 	if (isDependencyOutage(err)) return dependencyUnavailable();
-	const name = (err as { name?: unknown } | null)?.name;
-	if (typeof name === "string" && NOT_NOW.has(name)) return unavailable("The service is starting, stopping or shedding load. Try again shortly.");
+	if (isNotDelivered(err)) return unavailable("The service is starting, stopping or shedding load. Try again shortly.");
 	return err ?? {};
 }
 
