@@ -216,7 +216,8 @@ export function mongoOutboxStore(db: Db, opts: MongoOutboxOptions): OutboxStore 
 	 * all; empty, in one update per entry count, every outbox still under our lease and holding as
 	 * many entries as we sent (the lease means nobody removed any, the count that nobody appended
 	 * any); read back the rest and settle each; unlock. A document whose lock is busy (a writer is
-	 * changing it) is settled on its own once the lock is free.
+	 * changing it) is settled on its own once the lock is free. The claims of one collection come
+	 * from one claimMany, so they share one lease.
 	 */
 	async function releaseMany(claims: Claim[], published: boolean): Promise<void> {
 		const collection = claims[0]!.collection;
