@@ -162,7 +162,9 @@ rabbit_env() {
   export ERL_EPMD_PORT="$RABBIT_EPMD_PORT"
   export ERL_EPMD_ADDRESS=127.0.0.1
   # Erlang distribution (the CLI talks to the node through it) on loopback only, not 0.0.0.0.
-  export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
+  # +sbwt none: Erlang schedulers spin for work by default, which takes CPU from every other
+  # process sharing a small machine (RabbitMQ's own advice for shared or low-core hosts).
+  export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1} +sbwt none +sbwtdcpu none +sbwtdio none"
   export RABBITMQ_MNESIA_BASE="$RABBIT_BASE/mnesia"
   export RABBITMQ_LOG_BASE="$LOG_DIR/rabbitmq"
   export RABBITMQ_CONFIG_FILE="$RABBIT_BASE/rabbitmq.conf"
