@@ -257,7 +257,6 @@ export default function billingService(config: Config, deps: BillingDeps = {}): 
 			},
 			async onUserCreated(event: CloudEvent<UserCreated>, ctx: Context) {
 				const result = await onboardUser(db, event, settings, { now: now(), requestId: ctx.requestID });
-				if (result.duplicate) return this.logger.info(`user.created ${event.id} already handled`);
 				if (result.created) this.relayOutbox();
 				this.logger.info(`user ${event.data.userId}: customer ${result.newCustomer ? "created" : "exists"}, subscription ${result.subscription._id} ${result.created ? `started (${result.subscription.status})` : "exists"}`);
 			},

@@ -5,7 +5,7 @@
  */
 import { MongoServerError } from "mongodb";
 import type { Db } from "mongodb";
-import { ensureOutboxIndex, outboxEntry } from "../../lib/events/mongo-outbox.ts";
+import { outboxEntry, prepareOutbox } from "../../lib/events/mongo-outbox.ts";
 import { createCloudEvent } from "../../lib/events/cloudevents.ts";
 import type { EventCatalog } from "../../lib/events/catalog.ts";
 import type { OutboxEntry } from "../../lib/events/outbox-relay.ts";
@@ -33,16 +33,15 @@ export async function ensureIndexes(db: Db): Promise<void> {
 		db.collection("subscriptions").createIndex({ stripeSubscriptionId: 1 }, { name: "stripe_subscription" }),
 		db.collection("subscriptions").createIndex({ status: 1, trialEnd: 1 }, { name: "trial_due" }),
 		db.collection("subscriptions").createIndex({ status: 1, currentPeriodEnd: 1 }, { name: "period_due" }),
-		ensureOutboxIndex(db.collection("subscriptions")),
+		prepareOutbox(db, "subscriptions"),
 		// Finalized invoices carry their number here; drafts a unique placeholder.
 		db.collection("invoices").createIndex({ numberKey: 1 }, { name: "invoice_number", unique: true }),
 		db.collection("invoices").createIndex({ userId: 1, createdAt: -1, _id: -1 }, { name: "by_user" }),
 		db.collection("invoices").createIndex({ status: 1, autoFinalizeAt: 1 }, { name: "drafts_due" }),
 		db.collection("invoices").createIndex({ status: 1, nextPaymentAttemptAt: 1 }, { name: "payments_due" }),
 		db.collection("usage_records").createIndex({ subscriptionId: 1, timestamp: 1 }, { name: "usage_by_period" }),
-		ensureOutboxIndex(db.collection("invoices")),
+		prepareOutbox(db, "invoices"),
 		db.collection("stripe_events").createIndex({ receivedAt: -1 }, { name: "received" }),
-		db.collection("processed_events").createIndex({ processedAt: 1 }, { name: "processed_at" }),
 	]);
 }
 
@@ -77,23 +76,10 @@ export async function withOptimisticRetry<T>(attempt: () => Promise<T | "conflic
 	throw new AppError(409, "CONCURRENT_UPDATE", "The subscription was changed at the same time by another request. Try again.", undefined, true);
 }
 
-/** Records a consumed event id; false when it was recorded before (a redelivery). */
-export async function markProcessed(db: Db, key: string, now: Date): Promise<boolean> {
-	try {
-		await db.collection<{ _id: string; processedAt: Date }>("processed_events").insertOne({ _id: key, processedAt: now });
-		return true;
-	} catch (err) {
-		if (isDuplicateKey(err)) return false;
-		throw err;
-	}
-}
-
-export async function wasProcessed(db: Db, key: string): Promise<boolean> {
-	// A find by _id, not countDocuments: that is an aggregation, several times the work on FerretDB.
-	return (await db.collection<{ _id: string }>("processed_events").findOne({ _id: key }, { projection: { _id: 1 } })) !== null;
-}
-
-/** Forgets processed-event keys older than `keepDays` (there are no TTL indexes to do it). */
+/**
+ * Deletes the consumed-event keys (`processed_events`) that earlier versions wrote on every
+ * sign-up, 30 days after they were written. Remove once no deployment has such keys left.
+ */
 export async function pruneProcessed(db: Db, now: Date, keepDays = 30): Promise<number> {
 	const result = await db.collection("processed_events").deleteMany({ processedAt: { $lt: new Date(now.getTime() - keepDays * DAY_MS) } });
 	return result.deletedCount;

@@ -20,7 +20,7 @@ import { prorate } from "./proration.ts";
 import type { Proration } from "./proration.ts";
 import { assertOperation, assertTransition, isLive, SUBSCRIPTION_STATUSES } from "./status.ts";
 import type { SubscriptionStatus } from "./status.ts";
-import { billingEvent, DAY_MS, documentChecker, isDuplicateKey, markProcessed, wasProcessed, withOptimisticRetry } from "./store.ts";
+import { billingEvent, DAY_MS, documentChecker, isDuplicateKey, withOptimisticRetry } from "./store.ts";
 import { createCheckoutSession, pushCancel, pushPause, pushPriceChange, pushResume } from "./stripe.ts";
 import type { StripeClient } from "./stripe.ts";
 
@@ -159,26 +159,26 @@ export async function startSignupSubscription(db: Db, input: { userId: string; p
 	} catch (err) {
 		if (!isDuplicateKey(err)) throw err;
 		// Replayed sign-up, or the user already has another live subscription.
-		const existing = await subscriptions(db).findOne({ $or: [{ _id: sub._id }, { liveKey: userId }] }, { projection: WITHOUT_OUTBOX });
+		// Two equality finds, not one $or: FerretDB reads the whole collection for an $or.
+		const existing = (await subscriptions(db).findOne({ _id: sub._id }, { projection: WITHOUT_OUTBOX })) ?? (await subscriptions(db).findOne({ liveKey: userId }, { projection: WITHOUT_OUTBOX }));
 		return { created: false, subscription: existing ?? sub };
 	}
 }
 
 /**
  * `user.created`: the billing customer and the sign-up subscription on the default plan, each
- * keyed by the user id, so a redelivered or replayed event changes nothing.
+ * keyed by the user id, so a redelivered or replayed event changes nothing: both inserts meet
+ * their unique `_id`. No processed-event marker: it would add two operations to every sign-up
+ * and guard nothing the keys do not (and it would be forgotten after a while, the keys never).
  */
 export async function onboardUser(db: Db, event: { id: string; data: { userId: string; email: string; name: string | null } }, opts: { defaultPlan: string; trialDays: number }, ctx: OpContext) {
 	const { userId, email } = event.data ?? {};
 	// Can never succeed: no retry will fix it, so it ends in the dead-letter queue.
 	if (typeof userId !== "string" || !userId || userId.length > 100 || typeof email !== "string") throw new MalformedEventError("user.created needs data.userId and data.email");
-	const key = `user.created:${event.id}`;
-	if (await wasProcessed(db, key)) return { duplicate: true as const };
 	const newCustomer = await ensureCustomer(db, event.data, event.id, ctx.now);
 	const plan = await getPlan(db, opts.defaultPlan);
 	const { created, subscription } = await startSignupSubscription(db, { userId: event.data.userId, plan, trialDays: plan.trialDays ?? opts.trialDays }, ctx);
-	await markProcessed(db, key, ctx.now);
-	return { duplicate: false as const, newCustomer, created, subscription };
+	return { newCustomer, created, subscription };
 }
 
 /** The user's live subscription, else their most recent one. */

@@ -24,6 +24,7 @@ describe("billing: sign-up trial and subscription actions", () => {
 	let db: Db;
 
 	const as = (userId: string, permissions: string[] = []) => ({ meta: { caller: { userId, sessionId: "s", roles: [], permissions } satisfies Caller } });
+	const handledUserCreated = () => (node.metrics.getMetric("events.consumed.total")?.get({ service: "billing", type: "user.created", result: "ok" })?.value as number | undefined) ?? 0;
 	async function signUp(userId: string) {
 		await publisher.publish([{ event: createCloudEvent({ type: "user.created", source: "/backplane/auth", subject: userId, data: { userId, email: `${userId}@example.com`, name: "Ada" } }) }]);
 		return eventually(async () => (await db.collection("subscriptions").findOne({ userId })) ?? undefined, 10_000, "the trial");
@@ -52,9 +53,10 @@ describe("billing: sign-up trial and subscription actions", () => {
 		const first = createCloudEvent({ type: "user.created", source: "/backplane/auth", subject: userId, data });
 		// The same event redelivered, and the same user announced again under a new event id.
 		const republished = createCloudEvent({ type: "user.created", source: "/backplane/auth", subject: userId, data });
+		const handledBefore = handledUserCreated();
 		await publisher.publish([{ event: first }, { event: first }, { event: republished }]);
 
-		await eventually(async () => (await db.collection("processed_events").countDocuments({ _id: { $in: [`user.created:${first.id}`, `user.created:${republished.id}`] } as never })) === 2, 10_000, "all three deliveries handled");
+		await eventually(async () => handledUserCreated() >= handledBefore + 3, 10_000, "all three deliveries handled");
 		expect(await db.collection("customers").countDocuments({ _id: userId as never })).toBe(1);
 		const subs = await db.collection("subscriptions").find({ userId }).toArray();
 		expect(subs).toHaveLength(1);
