@@ -15,6 +15,13 @@
  * unique-key inserts are atomic there. So every writer of an outbox aggregate, and the relay,
  * changes it while holding `withDocumentLock` (an insert into `doc_locks`); on MongoDB the lock
  * is redundant but cheap.
+ *
+ * Why `outboxPending` beside `outboxAt`: FerretDB v1 hands a filter to PostgreSQL only when it
+ * has an equality on a top-level scalar field; any other filter (`$ne: null`, `_id: {$in}`)
+ * makes it read and decode every document of the collection in FerretDB (measured: 65-95 ms per
+ * query on 2,000 documents against 2-5 ms with an equality). Every relay query therefore carries
+ * `outboxPending: true` or the claim's `outboxLease`, so its cost follows the pending documents,
+ * not the size of the collection.
  */
 import { randomUUID } from "node:crypto";
 import { MongoBulkWriteError } from "mongodb";
@@ -25,14 +32,16 @@ import type { OutboxEntry, OutboxStore } from "./outbox-relay.ts";
 /** The fields an aggregate with an outbox carries. */
 export interface OutboxFields {
 	pendingEvents?: OutboxEntry[];
-	/** When events were last added; null once all are relayed. Indexed: the relay's work list. */
+	/** When events were last added; null once all are relayed. */
 	outboxAt?: Date | null;
+	/** True while events wait: the relay's work list (an equality, see above). Indexed. */
+	outboxPending?: boolean;
 	outboxLeaseUntil?: Date | null;
 	outboxLease?: string | null;
 }
 
 /** Projection that hides the outbox fields from readers of the aggregate. */
-export const WITHOUT_OUTBOX = { pendingEvents: 0, outboxAt: 0, outboxLeaseUntil: 0, outboxLease: 0 } as const;
+export const WITHOUT_OUTBOX = { pendingEvents: 0, outboxAt: 0, outboxPending: 0, outboxLeaseUntil: 0, outboxLease: 0 } as const;
 
 /** An outbox entry with no undefined fields (they would be stored as null and break `$pullAll`). */
 export function outboxEntry(event: OutboxEntry["event"], requestId?: string | null): OutboxEntry {
@@ -46,17 +55,30 @@ export function withEvents<T extends Document>(update: UpdateFilter<T>, entries:
 	return {
 		...update,
 		$push: { ...u.$push, pendingEvents: { $each: entries } },
-		$set: { ...u.$set, outboxAt: now },
+		$set: { ...u.$set, outboxAt: now, outboxPending: true },
 	} as unknown as UpdateFilter<T>;
 }
 
 /** Fields for a document inserted together with its first events. */
 export function initialOutbox(entries: OutboxEntry[], now: Date): Required<OutboxFields> {
-	return { pendingEvents: entries, outboxAt: entries.length ? now : null, outboxLeaseUntil: null, outboxLease: null };
+	return { pendingEvents: entries, outboxAt: entries.length ? now : null, outboxPending: entries.length > 0, outboxLeaseUntil: null, outboxLease: null };
 }
 
-export async function ensureOutboxIndex(collection: Collection<Document>): Promise<void> {
-	await collection.createIndex({ outboxAt: 1 }, { name: "outbox_at" });
+/** The fields of an outbox that holds nothing (any more). */
+const EMPTIED = { outboxAt: null, outboxPending: false, outboxLease: null, outboxLeaseUntil: null } as const;
+
+/**
+ * Creates the relay's index and marks the pending documents that versions before
+ * `outboxPending` left (each under its lock, as every outbox writer); idempotent, run at start.
+ */
+export async function prepareOutbox(db: Db, name: string): Promise<void> {
+	const collection = db.collection<OutboxDoc>(name);
+	await collection.createIndex({ outboxPending: 1, outboxAt: 1 }, { name: "outbox_pending" });
+	await collection.dropIndex("outbox_at").catch(() => undefined);
+	const unmarked = await collection.find({ outboxAt: { $ne: null }, outboxPending: { $exists: false } }, { projection: { _id: 1 } }).toArray();
+	for (const { _id } of unmarked) {
+		await withDocumentLock(db, lockKey(name, _id), () => collection.updateOne({ _id, outboxAt: { $ne: null }, outboxPending: { $exists: false } }, { $set: { outboxPending: true } }));
+	}
 }
 
 // --- document locks -------------------------------------------------------------------------
@@ -170,7 +192,7 @@ const COUNT_SCAN_LIMIT = 10_000;
 export function mongoOutboxStore(db: Db, opts: MongoOutboxOptions): OutboxStore {
 	const collections = opts.collections.map((name) => db.collection<OutboxDoc>(name));
 	const leaseMs = opts.leaseMs ?? 30_000;
-	const claimable = (): Filter<OutboxDoc> => ({ outboxAt: { $ne: null }, $or: [{ outboxLeaseUntil: null }, { outboxLeaseUntil: { $lte: new Date() } }] });
+	const claimable = (): Filter<OutboxDoc> => ({ outboxPending: true, $or: [{ outboxLeaseUntil: null }, { outboxLeaseUntil: { $lte: new Date() } }] });
 
 	/**
 	 * Leases the outboxes of `ids` that are free (lock busy: skipped, a later pass takes them), in
@@ -189,7 +211,7 @@ export function mongoOutboxStore(db: Db, opts: MongoOutboxOptions): OutboxStore 
 			await collection.updateMany({ _id: { $in: lockedIds }, ...claimable() }, { $set: { outboxLease: lease, outboxLeaseUntil: new Date(Date.now() + leaseMs) } });
 			const docs = await collection.find({ _id: { $in: lockedIds }, outboxLease: lease }, { projection: { pendingEvents: 1 } }).toArray();
 			const empty = docs.filter((d) => !d.pendingEvents?.length).map((d) => d._id);
-			if (empty.length) await collection.updateMany({ _id: { $in: empty } }, { $set: { outboxAt: null, outboxLease: null, outboxLeaseUntil: null } });
+			if (empty.length) await collection.updateMany({ _id: { $in: empty }, outboxLease: lease }, { $set: EMPTIED });
 			return docs.filter((d) => d.pendingEvents?.length).map((d) => ({ collection, key: keyOf(d._id), id: d._id, lease, entries: d.pendingEvents! }));
 		} finally {
 			await unlockMany(db, held).catch(() => undefined);
@@ -205,7 +227,8 @@ export function mongoOutboxStore(db: Db, opts: MongoOutboxOptions): OutboxStore 
 			if (!ours && !(doc.pendingEvents ?? []).some((e) => sent.has(e.event.id))) return;
 			const remaining = (doc.pendingEvents ?? []).filter((e) => !sent.has(e.event.id));
 			const clearLease = ours ? { outboxLease: null, outboxLeaseUntil: null } : {};
-			await c.collection.updateOne({ _id: c.id }, { $pullAll: { pendingEvents: c.entries }, $set: { outboxAt: remaining.length ? (doc.outboxAt ?? null) : null, ...clearLease } });
+			const outbox = remaining.length ? { outboxAt: doc.outboxAt ?? null, outboxPending: true } : { outboxAt: null, outboxPending: false };
+			await c.collection.updateOne({ _id: c.id }, { $pullAll: { pendingEvents: c.entries }, $set: { ...outbox, ...clearLease } });
 		} else if (ours) {
 			await c.collection.updateOne({ _id: c.id }, { $set: { outboxLease: null, outboxLeaseUntil: null } });
 		}
@@ -231,12 +254,12 @@ export function mongoOutboxStore(db: Db, opts: MongoOutboxOptions): OutboxStore 
 					for (const [size, group] of Map.groupBy(locked, (c) => c.entries.length)) {
 						const result = await collection.updateMany(
 							{ _id: { $in: group.map((c) => c.id) }, outboxLease: group[0]!.lease, pendingEvents: { $size: size } },
-							{ $set: { pendingEvents: [], outboxAt: null, outboxLease: null, outboxLeaseUntil: null } },
+							{ $set: { pendingEvents: [], ...EMPTIED } },
 						);
 						emptied += result.modifiedCount;
 					}
 					if (emptied < locked.length) {
-						const docs = await collection.find({ _id: { $in: locked.map((c) => c.id) }, outboxAt: { $ne: null } }).toArray();
+						const docs = await collection.find({ _id: { $in: locked.map((c) => c.id) }, outboxPending: true }).toArray();
 						const byId = new Map(docs.map((d) => [d._id, d]));
 						for (const c of locked) if (byId.has(c.id)) await settle(c, byId.get(c.id)!, true);
 					}
@@ -285,7 +308,7 @@ export function mongoOutboxStore(db: Db, opts: MongoOutboxOptions): OutboxStore 
 		async countPending() {
 			let n = 0;
 			for (const collection of collections) {
-				const docs = collection.find({ outboxAt: { $ne: null } }, { projection: { pendingEvents: 1 } }).limit(COUNT_SCAN_LIMIT);
+				const docs = collection.find({ outboxPending: true }, { projection: { pendingEvents: 1 } }).limit(COUNT_SCAN_LIMIT);
 				for await (const doc of docs) n += doc.pendingEvents?.length ?? 0;
 			}
 			return n;

@@ -7,7 +7,7 @@ import { MongoClient } from "mongodb";
 import type { Db } from "mongodb";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createCloudEvent } from "../../lib/events/cloudevents.ts";
-import { lockKey, mongoOutboxStore, outboxEntry, withDocumentLock, withEvents } from "../../lib/events/mongo-outbox.ts";
+import { lockKey, mongoOutboxStore, outboxEntry, prepareOutbox, withDocumentLock, withEvents } from "../../lib/events/mongo-outbox.ts";
 import type { OutboxEntry } from "../../lib/events/outbox-relay.ts";
 import { testEnv, uniqueId } from "../support/infra.ts";
 
@@ -40,7 +40,7 @@ describe("mongoOutboxStore", () => {
 		expect(await store.relayBatch(100, async (entries) => void published.push(...entries.map((e) => (e.event.data as { n: number }).n)))).toBe(3);
 		expect(published).toEqual([1, 2, 3]);
 		expect(await store.countPending()).toBe(0);
-		expect(await db.collection("a").findOne({ _id: "doc1" as never })).toMatchObject({ n: 1, pendingEvents: [], outboxAt: null, outboxLease: null });
+		expect(await db.collection("a").findOne({ _id: "doc1" as never })).toMatchObject({ n: 1, pendingEvents: [], outboxAt: null, outboxPending: false, outboxLease: null });
 		expect(await store.relayBatch(100, async () => undefined)).toBe(0);
 	});
 
@@ -81,6 +81,49 @@ describe("mongoOutboxStore", () => {
 			for (let i = 0; i < 30 && (await store.relayBatch(3, slowPublish)) > 0; i++);
 		}));
 		expect(seen.sort((x, y) => x - y)).toEqual(Array.from({ length: 20 }, (_, i) => 100 + i));
+	});
+
+	it("relays what a version without the outboxPending flag left pending, once prepareOutbox marked it", async () => {
+		await db.collection<{ _id: string }>("legacy").insertMany([
+			{ _id: "old-pending", pendingEvents: [event(7)], outboxAt: new Date(), outboxLease: null, outboxLeaseUntil: null } as never,
+			{ _id: "old-done", pendingEvents: [], outboxAt: null, outboxLease: null, outboxLeaseUntil: null } as never,
+		]);
+		const store = mongoOutboxStore(db, { collections: ["legacy"] });
+		expect(await store.countPending()).toBe(0);
+		await prepareOutbox(db, "legacy");
+		await prepareOutbox(db, "legacy"); // every node runs it at start
+		const seen: number[] = [];
+		expect(await store.relayBatch(10, async (entries) => void seen.push(...entries.map((x) => (x.event.data as { n: number }).n)))).toBe(1);
+		expect(seen).toEqual([7]);
+		expect(await db.collection("legacy").findOne({ _id: "old-done" as never })).not.toHaveProperty("outboxPending");
+	});
+
+	// FerretDB v1 filters in PostgreSQL only what has a top-level equality; anything else reads and
+	// decodes the whole collection in FerretDB, on every relay pass. Asked of the server through
+	// explain, so this fails when a relay query loses its equality (not on MongoDB: no such field).
+	it("sends only filters the MongoDB-wire server can hand to its database (FerretDB pushdown)", async () => {
+		const monitored = new MongoClient(testEnv(uniqueId("outbox")).MONGO_URL!.replace(/\/[^/]*$/, `/${db.databaseName}`), { retryWrites: false, monitorCommands: true });
+		const filters: { command: string; collection: string; filter: Record<string, unknown> }[] = [];
+		monitored.on("commandStarted", (e) => {
+			const c = e.command as Record<string, unknown> & { updates?: { q: Record<string, unknown> }[]; deletes?: { q: Record<string, unknown> }[]; filter?: Record<string, unknown> };
+			const collection = String(c[e.commandName]);
+			if (e.commandName === "find") filters.push({ command: "find", collection, filter: c.filter ?? {} });
+			for (const u of c.updates ?? []) filters.push({ command: "update", collection, filter: u.q });
+			for (const d of c.deletes ?? []) filters.push({ command: "delete", collection, filter: d.q });
+		});
+		const mdb = monitored.db();
+		for (let i = 0; i < 3; i++) await write("pushdown", `p${i}`, [event(200 + i)]);
+		const store = mongoOutboxStore(mdb, { collections: ["pushdown"] });
+		await store.countPending();
+		expect(await store.relayBatch(10, async () => undefined)).toBe(3);
+		await monitored.close();
+		const outboxQueries = filters.filter((f) => f.collection === "pushdown");
+		expect(outboxQueries.length).toBeGreaterThanOrEqual(5);
+		for (const f of outboxQueries) {
+			const explained = (await db.collection(f.collection).find(f.filter).explain()) as { filterPushdown?: boolean };
+			if (explained.filterPushdown === undefined) continue; // a real MongoDB: indexes serve these
+			expect({ ...f, pushdown: explained.filterPushdown }).toMatchObject({ pushdown: true });
+		}
 	});
 
 	it("serializes concurrent writers of one document, which the server alone does not", async () => {
