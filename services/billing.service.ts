@@ -20,7 +20,7 @@ import { renderInvoiceHtml, renderInvoicePdf } from "./billing/invoice-render.ts
 import { getUserInvoice, invoiceView, listInvoices } from "./billing/invoices.ts";
 import { describeSweep, pollEvery, renewIfDue, runLifecycle } from "./billing/lifecycle.ts";
 import { BILLING_COUNTERS, BILLING_HISTOGRAMS, onRevenue, SWEEP_STEPS } from "./billing/metrics.ts";
-import { archivePlan, getPlan, listPlans, planSchema, planView, seedPlans, upsertPlan } from "./billing/plans.ts";
+import { archivePlan, getPlan, listPlans, planCache, planSchema, planView, seedPlans, upsertPlan } from "./billing/plans.ts";
 import { ensureIndexes, OUTBOX_COLLECTIONS } from "./billing/store.ts";
 import type { Clock } from "./billing/store.ts";
 import { chargeInvoice, createPortalSession, createStripeClient } from "./billing/stripe.ts";
@@ -70,6 +70,8 @@ export default function billingService(config: Config, deps: BillingDeps = {}): 
 	const collection = { dunning: settings.dunning, charge: deps.charge ?? ((input: ChargeInput) => chargeInvoice(stripe, input)) };
 	const lifecycleOptions = () => ({ now: now(), batchSize: deps.sweepBatchSize ?? 100, seller: settings.seller, taxRates, collection });
 	const op = (ctx: Ctx<unknown>) => ({ now: now(), requestId: ctx.requestID });
+	// Every sign-up reads the default plan: from memory for a few seconds (plan changes are rare).
+	const signupPlans = planCache(db, 5_000);
 	let scheduler: { stop(): Promise<void> } | undefined;
 	let sweeps = 0;
 
@@ -232,12 +234,15 @@ export default function billingService(config: Config, deps: BillingDeps = {}): 
 			upsertPlan: {
 				rest: "PUT /admin/plans/:id", permissions: ["billing:admin"], openapi: { summary: "Create or replace a plan" }, params: planSchema,
 				async handler(ctx: Ctx<Record<string, unknown>>) {
-					return planView(await upsertPlan(db, ctx.params, now()));
+					const plan = await upsertPlan(db, ctx.params, now());
+					signupPlans.forget(plan._id);
+					return planView(plan);
 				},
 			},
 			archivePlan: {
 				rest: "DELETE /admin/plans/:id", permissions: ["billing:admin"], openapi: { summary: "Stop offering a plan" }, params: { id: SLUG },
 				async handler(ctx: Ctx<{ id: string }>) {
+					signupPlans.forget(ctx.params.id);
 					return planView(await archivePlan(db, ctx.params.id, now()));
 				},
 			},
@@ -256,7 +261,7 @@ export default function billingService(config: Config, deps: BillingDeps = {}): 
 				return { mongodb: () => db.command({ ping: 1 }) };
 			},
 			async onUserCreated(event: CloudEvent<UserCreated>, ctx: Context) {
-				const result = await onboardUser(db, event, settings, { now: now(), requestId: ctx.requestID });
+				const result = await onboardUser(db, event, { ...settings, plan: (id: string) => signupPlans.get(id) }, { now: now(), requestId: ctx.requestID });
 				if (result.created) this.relayOutbox();
 				this.logger.info(`user ${event.data.userId}: customer ${result.newCustomer ? "created" : "exists"}, subscription ${result.subscription._id} ${result.created ? `started (${result.subscription.status})` : "exists"}`);
 			},

@@ -5,6 +5,7 @@
  */
 import type { Db } from "mongodb";
 import { AppError, badRequest, notFound } from "../../lib/errors.ts";
+import { ExpiringCache } from "../../lib/expiring-cache.ts";
 import { createValidator } from "../../lib/validator.ts";
 import { CURRENCY_PATTERN, MAX_AMOUNT } from "./money.ts";
 import { isDuplicateKey } from "./store.ts";
@@ -162,6 +163,27 @@ export async function getPlan(db: Db, id: string): Promise<Plan> {
 	const plan = await plans(db).findOne({ _id: id });
 	if (!plan) throw notFound(`Plan ${id}`);
 	return plan;
+}
+
+/**
+ * Plans read through a short-lived cache, for the sign-up path that reads the same default plan
+ * for every new user: one read per `ttlMs` instead of one per sign-up. A change made on another
+ * node reaches new sign-ups within `ttlMs`; `forget` drops this node's copy at once.
+ */
+export function planCache(db: Db, ttlMs: number, nowMs: () => number = Date.now) {
+	const cache = new ExpiringCache<Plan>(64);
+	return {
+		async get(id: string): Promise<Plan> {
+			const cached = cache.get(id, nowMs());
+			if (cached) return cached;
+			const plan = await getPlan(db, id);
+			cache.set(id, plan, nowMs() + ttlMs);
+			return plan;
+		},
+		forget(id: string): void {
+			cache.delete(id);
+		},
+	};
 }
 
 /** The plan's price in `currency` and `interval` (interval optional: month first). */

@@ -134,4 +134,16 @@ describe("billing: sign-up trial and subscription actions", () => {
 		await expect(node.call("billing.payInvoice", { id: "in_nope" }, as(userId))).rejects.toMatchObject({ code: 404 });
 		await expect(node.call("billing.getUsage", {})).rejects.toMatchObject({ code: 401 });
 	});
+	it("starts the next sign-up on a default plan changed on this node, without waiting for the plan cache", async () => {
+		const admin = as("admin-1", ["billing:admin"]);
+		const pro = await db.collection("plans").findOne({ _id: "pro" as never }, { projection: { _id: 0, version: 0, createdAt: 0, updatedAt: 0 } });
+		await signUp(uniqueId("u-")); // the default plan is now in the cache
+		await node.call("billing.upsertPlan", { ...pro, id: "pro", trialDays: 3 }, admin);
+		try {
+			const sub = await signUp(uniqueId("u-"));
+			expect((sub.trialEnd as Date).getTime() - clock.now().getTime()).toBeLessThanOrEqual(3 * DAY);
+		} finally {
+			await node.call("billing.upsertPlan", { ...pro, id: "pro" }, admin);
+		}
+	});
 });
