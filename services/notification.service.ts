@@ -53,7 +53,9 @@ interface NotificationMethods {
 export default function notificationService(config: Config): ServiceSchema<{ rest: string }, NotificationMethods> {
 	const n = config.notification;
 	const keys = createKeys(config.namespace);
-	const redis = createRedis(config.redisUrl!, `${config.nodeId}/notification`);
+	// Auto-pipelining: commands issued in the same tick (the reads of one event, many events at
+	// once) go to Redis in one write, which counts when the cores are busy.
+	const redis = createRedis(config.redisUrl!, `${config.nodeId}/notification`, { enableAutoPipelining: true });
 	// BullMQ's workers block on Redis reads: no per-command timeout, unlimited retries.
 	const workerRedis = createRedis(config.redisUrl!, `${config.nodeId}/notification-worker`, { maxRetriesPerRequest: null, commandTimeout: undefined });
 	const smtp = createSmtpTransport(config.smtpUrl!, { maxConnections: n.emailConcurrency });

@@ -85,46 +85,42 @@ export async function handleEvent(deps: NotifierDeps, event: CloudEvent, request
 		await purgeUser(redis, keys, userId);
 		return { workflow: null, channels: [] };
 	}
-	if (await isDeleted(redis, keys, userId)) return { workflow: null, channels: [] };
+	// Independent reads, sent together: one round trip of waiting instead of three.
+	const [deleted, preferences, contact] = await Promise.all([isDeleted(redis, keys, userId), getPreferences(redis, keys, userId), getContact(redis, keys, userId)]);
+	if (deleted) return { workflow: null, channels: [] };
 	if (typeof data.email === "string") {
 		await upsertContact(redis, keys, { userId, email: data.email, name: typeof data.name === "string" ? data.name : null, locale: null, updatedAt: event.time });
 	}
 
 	const workflow = workflowFor(event.type);
 	if (!workflow) return { workflow: null, channels: [] };
-	const planned = plannedChannels(workflow, toSwitch(await getPreferences(redis, keys, userId)));
-	const result: HandledEvent = { workflow: workflow.id, channels: workflow.channels.filter((c) => !planned.includes(c)).map((channel) => ({ channel, outcome: "skipped", reason: "preference" })) };
+	const planned = plannedChannels(workflow, toSwitch(preferences));
+	const skipped = workflow.channels.filter((c) => !planned.includes(c)).map((channel) => ({ channel, outcome: "skipped" as const, reason: "preference" }));
 	const vars = workflow.variables(event.data as never, deps.publicUrl);
 	const base: JobBase = { eventId: event.id, eventType: event.type, eventTime: event.time, requestId, workflow: workflow.id, userId, vars };
 	const alertId = alertIdFor(event.id, workflow.id);
 
-	for (const channel of planned) {
+	// The channels do not depend on one another: their round trips overlap.
+	const delivered = await Promise.all(planned.map(async (channel): Promise<HandledEvent["channels"][number]> => {
 		if (channel === "in_app") {
-			const locale = (await getContact(redis, keys, userId))?.locale;
-			const text = deps.templates.alert(workflow.id, vars, locale);
+			const text = deps.templates.alert(workflow.id, vars, contact?.locale);
 			const alert: Alert = { id: alertId, workflow: workflow.id, category: workflow.category, title: text.title, body: text.body, url: actionUrl(vars), createdAt: event.time, readAt: null };
 			const { added, unreadCount } = await addAlert(redis, keys, userId, alert);
 			if (added) await deps.onAlert(userId, alert, unreadCount);
-			result.channels.push({ channel, outcome: added ? "stored" : "duplicate" });
-		} else if (channel === "email") {
+			return { channel, outcome: added ? "stored" : "duplicate" };
+		}
+		if (channel === "email") {
 			const recipient = workflow.recipient(event.data as never);
 			const to = recipient.email ? { email: recipient.email, name: recipient.name ?? null } : null;
 			const queued = await deps.email.enqueue(jobIdFor(event.id, "email"), { ...base, to });
-			result.channels.push({ channel, outcome: queued ? "queued" : "duplicate" });
-		} else {
-			if (!deps.push) {
-				result.channels.push({ channel, outcome: "skipped", reason: "push not configured" });
-				continue;
-			}
-			const devices = await listSubscriptions(redis, keys, userId);
-			let queued = 0;
-			for (const sub of devices) {
-				if (await deps.push.enqueue(jobIdFor(event.id, "push", sub.id), { ...base, subscriptionId: sub.id, alertId })) queued++;
-			}
-			result.channels.push(devices.length === 0 ? { channel, outcome: "skipped", reason: "no device" } : { channel, outcome: queued ? "queued" : "duplicate", count: queued });
+			return { channel, outcome: queued ? "queued" : "duplicate" };
 		}
-	}
-	return result;
+		if (!deps.push) return { channel, outcome: "skipped", reason: "push not configured" };
+		const devices = await listSubscriptions(redis, keys, userId);
+		const queued = (await Promise.all(devices.map((sub) => deps.push!.enqueue(jobIdFor(event.id, "push", sub.id), { ...base, subscriptionId: sub.id, alertId })))).filter(Boolean).length;
+		return devices.length === 0 ? { channel, outcome: "skipped", reason: "no device" } : { channel, outcome: queued ? "queued" : "duplicate", count: queued };
+	}));
+	return { workflow: workflow.id, channels: [...skipped, ...delivered] };
 }
 
 /** user.deleted: everything this service keeps about the user goes, and stays gone. */

@@ -104,16 +104,14 @@ export class ChannelQueue<T> {
 	 */
 	async enqueue(jobId: string, data: T): Promise<boolean> {
 		const { connection } = this.opts;
-		if ((await connection.exists(this.opts.deliveredKey(jobId))) === 1) return false;
-		if (await this.queue.getJob(jobId)) return false;
-		const job = await this.queue.add(this.channel, data, {
-			jobId,
-			attempts: this.opts.retry.attempts,
-			backoff: { type: "jittered" },
-			removeOnComplete: KEEP_COMPLETED,
-			removeOnFail: KEEP_FAILED,
-		});
-		const first = await connection.set(this.opts.enqueuedKey(jobId), "1", "EX", DAY_S, "NX").catch(() => "OK");
+		// Two round trips, each of commands sent together. A failed add leaves the claim: the
+		// redelivered event then queues the job but reports a duplicate (never a lost or extra send).
+		const [delivered, existing] = await Promise.all([connection.exists(this.opts.deliveredKey(jobId)), this.queue.getJob(jobId)]);
+		if (delivered === 1 || existing) return false;
+		const [job, first] = await Promise.all([
+			this.queue.add(this.channel, data, { jobId, attempts: this.opts.retry.attempts, backoff: { type: "jittered" }, removeOnComplete: KEEP_COMPLETED, removeOnFail: KEEP_FAILED }),
+			connection.set(this.opts.enqueuedKey(jobId), "1", "EX", DAY_S, "NX").catch(() => "OK"),
+		]);
 		if (first !== "OK") return false;
 		this.opts.observer.queued(view(job as Job<T, Outcome>));
 		return true;
