@@ -351,7 +351,8 @@ svc_mailpit_launch() {
   spawn "$RUN_DIR/mailpit.pid" "$(svc_mailpit_log)" "$(tool_bin mailpit)" \
     --smtp "127.0.0.1:$MAILPIT_SMTP_PORT" --listen "127.0.0.1:$MAILPIT_HTTP_PORT" \
     --database "$DATA_DIR/mailpit/mailpit.db" --max 5000 \
-    --smtp-auth-accept-any --smtp-auth-allow-insecure --disable-version-check
+    --smtp-auth-accept-any --smtp-auth-allow-insecure --disable-version-check \
+    --smtp-disable-rdns --compression 0
 }
 svc_mailpit_wait() { wait_ready_loop mailpit "${1:-30}"; }
 svc_mailpit_stop() { local pid; pid="$(svc_mailpit_pid)"; [[ -z "$pid" ]] || terminate "$pid" 10; rm -f "$RUN_DIR/mailpit.pid"; }
