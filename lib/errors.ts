@@ -43,7 +43,9 @@ export const unavailable = (message: string, type = "SERVICE_UNAVAILABLE") => ne
  * the MongoDB driver's network errors. The edges answer them as 503 (try again), not 500.
  */
 const OUTAGE_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "EHOSTUNREACH", "57P01", "57P02", "57P03", "08000", "08001", "08003", "08004", "08006"]);
-const OUTAGE_NAMES = new Set(["MongoNetworkError", "MongoNetworkTimeoutError", "MongoServerSelectionError", "MongoPoolClearedError"]);
+// The last three: an operation that was running while its client was closed and reopened
+// (lib/mongo.ts watchMongoClient); we use no explicit sessions that could expire otherwise.
+const OUTAGE_NAMES = new Set(["MongoNetworkError", "MongoNetworkTimeoutError", "MongoServerSelectionError", "MongoPoolClearedError", "MongoTopologyClosedError", "MongoNotConnectedError", "MongoExpiredSessionError"]);
 
 export function isDependencyOutage(err: unknown): boolean {
 	if (typeof err !== "object" || err === null) return false;

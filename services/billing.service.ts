@@ -10,7 +10,7 @@ import type { UserCreated, UserDeleted } from "../lib/events/catalog.ts";
 import type { CloudEvent } from "../lib/events/cloudevents.ts";
 import { mongoOutboxStore } from "../lib/events/mongo-outbox.ts";
 import { AppError, notFound, unauthorized } from "../lib/errors.ts";
-import { createMongoClient } from "../lib/mongo.ts";
+import { createMongoClient, watchMongoClient } from "../lib/mongo.ts";
 import { eventHandlersMixin, outboxMixin } from "../mixins/events.mixin.ts";
 import type { OutboxMethods } from "../mixins/events.mixin.ts";
 import { healthMixin } from "../mixins/health.mixin.ts";
@@ -48,6 +48,8 @@ const QUANTITY = { type: "number", integer: true, min: 1, max: 100_000, convert:
 const INVOICE_ID = { id: { type: "string", min: 1, max: 200 } } as const;
 /** Old processed-event keys are pruned every this many sweeps. */
 const PRUNE_EVERY_SWEEPS = 100;
+/** A ping every 5 s; the client is reopened after about 15 s of failures the server is not the cause of. */
+const MONGO_WATCHDOG = { everyMs: 5_000, failures: 3, timeoutMs: 3_000 };
 
 /** The authenticated user (set by the gateway); 401 without one. */
 function userOf(ctx: Ctx<unknown>): string {
@@ -73,6 +75,7 @@ export default function billingService(config: Config, deps: BillingDeps = {}): 
 	// Every sign-up reads the default plan: from memory for a few seconds (plan changes are rare).
 	const signupPlans = planCache(db, 5_000);
 	let scheduler: { stop(): Promise<void> } | undefined;
+	let watchdog: { stop(): void } | undefined;
 	let sweeps = 0;
 
 	return {
@@ -314,8 +317,20 @@ export default function billingService(config: Config, deps: BillingDeps = {}): 
 				throw new Error(`BILLING_DEFAULT_PLAN: plan "${settings.defaultPlan}" does not exist in the catalog`);
 			});
 			scheduler = pollEvery(settings.sweepIntervalMs, () => this.sweep().catch((err: unknown) => this.logger.warn("lifecycle sweep failed", err instanceof Error ? err.message : String(err))));
+			watchdog = watchMongoClient(mongo, config.mongoUrl!, {
+				...MONGO_WATCHDOG,
+				onPingFailed: (err, inARow) => {
+					this.broker.metrics.increment("billing.mongo.pings.failed.total");
+					this.logger.warn(`MongoDB ping failed (${inARow} in a row)`, err instanceof Error ? err.message : String(err));
+				},
+				onReset: () => {
+					this.broker.metrics.increment("billing.mongo.client.resets.total");
+					this.logger.error(`MongoDB client reopened: ${MONGO_WATCHDOG.failures} pings failed in a row while a new connection got through`);
+				},
+			});
 		},
 		async stopped() {
+			watchdog?.stop();
 			await scheduler?.stop();
 			await mongo.close();
 		},

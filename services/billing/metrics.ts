@@ -10,6 +10,8 @@ export const BILLING_COUNTERS: { name: string; labelNames: string[]; description
 	{ name: "billing.lifecycle.failures.total", labelNames: ["step"], description: "Documents the scheduler failed to change (retried next sweep)" },
 	{ name: "billing.webhooks.total", labelNames: ["type", "outcome"], description: "Stripe webhooks by outcome (applied, duplicate, stale, ignored)" },
 	{ name: "billing.revenue.minor_units.total", labelNames: ["currency"], description: "Amounts of invoices that became paid, in minor units (cents), by currency" },
+	{ name: "billing.mongo.pings.failed.total", labelNames: [], description: "Failed pings of the MongoDB client's watchdog" },
+	{ name: "billing.mongo.client.resets.total", labelNames: [], description: "MongoDB client closed and reopened by its watchdog (its pool failed while the server answered)" },
 ];
 
 export const BILLING_HISTOGRAMS: { name: string; unit: string; buckets: number[]; description: string }[] = [

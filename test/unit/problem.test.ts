@@ -44,7 +44,7 @@ describe("toProblem", () => {
 	});
 
 	it("answers a database that is down or restarting with 503, not 500, and names no address", () => {
-		for (const err of [Object.assign(new Error("connect ECONNREFUSED 10.0.0.3:5432"), { code: "ECONNREFUSED" }), Object.assign(new Error("connection 2 to 10.0.0.7:27017 closed"), { name: "MongoNetworkError" })]) {
+		for (const err of [Object.assign(new Error("connect ECONNREFUSED 10.0.0.3:5432"), { code: "ECONNREFUSED" }), Object.assign(new Error("connection 2 to 10.0.0.7:27017 closed"), { name: "MongoNetworkError" }), Object.assign(new Error("Topology is closed"), { name: "MongoTopologyClosedError" })]) {
 			const p = toProblem(err);
 			expect({ status: p.status, code: p.code }).toEqual({ status: 503, code: "DEPENDENCY_UNAVAILABLE" });
 			expect(JSON.stringify(p)).not.toMatch(/10\.0\.0/);
