@@ -73,6 +73,29 @@ async function load(title: string, opts: autocannon.Options): Promise<autocannon
 	return result;
 }
 
+/**
+ * `concurrency` loops of `op` for SECONDS after a one-second warm-up; every operation started is
+ * awaited and counted, so the rate is work done over the time it took (no half-done work).
+ */
+async function sustainedRate(concurrency: number, op: () => Promise<void>): Promise<{ rate: number; p50: number; p99: number }> {
+	const run = async (ms: number) => {
+		const latencies: number[] = [];
+		const started = performance.now();
+		await Promise.all(Array.from({ length: concurrency }, async () => {
+			while (performance.now() - started < ms) {
+				const t0 = performance.now();
+				await op();
+				latencies.push(performance.now() - t0);
+			}
+		}));
+		return { latencies: latencies.sort((a, b) => a - b), elapsedS: (performance.now() - started) / 1000 };
+	};
+	await run(1_000);
+	const { latencies, elapsedS } = await run(SECONDS * 1_000);
+	const at = (q: number) => Math.round(latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * q))] ?? NaN);
+	return { rate: latencies.length / elapsedS, p50: at(0.5), p99: at(0.99) };
+}
+
 /** A bare node:http server in its own process: the ceiling any HTTP gateway is compared with. */
 async function bareHttpServer(): Promise<{ url: string; stop: () => void }> {
 	const port = await freePort();
@@ -173,24 +196,29 @@ async function main(): Promise<void> {
 		}
 
 		// 3. Login against the raw bcrypt.compare rate at the same cost (bcrypt should be the only real cost).
+		// Both as closed loops that finish what they started: a load tool that stops at a deadline
+		// leaves up to 8 logins half-hashed (and its warm-up leaves 8 more hashing into the run), a
+		// tenth or more of a 5 s window at ~9 hashes/s, which the raw loop would not pay.
 		if (selected("login")) {
 			const hash = await bcrypt.hash(password, BCRYPT_COST);
-			const rawStart = performance.now();
-			let compares = 0;
-			while (performance.now() - rawStart < SECONDS * 1000) {
-				await Promise.all(Array.from({ length: 4 }, () => bcrypt.compare(password, hash)));
-				compares += 4;
-			}
-			const rawRate = compares / ((performance.now() - rawStart) / 1000);
-			log(`raw bcrypt.compare (cost ${BCRYPT_COST}, 4 in parallel): ${rawRate.toFixed(1)}/s`);
-			const login = await load("POST /api/v1/auth/login", { url: `${base}/api/v1/auth/login`, method: "POST", connections: 8, headers: { "content-type": "application/json" }, body: JSON.stringify({ email, password }) });
+			const raw = await sustainedRate(4, async () => void (await bcrypt.compare(password, hash)));
+			log(`raw bcrypt.compare (cost ${BCRYPT_COST}, 4 at a time): ${raw.rate.toFixed(1)}/s`);
+			log(`POST /api/v1/auth/login: 8 at a time for ${SECONDS} s`);
+			const body = JSON.stringify({ email, password });
+			let refused = 0;
+			const login = await sustainedRate(8, async () => {
+				const res = await fetch(`${base}/api/v1/auth/login`, { method: "POST", headers: { "content-type": "application/json" }, body });
+				await res.arrayBuffer();
+				if (res.status !== 200) refused++;
+			});
+			log(`  ${login.rate.toFixed(1)} logins/s, p50 ${login.p50} ms, p99 ${login.p99} ms${refused ? `; ${refused} not 200` : ""}`);
 			rows.push({
 				target: "login",
-				measured: `${okRate(login).toFixed(1)} logins/s`,
-				baseline: `${rawRate.toFixed(1)} bcrypt.compare/s`,
-				ratio: okRate(login) / rawRate,
+				measured: `${login.rate.toFixed(1)} logins/s`,
+				baseline: `${raw.rate.toFixed(1)} bcrypt.compare/s`,
+				ratio: login.rate / raw.rate,
 				goal: ">= 0.9x",
-				ok: okRate(login) / rawRate >= 0.9 && login.non2xx === 0,
+				ok: login.rate / raw.rate >= 0.9 && refused === 0,
 			});
 		}
 
