@@ -249,10 +249,18 @@ async function main(): Promise<void> {
 
 		// 5. Durable event relay + consume against raw amqplib publish-with-confirms + consume.
 		if (selected("relay")) {
-			const rawEvents = await rawAmqpRate(process.env.RABBITMQ_URL!, namespace, EVENTS);
-			const relayed = await outboxRelayRate(env, namespace, EVENTS);
-			log(`${EVENTS} events: raw amqplib ${rawEvents.toFixed(0)}/s, outbox relay + consume ${relayed.toFixed(0)}/s`);
-			rows.push({ target: "durable event relay + consume", measured: `${relayed.toFixed(0)} events/s`, baseline: `${rawEvents.toFixed(0)} msgs/s (amqplib, confirms)`, ratio: relayed / rawEvents, goal: ">= 0.5x", ok: relayed / rawEvents >= 0.5 });
+			// Each side three times, alternating, and the medians compared: one run of either moved by
+			// a factor of two from run to run on this machine (the raw one 6,900-14,000 msgs/s).
+			const raws: number[] = [];
+			const relays: number[] = [];
+			for (let i = 0; i < 3; i++) {
+				raws.push(await rawAmqpRate(process.env.RABBITMQ_URL!, namespace, EVENTS));
+				relays.push(await outboxRelayRate(env, namespace, EVENTS));
+			}
+			const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[1]!;
+			const [rawEvents, relayed] = [median(raws), median(relays)];
+			log(`${EVENTS} events, 3 runs each: raw amqplib ${raws.map((r) => r.toFixed(0)).join(", ")}/s; outbox relay + consume ${relays.map((r) => r.toFixed(0)).join(", ")}/s`);
+			rows.push({ target: "durable event relay + consume", measured: `${relayed.toFixed(0)} events/s`, baseline: `${rawEvents.toFixed(0)} msgs/s (amqplib, confirms)`, ratio: relayed / rawEvents, goal: ">= 0.5x (medians of 3)", ok: relayed / rawEvents >= 0.5 });
 		}
 
 		// 6. user.created end to end. At cost 12 two cores hash ~9 passwords/s, so 50 registrations/s
