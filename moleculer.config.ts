@@ -6,6 +6,7 @@ import Channels from "@moleculer/channels";
 import { DurableAmqpAdapter } from "./lib/events/durable-amqp-adapter.ts";
 import type { BrokerOptions, Errors } from "moleculer";
 import { pino } from "pino";
+import { coalesceAmqpWrites } from "./lib/amqp-writes.ts";
 import type { Config } from "./lib/config.ts";
 import { isNotDelivered } from "./lib/errors.ts";
 import { consoleStyle } from "./lib/logger.ts";
@@ -24,6 +25,9 @@ const REDACT = ["password", "newPassword", "currentPassword", "token", "refreshT
 );
 
 export function brokerOptions(config: Config, overrides: Partial<BrokerOptions> = {}): BrokerOptions {
+	// Every AMQP connection of the process (transporter, channels, outbox publisher) sends what it
+	// has queued in one write.
+	coalesceAmqpWrites();
 	const rootLogger = pino({
 		level: config.logLevel,
 		mixin: logContext,

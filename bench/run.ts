@@ -21,7 +21,7 @@ import { AmqpEventPublisher } from "../lib/events/publisher.ts";
 import { serviceDefinition } from "../lib/protos.ts";
 import { ProcessCluster, deleteNamespaceObjects, freePort, namespaceQueues } from "../test/support/chaos.ts";
 import { createTestDatabase, dropTestDatabase } from "../test/support/infra.ts";
-import { outboxRelayRate, rawAmqpRate, userCreatedLatency } from "./events.ts";
+import { outboxRelayRate, userCreatedLatency } from "./events.ts";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 // The production minimum (lib/config.ts refuses less when NODE_ENV=production).
@@ -269,7 +269,7 @@ async function main(): Promise<void> {
 		// 5. Durable event relay + consume against raw amqplib publish-with-confirms + consume.
 		if (selected("relay")) {
 			const { baseline, ours, rates } = await alternatingMedians(
-				async () => ({ rate: await rawAmqpRate(process.env.RABBITMQ_URL!, namespace, EVENTS) }),
+				async () => ({ rate: await rawAmqpRateApart(namespace) }),
 				async () => ({ rate: await outboxRelayRate(env, namespace, EVENTS) }),
 			);
 			const [rawEvents, relayed] = [baseline.rate, ours.rate];
@@ -327,6 +327,16 @@ async function drainQueues(namespace: string, timeoutMs: number): Promise<number
 		if (Date.now() - started > timeoutMs) throw new Error(`event queues still busy after ${timeoutMs} ms: ${busy.map((q) => `${q.name}=${q.messages}`).join(", ")}`);
 		await new Promise((r) => setTimeout(r, 250));
 	}
+}
+
+/** Raw amqplib publish-with-confirms + consume, in a process of its own (bench/raw-amqp.ts). */
+async function rawAmqpRateApart(namespace: string): Promise<number> {
+	const child = spawn(process.execPath, ["bench/raw-amqp.ts", namespace, String(EVENTS)], { stdio: ["ignore", "pipe", "inherit"] });
+	let out = "";
+	child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+	const code = await new Promise<number | null>((r) => child.once("exit", r));
+	if (code !== 0 || !Number.isFinite(Number(out))) throw new Error(`bench/raw-amqp.ts exited ${code}: ${out}`);
+	return Number(out);
 }
 
 /** Load on a bare moleculer-web gateway calling a bare action in another process (bench/bare-moleculer.ts). */
