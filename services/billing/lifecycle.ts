@@ -81,7 +81,11 @@ export async function runLifecycle(db: Db, opts: LifecycleOptions): Promise<Swee
 	});
 
 	// Stripe renews and cancels the subscriptions it bills and tells us by webhook; these are ours.
-	const periods = await due(periodDue(opts.now), { currentPeriodEnd: 1 });
+	// One query per status: FerretDB filters an equality in PostgreSQL, an $in by reading every subscription.
+	const periods = (await Promise.all(BILLED_STATUSES.map((status) => due(periodDue(opts.now, status), { currentPeriodEnd: 1 }))))
+		.flat()
+		.sort((a, b) => a.currentPeriodEnd.getTime() - b.currentPeriodEnd.getTime())
+		.slice(0, opts.batchSize);
 	report.periodsEnded = await each("period_end", periods, (sub) => endPeriod(db, sub, opts));
 
 	report.draftsFinalized = await each("finalize_draft", (await dueDrafts(db, opts.now, opts.batchSize)).map((_id) => ({ _id })), async ({ _id }) => (await finalizePeriodInvoice(db, _id, opts)).status !== "draft");
@@ -128,8 +132,11 @@ export async function trialOutcome(db: Db, sub: Subscription, now: Date): Promis
 	}
 }
 
-/** Subscriptions we bill whose period has ended. */
-const periodDue = (now: Date): Filter<Subscription> => ({ status: { $in: ["active", "past_due", "unpaid"] }, currentPeriodEnd: { $lte: now }, stripeSubscriptionId: null });
+/** The statuses of subscriptions whose periods we renew (Stripe renews the ones it bills). */
+const BILLED_STATUSES = ["active", "past_due", "unpaid"] as const;
+
+/** Subscriptions we bill whose period has ended (of one status, or of any billed status). */
+const periodDue = (now: Date, status: Filter<Subscription>["status"] = { $in: [...BILLED_STATUSES] }): Filter<Subscription> => ({ status, currentPeriodEnd: { $lte: now }, stripeSubscriptionId: null });
 
 /**
  * Renews one subscription now if its period has ended, as the next sweep would: a resumed

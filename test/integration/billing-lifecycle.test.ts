@@ -14,6 +14,7 @@ import { runLifecycle } from "../../services/billing/lifecycle.ts";
 import { getPlan, seedPlans } from "../../services/billing/plans.ts";
 import { startSignupSubscription } from "../../services/billing/subscriptions.ts";
 import { eventually, infra, testEnv, uniqueId } from "../support/infra.ts";
+import { notPushedDown, recordFilters } from "../support/pushdown.ts";
 import { billingEnv, startBillingNode, startCardNetwork, tapEvents, TestClock } from "../support/stripe.ts";
 
 const DAY = 86_400_000;
@@ -150,3 +151,28 @@ describe("lifecycle sweeps racing on one database", () => {
 	});
 });
 
+describe("lifecycle sweep queries", () => {
+	// Every billing node sweeps every BILLING_SWEEP_INTERVAL_MS: a filter FerretDB cannot hand to
+	// PostgreSQL reads every subscription or invoice each time (test/support/pushdown.ts).
+	it("are all filters the MongoDB-wire server can hand to its database (FerretDB pushdown)", async () => {
+		const url = testEnv(uniqueId("billsweep")).MONGO_URL!;
+		const mongo = new MongoClient(url, { retryWrites: false });
+		const db = mongo.db();
+		try {
+			const start = new Date("2026-05-01T12:00:00Z");
+			await ensureIndexes(db);
+			await seedPlans(db, start);
+			await startSignupSubscription(db, { userId: "sweeper", plan: await getPlan(db, "pro"), trialDays: 14 }, { now: start });
+			const collection = { dunning: { retryDays: [], finalStatus: "canceled" as const }, charge: () => Promise.reject(new Error("nothing is charged here")) };
+			const filters = await recordFilters(url, db.databaseName, async (mdb) => {
+				await runLifecycle(mdb, { now: new Date(start.getTime() + 40 * DAY), batchSize: 100, seller: { name: "Seller" }, taxRates: [], collection });
+			});
+			const sweepQueries = filters.filter((f) => f.command === "find" && ["subscriptions", "invoices"].includes(f.collection));
+			expect(sweepQueries.length).toBeGreaterThanOrEqual(5);
+			expect(await notPushedDown(db, sweepQueries)).toEqual([]);
+		} finally {
+			await db.dropDatabase().catch(() => undefined);
+			await mongo.close();
+		}
+	});
+});
