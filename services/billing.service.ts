@@ -8,7 +8,7 @@ import type { CallerMeta } from "../lib/caller.ts";
 import type { Config } from "../lib/config.ts";
 import type { UserCreated, UserDeleted } from "../lib/events/catalog.ts";
 import type { CloudEvent } from "../lib/events/cloudevents.ts";
-import { mongoOutboxStore } from "../lib/events/mongo-outbox.ts";
+import { markLegacyPending, mongoOutboxStore } from "../lib/events/mongo-outbox.ts";
 import { AppError, notFound, unauthorized } from "../lib/errors.ts";
 import { createMongoClient, watchMongoClient } from "../lib/mongo.ts";
 import { eventHandlersMixin, outboxMixin } from "../mixins/events.mixin.ts";
@@ -316,6 +316,17 @@ export default function billingService(config: Config, deps: BillingDeps = {}): 
 			await getPlan(db, settings.defaultPlan).catch(() => {
 				throw new Error(`BILLING_DEFAULT_PLAN: plan "${settings.defaultPlan}" does not exist in the catalog`);
 			});
+			// Events an earlier version left pending join the relay's work list; in the background,
+			// as it reads whole collections on FerretDB.
+			void Promise.all(OUTBOX_COLLECTIONS.map((name) => markLegacyPending(db, name))).then(
+				(counts) => {
+					const marked = counts.reduce((a, b) => a + b, 0);
+					if (marked === 0) return;
+					this.logger.info(`outbox: ${marked} document(s) an earlier version left pending are queued for the relay`);
+					this.relayOutbox();
+				},
+				(err: unknown) => this.logger.warn("outbox: looking for documents an earlier version left pending failed (tried again at the next start)", err instanceof Error ? err.message : String(err)),
+			);
 			scheduler = pollEvery(settings.sweepIntervalMs, () => this.sweep().catch((err: unknown) => this.logger.warn("lifecycle sweep failed", err instanceof Error ? err.message : String(err))));
 			watchdog = watchMongoClient(mongo, config.mongoUrl!, {
 				...MONGO_WATCHDOG,

@@ -67,18 +67,26 @@ export function initialOutbox(entries: OutboxEntry[], now: Date): Required<Outbo
 /** The fields of an outbox that holds nothing (any more). */
 const EMPTIED = { outboxAt: null, outboxPending: false, outboxLease: null, outboxLeaseUntil: null } as const;
 
-/**
- * Creates the relay's index and marks the pending documents that versions before
- * `outboxPending` left (each under its lock, as every outbox writer); idempotent, run at start.
- */
-export async function prepareOutbox(db: Db, name: string): Promise<void> {
-	const collection = db.collection<OutboxDoc>(name);
+/** The relay's work-list index (it replaces `outbox_at`, from before `outboxPending`); idempotent. */
+export async function ensureOutboxIndex(collection: Collection<OutboxDoc>): Promise<void> {
 	await collection.createIndex({ outboxPending: 1, outboxAt: 1 }, { name: "outbox_pending" });
 	await collection.dropIndex("outbox_at").catch(() => undefined);
+}
+
+/**
+ * Marks the pending documents that versions before `outboxPending` left (each under its lock,
+ * as every outbox writer does); answers how many. It reads the whole collection on FerretDB (no
+ * equality to filter on), so it runs after start-up, not in its way; idempotent.
+ */
+export async function markLegacyPending(db: Db, name: string): Promise<number> {
+	const collection = db.collection<OutboxDoc>(name);
 	const unmarked = await collection.find({ outboxAt: { $ne: null }, outboxPending: { $exists: false } }, { projection: { _id: 1 } }).toArray();
+	let marked = 0;
 	for (const { _id } of unmarked) {
-		await withDocumentLock(db, lockKey(name, _id), () => collection.updateOne({ _id, outboxAt: { $ne: null }, outboxPending: { $exists: false } }, { $set: { outboxPending: true } }));
+		const result = await withDocumentLock(db, lockKey(name, _id), () => collection.updateOne({ _id, outboxAt: { $ne: null }, outboxPending: { $exists: false } }, { $set: { outboxPending: true } }));
+		marked += result.modifiedCount;
 	}
+	return marked;
 }
 
 // --- document locks -------------------------------------------------------------------------

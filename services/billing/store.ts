@@ -5,7 +5,7 @@
  */
 import { MongoServerError } from "mongodb";
 import type { Db } from "mongodb";
-import { outboxEntry, prepareOutbox } from "../../lib/events/mongo-outbox.ts";
+import { ensureOutboxIndex, outboxEntry } from "../../lib/events/mongo-outbox.ts";
 import { createCloudEvent } from "../../lib/events/cloudevents.ts";
 import type { EventCatalog } from "../../lib/events/catalog.ts";
 import type { OutboxEntry } from "../../lib/events/outbox-relay.ts";
@@ -33,14 +33,14 @@ export async function ensureIndexes(db: Db): Promise<void> {
 		db.collection("subscriptions").createIndex({ stripeSubscriptionId: 1 }, { name: "stripe_subscription" }),
 		db.collection("subscriptions").createIndex({ status: 1, trialEnd: 1 }, { name: "trial_due" }),
 		db.collection("subscriptions").createIndex({ status: 1, currentPeriodEnd: 1 }, { name: "period_due" }),
-		prepareOutbox(db, "subscriptions"),
+		ensureOutboxIndex(db.collection("subscriptions")),
 		// Finalized invoices carry their number here; drafts a unique placeholder.
 		db.collection("invoices").createIndex({ numberKey: 1 }, { name: "invoice_number", unique: true }),
 		db.collection("invoices").createIndex({ userId: 1, createdAt: -1, _id: -1 }, { name: "by_user" }),
 		db.collection("invoices").createIndex({ status: 1, autoFinalizeAt: 1 }, { name: "drafts_due" }),
 		db.collection("invoices").createIndex({ status: 1, nextPaymentAttemptAt: 1 }, { name: "payments_due" }),
 		db.collection("usage_records").createIndex({ subscriptionId: 1, timestamp: 1 }, { name: "usage_by_period" }),
-		prepareOutbox(db, "invoices"),
+		ensureOutboxIndex(db.collection("invoices")),
 		db.collection("stripe_events").createIndex({ receivedAt: -1 }, { name: "received" }),
 	]);
 }

@@ -7,7 +7,7 @@ import { MongoClient } from "mongodb";
 import type { Db } from "mongodb";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createCloudEvent } from "../../lib/events/cloudevents.ts";
-import { lockKey, mongoOutboxStore, outboxEntry, prepareOutbox, withDocumentLock, withEvents } from "../../lib/events/mongo-outbox.ts";
+import { lockKey, markLegacyPending, mongoOutboxStore, outboxEntry, withDocumentLock, withEvents } from "../../lib/events/mongo-outbox.ts";
 import type { OutboxEntry } from "../../lib/events/outbox-relay.ts";
 import { testEnv, uniqueId } from "../support/infra.ts";
 import { notPushedDown, recordFilters } from "../support/pushdown.ts";
@@ -84,15 +84,15 @@ describe("mongoOutboxStore", () => {
 		expect(seen.sort((x, y) => x - y)).toEqual(Array.from({ length: 20 }, (_, i) => 100 + i));
 	});
 
-	it("relays what a version without the outboxPending flag left pending, once prepareOutbox marked it", async () => {
+	it("relays what a version without the outboxPending flag left pending, once markLegacyPending marked it", async () => {
 		await db.collection<{ _id: string }>("legacy").insertMany([
 			{ _id: "old-pending", pendingEvents: [event(7)], outboxAt: new Date(), outboxLease: null, outboxLeaseUntil: null } as never,
 			{ _id: "old-done", pendingEvents: [], outboxAt: null, outboxLease: null, outboxLeaseUntil: null } as never,
 		]);
 		const store = mongoOutboxStore(db, { collections: ["legacy"] });
 		expect(await store.countPending()).toBe(0);
-		await prepareOutbox(db, "legacy");
-		await prepareOutbox(db, "legacy"); // every node runs it at start
+		expect(await markLegacyPending(db, "legacy")).toBe(1);
+		expect(await markLegacyPending(db, "legacy")).toBe(0); // every node runs it after start
 		const seen: number[] = [];
 		expect(await store.relayBatch(10, async (entries) => void seen.push(...entries.map((x) => (x.event.data as { n: number }).n)))).toBe(1);
 		expect(seen).toEqual([7]);
