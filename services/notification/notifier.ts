@@ -167,13 +167,12 @@ export interface PushDeps {
 export async function deliverPush(deps: PushDeps, job: PushJob, signal?: AbortSignal): Promise<Outcome> {
 	const { redis, keys } = deps;
 	const workflow = knownWorkflow(job.workflow);
-	const sub = await getSubscription(redis, keys, job.userId, job.subscriptionId);
-	if (!sub || (await isDeleted(redis, keys, job.userId))) return "skipped";
-	if (!(await stillWanted(redis, keys, job.userId, workflow, "push"))) return "skipped";
+	// Independent reads, sent together, as for an e-mail.
+	const [sub, deleted, preferences, contact] = await Promise.all([getSubscription(redis, keys, job.userId, job.subscriptionId), isDeleted(redis, keys, job.userId), getPreferences(redis, keys, job.userId), getContact(redis, keys, job.userId)]);
+	if (!sub || deleted || !wants(workflow, preferences, "push")) return "skipped";
 	const provider = deps.providers.find((p) => p.kind === sub.kind);
 	if (!provider) throw new PermanentDeliveryError(`no push provider for subscriptions of kind ${sub.kind}`);
-	const locale = (await getContact(redis, keys, job.userId))?.locale;
-	const text = deps.templates.alert(workflow.id, job.vars, locale);
+	const text = deps.templates.alert(workflow.id, job.vars, contact?.locale);
 	const message = { ...text, url: actionUrl(job.vars), tag: workflow.id, category: workflow.category, alertId: job.alertId };
 	const push = workflow.push ?? { ttlSeconds: 86_400, urgency: "normal" as const };
 	const result = await provider.send(sub, message, { ...push, topic: workflow.id, signal });
@@ -188,10 +187,6 @@ function knownWorkflow(id: string): Workflow {
 	const workflow = workflowById(id);
 	if (!workflow) throw new PermanentDeliveryError(`unknown workflow ${id}`);
 	return workflow;
-}
-
-async function stillWanted(redis: Redis, keys: Keys, userId: string, workflow: Workflow, channel: Channel): Promise<boolean> {
-	return wants(workflow, await getPreferences(redis, keys, userId), channel);
 }
 
 const wants = (workflow: Workflow, preferences: Preferences, channel: Channel) => plannedChannels(workflow, toSwitch(preferences)).includes(channel);
