@@ -18,7 +18,6 @@ import { runtimeMetricsMiddleware } from "./middlewares/runtime-metrics.ts";
 
 type AnyError = Error | Errors.MoleculerError;
 
-
 /** Paths pino blanks out wherever they appear in a logged object. */
 const REDACT = ["password", "newPassword", "currentPassword", "token", "refreshToken", "accessToken", "authorization", "cookie"].flatMap(
 	(key) => [key, `*.${key}`, `*.*.${key}`],

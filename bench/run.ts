@@ -108,7 +108,7 @@ async function sustainedRate(concurrency: number, op: () => Promise<void>): Prom
 	};
 	await run(1_000);
 	const { latencies, elapsedS } = await run(SECONDS * 1_000);
-	const at = (q: number) => Math.round(latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * q))] ?? NaN);
+	const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * q))] ?? NaN;
 	return { rate: latencies.length / elapsedS, p50: at(0.5), p99: at(0.99) };
 }
 
@@ -230,7 +230,7 @@ async function main(): Promise<void> {
 				await res.arrayBuffer();
 				if (res.status !== 200) refused++;
 			});
-			log(`  ${login.rate.toFixed(1)} logins/s, p50 ${login.p50} ms, p99 ${login.p99} ms${refused ? `; ${refused} not 200` : ""}`);
+			log(`  ${login.rate.toFixed(1)} logins/s, p50 ${login.p50.toFixed(0)} ms, p99 ${login.p99.toFixed(0)} ms${refused ? `; ${refused} not 200` : ""}`);
 			rows.push({
 				target: "login",
 				measured: `${login.rate.toFixed(1)} logins/s`,
@@ -376,27 +376,19 @@ async function deleteMails(domain: string): Promise<void> {
 	await fetch(`${mailpit()}/api/v1/search?query=${encodeURIComponent(`to:${domain}`)}`, { method: "DELETE" });
 }
 
-/** Unary calls with 50 in flight for SECONDS; successful calls per second and p99 latency. */
+/** Unary calls with 50 in flight for SECONDS (sustainedRate); successful calls per second and p99 latency. */
 async function grpcLoad(address: string, method: string, request: object): Promise<{ rate: number; p99: number }> {
 	const definition = serviceDefinition("auth/v1/auth.proto", "auth.v1.AuthService")[method]!;
 	const client = new GrpcClient(address, credentials.createInsecure());
 	const call = () =>
-		new Promise<number>((resolve, reject) => {
-			const started = performance.now();
-			client.makeUnaryRequest(definition.path, definition.requestSerialize, definition.responseDeserialize, request, (err) => (err ? reject(err) : resolve(performance.now() - started)));
+		new Promise<void>((resolve, reject) => {
+			client.makeUnaryRequest(definition.path, definition.requestSerialize, definition.responseDeserialize, request, (err) => (err ? reject(err) : resolve()));
 		});
-	const run = async (ms: number) => {
-		const latencies: number[] = [];
-		const end = performance.now() + ms;
-		await Promise.all(Array.from({ length: 50 }, async () => {
-			while (performance.now() < end) latencies.push(await call());
-		}));
-		return latencies;
-	};
-	await run(1_000); // warm-up
-	const latencies = (await run(SECONDS * 1_000)).sort((a, b) => a - b);
-	client.close();
-	return { rate: latencies.length / SECONDS, p99: latencies[Math.floor(latencies.length * 0.99)] ?? NaN };
+	try {
+		return await sustainedRate(50, call);
+	} finally {
+		client.close();
+	}
 }
 
 async function waitHealthy(base: string): Promise<void> {
