@@ -8,6 +8,7 @@ import type { ServiceBroker } from "moleculer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Caller } from "../../lib/caller.ts";
 import { createCloudEvent } from "../../lib/events/cloudevents.ts";
+import { lockKey, withDocumentLock } from "../../lib/events/mongo-outbox.ts";
 import { AmqpEventPublisher } from "../../lib/events/publisher.ts";
 import { eventually, infra, uniqueId } from "../support/infra.ts";
 import { billingEnv, startBillingNode, tapEvents, TestClock } from "../support/stripe.ts";
@@ -124,7 +125,10 @@ describe("billing: sign-up trial and subscription actions", () => {
 		await expect(node.call("billing.recordUsage", { quantity: 1, idempotencyKey: "k" }, as(userId))).rejects.toMatchObject({ code: 409, type: "PRICE_NOT_METERED" });
 		// The scale plan is metered: nothing to pay up front, so the move needs no card.
 		await node.call("billing.changePlan", { planId: "scale" }, as(userId));
-		await db.collection("subscriptions").updateOne({ userId }, { $set: { status: "active" } });
+		// Under the document lock, as every writer of an outbox aggregate: on FerretDB the relay's
+		// concurrent removal of the plan change's event would otherwise write the old status back.
+		const sub = await db.collection("subscriptions").findOne({ userId });
+		await withDocumentLock(db, lockKey("subscriptions", sub!._id), () => db.collection("subscriptions").updateOne({ _id: sub!._id }, { $set: { status: "active" } }));
 		expect(await node.call("billing.recordUsage", { quantity: "12", idempotencyKey: "batch-1" }, as(userId))).toMatchObject({ quantity: 12, duplicate: false });
 		expect(await node.call("billing.recordUsage", { quantity: 12, idempotencyKey: "batch-1" }, as(userId))).toMatchObject({ duplicate: true });
 		await expect(node.call("billing.recordUsage", { quantity: -1, idempotencyKey: "batch-2" }, as(userId))).rejects.toMatchObject({ code: 422 });
