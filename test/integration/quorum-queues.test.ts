@@ -15,7 +15,7 @@ describe("AMQP_QUEUE_TYPE", () => {
 	const nodes: ServiceBroker[] = [];
 
 	afterAll(async () => {
-		// Their queues go with the namespaces (test/support/leave-no-queues.ts).
+		// Their queues go with the namespaces (test/support/leave-nothing-behind.ts).
 		for (const node of nodes) await node.stop();
 	});
 

@@ -15,6 +15,8 @@ import net from "node:net";
 import type { AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
+import { Redis } from "ioredis";
+import { MongoClient } from "mongodb";
 import { infra } from "./infra.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "..", "..");
@@ -305,8 +307,37 @@ export async function namespaceQueues(namespace: string): Promise<QueueInfo[]> {
 	return all.filter((q) => q.name.startsWith(`${namespace}.`) || q.name.includes(`.${namespace}.`) || q.name.startsWith(`MOL-${namespace}.`));
 }
 
-/** Deletes the run's queues and exchanges (the broker is shared; leave nothing behind). */
+/**
+ * Deletes what a namespace left on the shared servers: its queues and exchanges, its Redis keys
+ * (notification's `notification:<ns>:*`, the gateway's `<ns>:*`) and its billing database (named
+ * after the namespace by testEnv and the bench).
+ */
 export async function deleteNamespaceObjects(namespace: string): Promise<void> {
+	await Promise.all([deleteQueuesAndExchanges(namespace), deleteRedisKeys([`notification:${namespace}:*`, `${namespace}:*`]), dropMongoDatabase(namespace)]);
+}
+
+async function deleteRedisKeys(patterns: string[]): Promise<void> {
+	const redis = new Redis(infra.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
+	try {
+		await redis.connect();
+		for (const match of patterns) {
+			for await (const keys of redis.scanStream({ match, count: 1_000 }) as AsyncIterable<string[]>) if (keys.length) await redis.unlink(...keys);
+		}
+	} finally {
+		redis.disconnect();
+	}
+}
+
+async function dropMongoDatabase(name: string): Promise<void> {
+	const mongo = new MongoClient(infra.mongoUrl, { serverSelectionTimeoutMS: 5_000 });
+	try {
+		await mongo.db(name).dropDatabase();
+	} finally {
+		await mongo.close();
+	}
+}
+
+async function deleteQueuesAndExchanges(namespace: string): Promise<void> {
 	const { base, auth } = management();
 	for (const q of await namespaceQueues(namespace)) {
 		await fetch(`${base}/api/queues/%2F/${encodeURIComponent(q.name)}`, { method: "DELETE", headers: { authorization: auth }, signal: AbortSignal.timeout(5_000) }).catch(() => undefined);

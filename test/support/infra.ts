@@ -12,7 +12,7 @@ import { loadConfig } from "../../lib/config.ts";
 import type { AppError } from "../../lib/errors.ts";
 import type { Config, ServiceName } from "../../lib/config.ts";
 import { brokerOptions } from "../../moleculer.config.ts";
-import { namespacesInUse } from "./namespaces.ts";
+import { databasesInUse, namespacesInUse } from "./namespaces.ts";
 
 export const infra = {
 	rabbitmqUrl: process.env.RABBITMQ_URL ?? "amqp://backplane:backplane@127.0.0.1:55672",
@@ -30,7 +30,7 @@ const vapid = webpush.generateVAPIDKeys();
 
 export const uniqueId = (prefix: string) => `${prefix}${randomBytes(4).toString("hex")}`;
 
-/** A fresh, empty PostgreSQL database for one test file; returns its URL. */
+/** A fresh, empty PostgreSQL database for one test file (dropped when the file ends); returns its URL. */
 export async function createTestDatabase(): Promise<string> {
 	const name = uniqueId("test_");
 	const admin = new pg.Client({ connectionString: infra.databaseUrl });
@@ -42,6 +42,7 @@ export async function createTestDatabase(): Promise<string> {
 	}
 	const url = new URL(infra.databaseUrl);
 	url.pathname = `/${name}`;
+	databasesInUse.add(url.toString());
 	return url.toString();
 }
 
@@ -51,6 +52,7 @@ export async function dropTestDatabase(url: string): Promise<void> {
 	await admin.connect();
 	try {
 		await admin.query(`DROP DATABASE IF EXISTS ${new URL(url).pathname.slice(1)} WITH (FORCE)`);
+		databasesInUse.delete(url);
 	} finally {
 		await admin.end();
 	}

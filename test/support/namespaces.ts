@@ -1,6 +1,8 @@
 /**
- * The Moleculer namespaces a test file used (testEnv records them). RabbitMQ is shared by every
- * run on the machine, and durable event queues never expire by themselves: the setup file
- * `leave-no-queues.ts` deletes these namespaces' queues and exchanges when the file is done.
+ * What a test file made on the shared servers: the Moleculer namespaces it used (testEnv records
+ * them) and the PostgreSQL databases it created (createTestDatabase). Every run on the machine
+ * shares these servers, and none of this expires by itself: the setup file
+ * `leave-nothing-behind.ts` removes it all when the file is done.
  */
 export const namespacesInUse = new Set<string>();
+export const databasesInUse = new Set<string>();
