@@ -5,15 +5,66 @@
  * RabbitMQ restart would then drop exactly the messages waiting for a retry or an operator. Here
  * every publish on the adapter's channel is persistent. (Quorum queues keep every message anyway.)
  *
+ * It also acknowledges the original only once RabbitMQ confirmed the copy. The library acks
+ * right after publishing on a plain channel, and RabbitMQ writes a persistent message to disk a
+ * little later; a broker crash in between lost the message (the original acked, the copy not yet
+ * stored). Here the copy goes out on a confirm channel and the ack waits for its confirm; if the
+ * copy is refused, the original goes back to its queue instead (at least once, never lost).
+ *
  * It also keeps the dead-letter names stable across reconnects: the library prefixes
  * `chan.deadLettering`'s queue and exchange names with the namespace in place on every subscribe,
  * so after a RabbitMQ restart (a resubscribe) dead letters went to `<ns>.<ns>.dead-letter.<type>`,
  * where neither the operator's REPL nor the replay looks.
  */
 import Channels from "@moleculer/channels";
-import type { Options } from "amqplib";
+import type { ChannelModel, ConfirmChannel, Message, Options } from "amqplib";
 
 type Publish = (exchange: string, routingKey: string, content: Buffer, options?: Options.Publish) => boolean;
+
+/** The adapter's consuming channel, as far as `ackAfterConfirm` changes it. */
+export interface ConsumingChannel {
+	publish: Publish;
+	ack(message: Message, allUpTo?: boolean): void;
+	nack(message: Message, allUpTo?: boolean, requeue?: boolean): void;
+}
+
+/**
+ * Re-publishes go out persistent on `confirms`, and the ack that follows one waits for its
+ * confirm; a refused copy (or a channel lost meanwhile) sends the original back to its queue.
+ * The library publishes the copy and acks the original in the same synchronous step, so the
+ * ack after a publish belongs to that publish.
+ */
+export function ackAfterConfirm(consumer: ConsumingChannel, confirms: Pick<ConfirmChannel, "publish">, onRefused: (err: unknown) => void): void {
+	const ack = consumer.ack.bind(consumer);
+	const nack = consumer.nack.bind(consumer);
+	let unconfirmed: Promise<void> | undefined;
+	consumer.publish = (exchange, routingKey, content, options) => {
+		unconfirmed = new Promise((resolve, reject) => {
+			confirms.publish(exchange, routingKey, content, { ...options, persistent: true }, (err) => (err ? reject(err as Error) : resolve()));
+		});
+		return true;
+	};
+	consumer.ack = (message, allUpTo) => {
+		const waiting = unconfirmed;
+		unconfirmed = undefined;
+		if (!waiting) return ack(message, allUpTo);
+		// A channel closed meanwhile throws here; RabbitMQ then redelivers the original by itself.
+		const settle = (fn: () => void) => {
+			try {
+				fn();
+			} catch {
+				/* redelivered by the broker */
+			}
+		};
+		waiting.then(
+			() => settle(() => ack(message, allUpTo)),
+			(err: unknown) => {
+				onRefused(err);
+				settle(() => nack(message, false, true));
+			},
+		);
+	};
+}
 
 interface DeadLetterNames {
 	queueName?: string;
@@ -41,8 +92,11 @@ export class DurableAmqpAdapter extends Channels.Adapters.AMQP {
 
 	override async tryConnect(): Promise<void> {
 		await super.tryConnect();
-		const channel = this.channel as { publish: Publish };
-		const publish = channel.publish.bind(channel);
-		channel.publish = (exchange, routingKey, content, options) => publish(exchange, routingKey, content, { ...options, persistent: true });
+		// Fields of the library's adapter its own type does not declare.
+		const { connection, logger } = this as unknown as { connection: ChannelModel; logger: { warn(...args: unknown[]): void } };
+		const confirms = await connection.createConfirmChannel();
+		// Without a listener a channel error would be thrown; the connection's own handling reconnects.
+		confirms.on("error", (err: Error) => logger.warn("AMQP confirm channel error", err.message));
+		ackAfterConfirm(this.channel as ConsumingChannel, confirms, (err) => logger.warn("AMQP: a re-published message was not confirmed; its original goes back to the queue", err));
 	}
 }
