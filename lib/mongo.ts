@@ -35,8 +35,14 @@ export function watchMongoClient(client: MongoClient, url: string, opts: MongoWa
 	let stopped = false;
 	let failed = 0;
 	let timer: NodeJS.Timeout | undefined;
-	const within = <T>(p: Promise<T>) =>
-		Promise.race([p, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no answer within ${opts.timeoutMs} ms`)), opts.timeoutMs).unref())]);
+	const within = async <T>(p: Promise<T>) => {
+		let deadline: NodeJS.Timeout | undefined;
+		try {
+			return await Promise.race([p, new Promise<never>((_, reject) => (deadline = setTimeout(() => reject(new Error(`no answer within ${opts.timeoutMs} ms`)), opts.timeoutMs).unref()))]);
+		} finally {
+			clearTimeout(deadline);
+		}
+	};
 	const freshClientGetsThrough = async () => {
 		const probe = new MongoClient(url, { serverSelectionTimeoutMS: opts.timeoutMs, connectTimeoutMS: opts.timeoutMs, maxPoolSize: 1, retryWrites: false });
 		try {
