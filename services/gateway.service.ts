@@ -57,6 +57,7 @@ type Meta = {
 	clientIp?: string;
 	webhook?: { rawBody: string; signature: string };
 	$statusCode?: number;
+	$location?: string;
 };
 
 interface GatewayMethods {
@@ -97,6 +98,7 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 				async handler(this: Service & GatewayMethods, ctx: Context<Record<string, unknown>, Meta>) {
 					const result = await this.grpcCall("auth", r.rpc, ctx.params, ctx);
 					if (r.successStatus) ctx.meta.$statusCode = r.successStatus;
+					if (r.location) ctx.meta.$location = r.location;
 					return r.successStatus === 204 ? null : result;
 				},
 			},

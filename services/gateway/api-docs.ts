@@ -76,6 +76,7 @@ export function collectOperations(registry: Registry, authRoutes: GrpcRoute[]): 
 			permissions: r.permissions,
 			rateLimited: true,
 			successStatus: r.successStatus,
+			createdLocation: r.location !== undefined,
 			openapi: { summary: r.summary, ...actions.get(r.action)?.openapi },
 		});
 	}

@@ -16,6 +16,8 @@ export interface OperationSource {
 	openapi?: { summary?: string; description?: string; responses?: Record<string, unknown> };
 	/** Status of a successful answer. */
 	successStatus?: number;
+	/** A 201 names what it created in a `Location` header. */
+	createdLocation?: boolean;
 	/** The request body is raw bytes (webhooks), not JSON. */
 	rawBody?: boolean;
 }
@@ -130,7 +132,7 @@ function operation(src: OperationSource): Schema {
 	}
 	const status = String(src.successStatus ?? 200);
 	const responses: Record<string, unknown> = {
-		[status]: status === "204" ? { description: "Done" } : { description: "Success", content: { "application/json": { schema: {} } } },
+		[status]: status === "204" ? { description: "Done" } : { description: "Success", content: { "application/json": { schema: {} } }, ...(src.createdLocation ? { headers: { Location: { description: "The created resource", schema: { type: "string" } } } } : {}) },
 		...src.openapi?.responses,
 		"400": problem("The request is not valid (see `errors` for the fields)"),
 		"413": problem("The body is too large"),

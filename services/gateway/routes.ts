@@ -14,11 +14,13 @@ export interface GrpcRoute {
 	permissions?: string[];
 	rateLimit?: string;
 	successStatus?: number;
+	/** The created resource's path, sent as `Location` with a 201. */
+	location?: string;
 	summary: string;
 }
 
 export const AUTH_ROUTES: GrpcRoute[] = [
-	{ route: "POST auth/register", rpc: "Register", action: "auth.register", auth: "none", rateLimit: "auth-strict", successStatus: 201, summary: "Create an account" },
+	{ route: "POST auth/register", rpc: "Register", action: "auth.register", auth: "none", rateLimit: "auth-strict", successStatus: 201, location: "/api/v1/auth/me", summary: "Create an account" },
 	{ route: "POST auth/login", rpc: "Login", action: "auth.login", auth: "none", rateLimit: "auth-strict", summary: "Log in with e-mail and password" },
 	{ route: "POST auth/refresh", rpc: "Refresh", action: "auth.refresh", auth: "none", summary: "Exchange a refresh token for a new token pair" },
 	{ route: "POST auth/logout", rpc: "Logout", action: "auth.logout", auth: "required", successStatus: 204, summary: "End this session or all sessions" },

@@ -35,7 +35,9 @@ describe("user journeys through the gateway", () => {
 	it("sign-up: welcome e-mail in the SMTP sink, welcome alert in the inbox, live alerts over SSE", async () => {
 		const email = `${uniqueId("ada")}@example.com`;
 		const password = "correct horse battery staple 42";
-		expect((await post("/api/v1/auth/register", { email, password, name: "Ada" })).status).toBe(201);
+		const registered = await post("/api/v1/auth/register", { email, password, name: "Ada" });
+		expect(registered.status).toBe(201);
+		expect(registered.headers.get("location")).toBe("/api/v1/auth/me");
 
 		const welcome = await mailTo(email, /welcome/i);
 		mailIds.push(welcome.ID);
