@@ -4,10 +4,14 @@
  * array on its own document, written by the same single-document update as the change
  * (`withEvents`), so the change and its events commit together or not at all.
  *
- * The relay claims a document by setting a lease on it, publishes its events, and after RabbitMQ
- * confirmed them removes exactly those entries with `$pullAll` (events appended meanwhile stay).
- * A crash between the confirm and the removal publishes them again once the lease expires: at
- * least once, and consumers deduplicate by event id.
+ * The relay takes a relay lock per document (so two relays rarely publish the same events),
+ * reads its events, publishes them, and after RabbitMQ confirmed them empties the array under
+ * the document's lock, but only if it still holds exactly what was published: the same length
+ * and the same last event id (writers only append, so nothing was added or removed); otherwise
+ * it removes exactly those entries with `$pullAll` (events appended meanwhile stay). A crash
+ * between the confirm and the removal publishes them again once the relay lock expires: at
+ * least once, and consumers deduplicate by event id. The relay never holds a document's lock
+ * while it publishes, so a writer is never kept waiting by RabbitMQ.
  *
  * Why a document lock: FerretDB v1 applies an update as read-then-write outside a transaction,
  * so two concurrent updates of one document lose one (measured: 20 concurrent `$inc` -> 1..3;
@@ -20,12 +24,12 @@
  * has an equality on a top-level scalar field; any other filter (`$ne: null`, `_id: {$in}`)
  * makes it read and decode every document of the collection in FerretDB (measured: 65-95 ms per
  * query on 2,000 documents against 2-5 ms with an equality). Every relay query therefore carries
- * `outboxPending: true` or the claim's `outboxLease`, so its cost follows the pending documents,
- * not the size of the collection.
+ * `outboxPending: true`, so its cost follows the pending documents, not the size of the
+ * collection.
  */
 import { randomUUID } from "node:crypto";
 import { MongoBulkWriteError } from "mongodb";
-import type { Collection, Db, Document, Filter, UpdateFilter } from "mongodb";
+import type { Collection, Db, Document, UpdateFilter } from "mongodb";
 import { AppError } from "../errors.ts";
 import type { OutboxEntry, OutboxStore } from "./outbox-relay.ts";
 
@@ -36,11 +40,15 @@ export interface OutboxFields {
 	outboxAt?: Date | null;
 	/** True while events wait: the relay's work list (an equality, see above). Indexed. */
 	outboxPending?: boolean;
-	outboxLeaseUntil?: Date | null;
-	outboxLease?: string | null;
 }
 
-/** Projection that hides the outbox fields from readers of the aggregate. */
+/**
+ * A claim on the document itself, written by versions before relay locks; the relay removes it
+ * when it empties the document.
+ */
+const LEGACY_LEASE = { outboxLease: "", outboxLeaseUntil: "" } as const;
+
+/** Projection that hides the outbox fields (legacy lease included) from readers of the aggregate. */
 export const WITHOUT_OUTBOX = { pendingEvents: 0, outboxAt: 0, outboxPending: 0, outboxLeaseUntil: 0, outboxLease: 0 } as const;
 
 /** An outbox entry with no undefined fields (they would be stored as null and break `$pullAll`). */
@@ -61,11 +69,11 @@ export function withEvents<T extends Document>(update: UpdateFilter<T>, entries:
 
 /** Fields for a document inserted together with its first events. */
 export function initialOutbox(entries: OutboxEntry[], now: Date): Required<OutboxFields> {
-	return { pendingEvents: entries, outboxAt: entries.length ? now : null, outboxPending: entries.length > 0, outboxLeaseUntil: null, outboxLease: null };
+	return { pendingEvents: entries, outboxAt: entries.length ? now : null, outboxPending: entries.length > 0 };
 }
 
-/** The fields of an outbox that holds nothing (any more). */
-const EMPTIED = { outboxAt: null, outboxPending: false, outboxLease: null, outboxLeaseUntil: null } as const;
+/** The update that empties an outbox. */
+const EMPTY = { $set: { pendingEvents: [], outboxAt: null, outboxPending: false }, $unset: LEGACY_LEASE };
 
 /** The relay's work-list index (it replaces `outbox_at`, from before `outboxPending`); idempotent. */
 export async function ensureOutboxIndex(collection: Collection<OutboxDoc>): Promise<void> {
@@ -179,7 +187,7 @@ export async function withDocumentLock<T>(db: Db, key: string, fn: () => Promise
 export interface MongoOutboxOptions {
 	/** Collections whose documents carry `pendingEvents`. */
 	collections: string[];
-	/** How long a claim holds before another relay may take the document over. */
+	/** How long a relay lock holds before another relay may take the document over (a crashed relay). */
 	leaseMs?: number;
 }
 
@@ -188,9 +196,7 @@ type OutboxDoc = OutboxFields & { _id: string };
 
 interface Claim {
 	collection: Collection<OutboxDoc>;
-	key: string;
 	id: string;
-	lease: string;
 	entries: OutboxEntry[];
 }
 
@@ -200,118 +206,85 @@ const COUNT_SCAN_LIMIT = 10_000;
 export function mongoOutboxStore(db: Db, opts: MongoOutboxOptions): OutboxStore {
 	const collections = opts.collections.map((name) => db.collection<OutboxDoc>(name));
 	const leaseMs = opts.leaseMs ?? 30_000;
-	const claimable = (): Filter<OutboxDoc> => ({ outboxPending: true, $or: [{ outboxLeaseUntil: null }, { outboxLeaseUntil: { $lte: new Date() } }] });
+	/** Relays exclude one another with these; writers take the document's own lock (lockKey). */
+	const relayKey = (collection: Collection<OutboxDoc>, id: string) => `relay:${lockKey(collection.collectionName, id)}`;
 
-	/**
-	 * Leases the outboxes of `ids` that are free (lock busy: skipped, a later pass takes them), in
-	 * a constant number of operations however many: lock all, lease all, read what the lease
-	 * took, unlock all. Under the locks nobody else writes these documents, so the many-document
-	 * update is safe on FerretDB too.
-	 */
-	async function claimMany(collection: Collection<OutboxDoc>, ids: string[]): Promise<Claim[]> {
-		const keyOf = (id: string) => lockKey(collection.collectionName, id);
-		const held = await tryLockMany(db, ids.map(keyOf));
-		if (held.keys.length === 0) return [];
-		const heldKeys = new Set(held.keys);
-		const lockedIds = ids.filter((id) => heldKeys.has(keyOf(id)));
-		try {
-			const lease = randomUUID();
-			await collection.updateMany({ _id: { $in: lockedIds }, ...claimable() }, { $set: { outboxLease: lease, outboxLeaseUntil: new Date(Date.now() + leaseMs) } });
-			const docs = await collection.find({ _id: { $in: lockedIds }, outboxLease: lease }, { projection: { pendingEvents: 1 } }).toArray();
-			const empty = docs.filter((d) => !d.pendingEvents?.length).map((d) => d._id);
-			if (empty.length) await collection.updateMany({ _id: { $in: empty }, outboxLease: lease }, { $set: EMPTIED });
-			return docs.filter((d) => d.pendingEvents?.length).map((d) => ({ collection, key: keyOf(d._id), id: d._id, lease, entries: d.pendingEvents! }));
-		} finally {
-			await unlockMany(db, held).catch(() => undefined);
-		}
+	/** Reads the events of the documents of `ids` this relay holds; documents emptied meanwhile drop out. */
+	async function read(collection: Collection<OutboxDoc>, ids: string[]): Promise<Claim[]> {
+		const docs = await collection.find({ outboxPending: true, _id: { $in: ids } }, { projection: { pendingEvents: 1 } }).toArray();
+		const byId = new Map(docs.map((d) => [d._id, d.pendingEvents ?? []]));
+		// In the order of `ids` (oldest first), which the read does not keep.
+		return ids.flatMap((id) => (byId.get(id)?.length ? [{ collection, id, entries: byId.get(id)! }] : []));
 	}
 
-	/** Under the document's lock: removes the published entries from what the document holds now. */
-	async function settle(c: Claim, doc: OutboxDoc | null, published: boolean): Promise<void> {
+	/** Under the document's lock: removes exactly the published entries from what it holds now. */
+	async function settle(c: Claim): Promise<void> {
+		const doc = await c.collection.findOne({ _id: c.id }, { projection: { pendingEvents: 1, outboxAt: 1 } });
 		if (!doc) return;
-		const ours = doc.outboxLease === c.lease;
-		if (published) {
-			const sent = new Set(c.entries.map((e) => e.event.id));
-			if (!ours && !(doc.pendingEvents ?? []).some((e) => sent.has(e.event.id))) return;
-			const remaining = (doc.pendingEvents ?? []).filter((e) => !sent.has(e.event.id));
-			const clearLease = ours ? { outboxLease: null, outboxLeaseUntil: null } : {};
-			const outbox = remaining.length ? { outboxAt: doc.outboxAt ?? null, outboxPending: true } : { outboxAt: null, outboxPending: false };
-			await c.collection.updateOne({ _id: c.id }, { $pullAll: { pendingEvents: c.entries }, $set: { ...outbox, ...clearLease } });
-		} else if (ours) {
-			await c.collection.updateOne({ _id: c.id }, { $set: { outboxLease: null, outboxLeaseUntil: null } });
-		}
+		const sent = new Set(c.entries.map((e) => e.event.id));
+		const remaining = (doc.pendingEvents ?? []).filter((e) => !sent.has(e.event.id));
+		const outbox = remaining.length ? { outboxAt: doc.outboxAt ?? null, outboxPending: true } : { outboxAt: null, outboxPending: false };
+		await c.collection.updateOne({ _id: c.id }, { $pullAll: { pendingEvents: c.entries }, $set: outbox, $unset: LEGACY_LEASE });
 	}
 
 	/**
-	 * Ends the claims of one collection. The usual case costs a constant number of operations: lock
-	 * all; empty, in one update per entry count, every outbox still under our lease and holding as
-	 * many entries as we sent (the lease means nobody removed any, the count that nobody appended
-	 * any); read back the rest and settle each; unlock. A document whose lock is busy (a writer is
-	 * changing it) is settled on its own once the lock is free. The claims of one collection come
-	 * from one claimMany, so they share one lease.
+	 * Removes what the claims of one collection published, in a constant number of operations in
+	 * the usual case: lock all; empty, in one update, every document that still holds exactly what
+	 * was read (same length, same last event id: writers only append, so nothing changed); settle
+	 * the rest one by one; unlock. A document whose lock is busy is settled once it is free.
 	 */
-	async function releaseMany(claims: Claim[], published: boolean): Promise<void> {
+	async function remove(claims: Claim[]): Promise<void> {
 		const collection = claims[0]!.collection;
-		const held = await tryLockMany(db, claims.map((c) => c.key));
+		const keyOf = (c: Claim) => lockKey(collection.collectionName, c.id);
+		const held = await tryLockMany(db, claims.map(keyOf));
 		const heldKeys = new Set(held.keys);
-		const locked = claims.filter((c) => heldKeys.has(c.key));
+		const locked = claims.filter((c) => heldKeys.has(keyOf(c)));
 		try {
 			if (locked.length) {
-				if (published) {
-					let emptied = 0;
-					for (const [size, group] of Map.groupBy(locked, (c) => c.entries.length)) {
-						const result = await collection.updateMany(
-							{ _id: { $in: group.map((c) => c.id) }, outboxLease: group[0]!.lease, pendingEvents: { $size: size } },
-							{ $set: { pendingEvents: [], ...EMPTIED } },
-						);
-						emptied += result.modifiedCount;
-					}
-					if (emptied < locked.length) {
-						const docs = await collection.find({ _id: { $in: locked.map((c) => c.id) }, outboxPending: true }).toArray();
-						const byId = new Map(docs.map((d) => [d._id, d]));
-						for (const c of locked) if (byId.has(c.id)) await settle(c, byId.get(c.id)!, true);
-					}
-				} else {
-					await collection.updateMany({ _id: { $in: locked.map((c) => c.id) }, outboxLease: locked[0]!.lease }, { $set: { outboxLease: null, outboxLeaseUntil: null } });
+				const unchanged = locked.map((c) => ({ _id: c.id, pendingEvents: { $size: c.entries.length }, [`pendingEvents.${c.entries.length - 1}.event.id`]: c.entries.at(-1)!.event.id }));
+				const result = await collection.updateMany({ outboxPending: true, $or: unchanged }, EMPTY);
+				if (result.modifiedCount < locked.length) {
+					// Those a writer appended to meanwhile are still pending.
+					const pending = await collection.find({ outboxPending: true, _id: { $in: locked.map((c) => c.id) } }, { projection: { _id: 1 } }).toArray();
+					const changed = new Set(pending.map((d) => d._id));
+					for (const c of locked) if (changed.has(c.id)) await settle(c);
 				}
 			}
 		} finally {
 			await unlockMany(db, held).catch(() => undefined);
 		}
-		for (const c of claims.filter((x) => !heldKeys.has(x.key))) {
-			await withDocumentLock(db, c.key, async () => settle(c, await c.collection.findOne({ _id: c.id }), published));
-		}
-	}
-
-	/** Ends every claim, one collection at a time. */
-	async function release(claims: Claim[], published: boolean): Promise<void> {
-		for (const collection of collections) {
-			const own = claims.filter((c) => c.collection === collection);
-			if (own.length) await releaseMany(own, published);
-		}
+		for (const c of claims.filter((x) => !heldKeys.has(keyOf(x)))) await withDocumentLock(db, keyOf(c), () => settle(c));
 	}
 
 	return {
 		async relayBatch(limit, publish) {
 			const claims: Claim[] = [];
+			const relayLocks: HeldLocks[] = [];
 			let count = 0;
-			for (const collection of collections) {
-				if (count >= limit) break;
-				const candidates = await collection.find(claimable(), { projection: { _id: 1 } }).sort({ outboxAt: 1 }).limit(limit - count).toArray();
-				if (candidates.length === 0) continue;
-				const claimed = await claimMany(collection, candidates.map((c) => c._id));
-				claims.push(...claimed);
-				count += claimed.reduce((n, c) => n + c.entries.length, 0);
-			}
-			if (claims.length === 0) return 0;
 			try {
+				for (const collection of collections) {
+					if (count >= limit) break;
+					const candidates = await collection.find({ outboxPending: true }, { projection: { _id: 1 } }).sort({ outboxAt: 1 }).limit(limit - count).toArray();
+					if (candidates.length === 0) continue;
+					// Busy relay locks belong to another relay publishing those documents: skipped.
+					const held = await tryLockMany(db, candidates.map((c) => relayKey(collection, c._id)), leaseMs);
+					if (held.keys.length === 0) continue;
+					relayLocks.push(held);
+					const heldKeys = new Set(held.keys);
+					const mine = await read(collection, candidates.map((c) => c._id).filter((id) => heldKeys.has(relayKey(collection, id))));
+					claims.push(...mine);
+					count += mine.reduce((n, c) => n + c.entries.length, 0);
+				}
+				if (claims.length === 0) return 0;
 				await publish(claims.flatMap((c) => c.entries));
-			} catch (err) {
-				await release(claims, false).catch(() => undefined);
-				throw err;
+				for (const collection of collections) {
+					const own = claims.filter((c) => c.collection === collection);
+					if (own.length) await remove(own);
+				}
+				return count;
+			} finally {
+				for (const held of relayLocks) await unlockMany(db, held).catch(() => undefined);
 			}
-			await release(claims, true);
-			return count;
 		},
 		async countPending() {
 			let n = 0;

@@ -41,7 +41,7 @@ describe("mongoOutboxStore", () => {
 		expect(await store.relayBatch(100, async (entries) => void published.push(...entries.map((e) => (e.event.data as { n: number }).n)))).toBe(3);
 		expect(published).toEqual([1, 2, 3]);
 		expect(await store.countPending()).toBe(0);
-		expect(await db.collection("a").findOne({ _id: "doc1" as never })).toMatchObject({ n: 1, pendingEvents: [], outboxAt: null, outboxPending: false, outboxLease: null });
+		expect(await db.collection("a").findOne({ _id: "doc1" as never })).toMatchObject({ n: 1, pendingEvents: [], outboxAt: null, outboxPending: false });
 		expect(await store.relayBatch(100, async () => undefined)).toBe(0);
 	});
 
@@ -68,6 +68,20 @@ describe("mongoOutboxStore", () => {
 		await store.relayBatch(10, async (entries) => void seen.push(...entries.map((x) => (x.event.data as { n: number }).n)));
 		expect(seen).toEqual([5, 6]);
 		expect(await db.collection("a").findOne({ _id: "doc4" as never })).toMatchObject({ pendingEvents: [], outboxAt: null });
+	});
+
+	it("empties a document only if it still holds exactly what was published (another remover and a writer meanwhile)", async () => {
+		await write("a", "doc5", [event(8)]);
+		const store = mongoOutboxStore(db, { collections: ["a"] });
+		await store.relayBatch(10, async () => {
+			// What a relay of an older version could do meanwhile: publish and empty the document;
+			// then a writer appends as many events as were read. Same length, other events.
+			await withDocumentLock(db, lockKey("a", "doc5"), () => db.collection<{ _id: string }>("a").updateOne({ _id: "doc5" }, { $set: { pendingEvents: [], outboxPending: false, outboxAt: null } }));
+			await write("a", "doc5", [event(9)]);
+		});
+		const doc = await db.collection<{ _id: string; pendingEvents: OutboxEntry[] }>("a").findOne({ _id: "doc5" });
+		expect(doc!.pendingEvents.map((e) => (e.event.data as { n: number }).n)).toEqual([9]);
+		expect(doc).toMatchObject({ outboxPending: true });
 	});
 
 	it("never lets two relays publish the same document at once", async () => {
@@ -109,7 +123,7 @@ describe("mongoOutboxStore", () => {
 			expect(await store.relayBatch(10, async () => undefined)).toBe(3);
 		});
 		const outboxQueries = filters.filter((f) => f.collection === "pushdown");
-		expect(outboxQueries.length).toBeGreaterThanOrEqual(5);
+		expect(outboxQueries.length).toBeGreaterThanOrEqual(4);
 		expect(await notPushedDown(db, outboxQueries)).toEqual([]);
 	});
 
