@@ -104,10 +104,11 @@ export class ChannelQueue<T> {
 	 */
 	async enqueue(jobId: string, data: T): Promise<boolean> {
 		const { connection } = this.opts;
-		// Two round trips, each of commands sent together. A failed add leaves the claim: the
-		// redelivered event then queues the job but reports a duplicate (never a lost or extra send).
-		const [delivered, existing] = await Promise.all([connection.exists(this.opts.deliveredKey(jobId)), this.queue.getJob(jobId)]);
-		if (delivered === 1 || existing) return false;
+		// Two round trips. The first asks whether the job was delivered or still exists (BullMQ
+		// keeps it under its id) in one command, without reading the job. A failed add leaves the
+		// claim: the redelivered event then queues the job but reports a duplicate (never a lost
+		// or extra send).
+		if ((await connection.exists(this.opts.deliveredKey(jobId), this.queue.toKey(jobId))) > 0) return false;
 		const [job, first] = await Promise.all([
 			this.queue.add(this.channel, data, { jobId, attempts: this.opts.retry.attempts, backoff: { type: "jittered" }, removeOnComplete: KEEP_COMPLETED, removeOnFail: KEEP_FAILED }),
 			connection.set(this.opts.enqueuedKey(jobId), "1", "EX", DAY_S, "NX").catch(() => "OK"),
