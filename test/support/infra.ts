@@ -46,12 +46,31 @@ export async function createTestDatabase(): Promise<string> {
 	return url.toString();
 }
 
-/** Drops a database made by createTestDatabase, ending whatever connections it still has. */
-export async function dropTestDatabase(url: string): Promise<void> {
+/**
+ * Drops a database made by createTestDatabase. By default it ends whatever connections it still
+ * has; `{ force: false }` instead waits (up to 5 s) for them to go, for a caller whose own pools
+ * may still be closing: a connection ended by force makes its pg client emit an error nobody
+ * listens to any more (pg's `Pool.end()` resolves before its sockets are closed).
+ */
+export async function dropTestDatabase(url: string, opts: { force?: boolean } = {}): Promise<void> {
+	const name = new URL(url).pathname.slice(1);
 	const admin = new pg.Client({ connectionString: infra.databaseUrl });
 	await admin.connect();
 	try {
-		await admin.query(`DROP DATABASE IF EXISTS ${new URL(url).pathname.slice(1)} WITH (FORCE)`);
+		if (opts.force === false) {
+			for (let waited = 0; ; waited += 100) {
+				try {
+					await admin.query(`DROP DATABASE IF EXISTS ${name}`);
+					break;
+				} catch (err) {
+					// 55006: still has connections.
+					if ((err as { code?: string }).code !== "55006" || waited >= 5_000) throw err;
+					await new Promise((r) => setTimeout(r, 100));
+				}
+			}
+		} else {
+			await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+		}
 		databasesInUse.delete(url);
 	} finally {
 		await admin.end();

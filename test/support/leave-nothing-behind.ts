@@ -18,6 +18,7 @@ afterAll(async () => {
 	}
 	if (databasesInUse.size > 0) {
 		const { dropTestDatabase } = await import("./infra.ts");
-		for (const url of databasesInUse) await dropTestDatabase(url).catch(() => undefined);
+		// Not by force: the file's own pools may still be closing their connections.
+		for (const url of databasesInUse) await dropTestDatabase(url, { force: false }).catch(() => undefined);
 	}
 }, 60_000);
