@@ -118,7 +118,7 @@ describe("a gateway process under a connection flood holds at most GATEWAY_MAX_C
 	const CLIENTS = 1_000;
 	const FLOOD_MS = 3_000;
 	/**
-	 * A ceiling on the growth of the gateway's peak RSS during the flood (a leak would pass it).
+	 * A ceiling on the growth of the gateway's peak RSS during the flood: a leak would go past it.
 	 * Measured here: +19-53 MB with the cap of 50, once +137 MB in a run that answered 7,271
 	 * requests (three times the usual: more garbage before the collector caught up); +69-148 MB
 	 * without the cap (1,000 connections open). Too noisy to tell the two apart on its own: the
