@@ -10,7 +10,8 @@ import { traceIdOf } from "../lib/trace-context.ts";
 
 interface RequestStore {
 	requestId: string;
-	traceId: string;
+	/** Derived when a line is first logged: most handlers log nothing, and deriving it may hash. */
+	traceId?: string;
 	/** The action, event or channel being handled. */
 	handler: string;
 }
@@ -20,7 +21,9 @@ const storage = new AsyncLocalStorage<RequestStore>();
 /** Fields added to every log line: the current request and trace ids, when there are some. */
 export function logContext(): Record<string, string> {
 	const store = storage.getStore();
-	return store ? { requestId: store.requestId, traceId: store.traceId, handler: store.handler } : {};
+	if (!store) return {};
+	store.traceId ??= traceIdOf(store.requestId);
+	return { requestId: store.requestId, traceId: store.traceId, handler: store.handler };
 }
 
 type Handler = (ctx: Context, ...rest: unknown[]) => unknown;
@@ -30,7 +33,7 @@ function withStore(handler: Handler, name = "?"): Handler {
 	return (ctx: Context, ...rest: unknown[]) => {
 		const requestId = ctx.requestID ?? ctx.id;
 		if (!requestId) return handler(ctx, ...rest);
-		return storage.run({ requestId, traceId: traceIdOf(requestId), handler: name }, () => handler(ctx, ...rest));
+		return storage.run({ requestId, handler: name }, () => handler(ctx, ...rest));
 	};
 }
 
