@@ -39,9 +39,12 @@ export function ackAfterConfirm(consumer: ConsumingChannel, confirms: Pick<Confi
 	const nack = consumer.nack.bind(consumer);
 	let unconfirmed: Promise<void> | undefined;
 	consumer.publish = (exchange, routingKey, content, options) => {
-		unconfirmed = new Promise((resolve, reject) => {
+		const copy = new Promise<void>((resolve, reject) => {
 			confirms.publish(exchange, routingKey, content, { ...options, persistent: true }, (err) => (err ? reject(err as Error) : resolve()));
 		});
+		// The library's own `publish` (sendToChannel) is followed by no ack: its refusal must not go unhandled.
+		copy.catch(() => undefined);
+		unconfirmed = copy;
 		return true;
 	};
 	consumer.ack = (message, allUpTo) => {

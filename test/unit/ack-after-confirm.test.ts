@@ -80,6 +80,10 @@ describe("ackAfterConfirm", () => {
 				consumer.ack(message(4));
 				confirmCallbacks[0]!(outcome);
 			}
+			// A publish no ack follows (the library's sendToChannel), refused.
+			const { consumer, confirmCallbacks } = channels();
+			consumer.publish("", "q", Buffer.from("{}"));
+			confirmCallbacks[0]!(new Error("nacked by the broker"));
 			await flush();
 			await flush();
 		} finally {
