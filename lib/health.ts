@@ -2,6 +2,8 @@
  * Dependency checks shared by every service's `health` action: each check runs with its own
  * time limit, and the report says which dependency failed and how long each took.
  */
+import { withTimeout } from "./timeout.ts";
+
 export type HealthStatus = "up" | "down";
 
 export interface CheckResult {
@@ -21,19 +23,11 @@ export async function runChecks(checks: Record<string, HealthCheck>, timeoutMs: 
 	const entries = await Promise.all(
 		Object.entries(checks).map(async ([name, check]): Promise<[string, CheckResult]> => {
 			const started = performance.now();
-			let timer: NodeJS.Timeout | undefined;
 			try {
-				await Promise.race([
-					check(),
-					new Promise((_, reject) => {
-						timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
-					}),
-				]);
+				await withTimeout(check(), timeoutMs, `no answer within ${timeoutMs} ms`);
 				return [name, { status: "up", latencyMs: elapsed(started) }];
 			} catch (err) {
 				return [name, { status: "down", latencyMs: elapsed(started), error: err instanceof Error ? err.message : String(err) }];
-			} finally {
-				clearTimeout(timer);
 			}
 		}),
 	);

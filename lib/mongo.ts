@@ -1,5 +1,6 @@
 /** MongoDB client (real MongoDB or any MongoDB-wire server such as FerretDB) with bounded waits. */
 import { MongoClient } from "mongodb";
+import { withTimeout } from "./timeout.ts";
 
 export function createMongoClient(url: string, appName: string): MongoClient {
 	return new MongoClient(url, {
@@ -35,14 +36,7 @@ export function watchMongoClient(client: MongoClient, url: string, opts: MongoWa
 	let stopped = false;
 	let failed = 0;
 	let timer: NodeJS.Timeout | undefined;
-	const within = async <T>(p: Promise<T>) => {
-		let deadline: NodeJS.Timeout | undefined;
-		try {
-			return await Promise.race([p, new Promise<never>((_, reject) => (deadline = setTimeout(() => reject(new Error(`no answer within ${opts.timeoutMs} ms`)), opts.timeoutMs).unref()))]);
-		} finally {
-			clearTimeout(deadline);
-		}
-	};
+	const within = <T>(p: Promise<T>) => withTimeout(p, opts.timeoutMs, `no answer within ${opts.timeoutMs} ms`);
 	const freshClientGetsThrough = async () => {
 		const probe = new MongoClient(url, { serverSelectionTimeoutMS: opts.timeoutMs, connectTimeoutMS: opts.timeoutMs, maxPoolSize: 1, retryWrites: false });
 		try {

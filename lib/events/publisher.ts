@@ -6,6 +6,7 @@
  */
 import amqp from "amqplib";
 import type { ChannelModel, ConfirmChannel } from "amqplib";
+import { withTimeout } from "../timeout.ts";
 import type { CloudEvent } from "./cloudevents.ts";
 
 export interface EventToPublish {
@@ -93,14 +94,5 @@ export class AmqpEventPublisher {
 		this.connection = undefined;
 		this.channel = undefined;
 		this.assertedExchanges.clear();
-	}
-}
-
-async function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
-	let timer: NodeJS.Timeout | undefined;
-	try {
-		return await Promise.race([promise, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(message)), ms)))]);
-	} finally {
-		clearTimeout(timer);
 	}
 }
