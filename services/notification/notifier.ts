@@ -85,8 +85,7 @@ export async function handleEvent(deps: NotifierDeps, event: CloudEvent, request
 		await purgeUser(redis, keys, userId);
 		return { workflow: null, channels: [] };
 	}
-	// Independent reads, sent together: one round trip of waiting instead of three.
-	const [deleted, preferences, contact] = await Promise.all([isDeleted(redis, keys, userId), getPreferences(redis, keys, userId), getContact(redis, keys, userId)]);
+	const { deleted, preferences, contact } = await readUser(redis, keys, userId);
 	if (deleted) return { workflow: null, channels: [] };
 	if (typeof data.email === "string") {
 		await upsertContact(redis, keys, { userId, email: data.email, name: typeof data.name === "string" ? data.name : null, locale: null, updatedAt: event.time });
@@ -123,6 +122,12 @@ export async function handleEvent(deps: NotifierDeps, event: CloudEvent, request
 	return { workflow: workflow.id, channels: [...skipped, ...delivered] };
 }
 
+/** What every delivery decision reads about a user, sent together: one round trip of waiting instead of three. */
+async function readUser(redis: Redis, keys: Keys, userId: string) {
+	const [deleted, preferences, contact] = await Promise.all([isDeleted(redis, keys, userId), getPreferences(redis, keys, userId), getContact(redis, keys, userId)]);
+	return { deleted, preferences, contact };
+}
+
 /** user.deleted: everything this service keeps about the user goes, and stays gone. */
 export async function purgeUser(redis: Redis, keys: Keys, userId: string): Promise<void> {
 	await markDeleted(redis, keys, userId);
@@ -141,8 +146,7 @@ export interface EmailDeps {
 export async function deliverEmail(deps: EmailDeps, job: EmailJob, jobId: string): Promise<Outcome> {
 	const { redis, keys } = deps;
 	const workflow = knownWorkflow(job.workflow);
-	// Three independent reads, sent together: one round trip of waiting instead of three.
-	const [deleted, preferences, contact] = await Promise.all([isDeleted(redis, keys, job.userId), getPreferences(redis, keys, job.userId), getContact(redis, keys, job.userId)]);
+	const { deleted, preferences, contact } = await readUser(redis, keys, job.userId);
 	if (deleted || !wants(workflow, preferences, "email")) return "skipped";
 	const to = job.to ?? (contact ? { email: contact.email, name: contact.name } : null);
 	// Billing may publish before user.created reached us: retry until the contact is known.
@@ -167,8 +171,7 @@ export interface PushDeps {
 export async function deliverPush(deps: PushDeps, job: PushJob, signal?: AbortSignal): Promise<Outcome> {
 	const { redis, keys } = deps;
 	const workflow = knownWorkflow(job.workflow);
-	// Independent reads, sent together, as for an e-mail.
-	const [sub, deleted, preferences, contact] = await Promise.all([getSubscription(redis, keys, job.userId, job.subscriptionId), isDeleted(redis, keys, job.userId), getPreferences(redis, keys, job.userId), getContact(redis, keys, job.userId)]);
+	const [sub, { deleted, preferences, contact }] = await Promise.all([getSubscription(redis, keys, job.userId, job.subscriptionId), readUser(redis, keys, job.userId)]);
 	if (!sub || deleted || !wants(workflow, preferences, "push")) return "skipped";
 	const provider = deps.providers.find((p) => p.kind === sub.kind);
 	if (!provider) throw new PermanentDeliveryError(`no push provider for subscriptions of kind ${sub.kind}`);
