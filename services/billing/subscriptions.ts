@@ -170,13 +170,14 @@ export async function startSignupSubscription(db: Db, input: { userId: string; p
  * keyed by the user id, so a redelivered or replayed event changes nothing: both inserts meet
  * their unique `_id`. No processed-event marker: it would add two operations to every sign-up
  * and guard nothing the keys do not (and it would be forgotten after a while, the keys never).
+ * `opts.plan` reads a plan (the service passes its short-lived plan cache).
  */
-export async function onboardUser(db: Db, event: { id: string; data: { userId: string; email: string; name: string | null } }, opts: { defaultPlan: string; trialDays: number; plan?: (id: string) => Promise<Plan> }, ctx: OpContext) {
+export async function onboardUser(db: Db, event: { id: string; data: { userId: string; email: string; name: string | null } }, opts: { defaultPlan: string; trialDays: number; plan: (id: string) => Promise<Plan> }, ctx: OpContext) {
 	const { userId, email } = event.data ?? {};
 	// Can never succeed: no retry will fix it, so it ends in the dead-letter queue.
 	if (typeof userId !== "string" || !userId || userId.length > 100 || typeof email !== "string") throw new MalformedEventError("user.created needs data.userId and data.email");
 	const newCustomer = await ensureCustomer(db, event.data, event.id, ctx.now);
-	const plan = await (opts.plan ?? ((id: string) => getPlan(db, id)))(opts.defaultPlan);
+	const plan = await opts.plan(opts.defaultPlan);
 	const { created, subscription } = await startSignupSubscription(db, { userId: event.data.userId, plan, trialDays: plan.trialDays ?? opts.trialDays }, ctx);
 	return { newCustomer, created, subscription };
 }
