@@ -10,7 +10,7 @@ import { ServiceBroker } from "moleculer";
 import pg from "pg";
 import { loadConfig } from "../lib/config.ts";
 import { createCloudEvent } from "../lib/events/cloudevents.ts";
-import { OutboxRelay } from "../lib/events/outbox-relay.ts";
+import { OutboxRelay, RELAY_DEFAULTS } from "../lib/events/outbox-relay.ts";
 import { pgOutboxStore } from "../lib/events/pg-outbox.ts";
 import { AmqpEventPublisher } from "../lib/events/publisher.ts";
 import { migrateUp } from "../lib/migrations.ts";
@@ -98,7 +98,7 @@ export async function outboxRelayRate(env: Record<string, string>, namespace: st
 		await broker.start();
 		const rows = Array.from({ length: n }, (_, i) => createCloudEvent({ type: BENCH_TYPE, source: "/bench", subject: `e${i}`, data: { i } }));
 		await pool.query("INSERT INTO outbox_events (id, type, envelope) SELECT * FROM unnest($1::uuid[], $2::text[], $3::jsonb[])", [rows.map((e) => e.id), rows.map((e) => e.type), rows.map((e) => JSON.stringify(e))]);
-		const relay = new OutboxRelay(pgOutboxStore(pool), (entries) => publisher.publish(entries), { published: () => undefined, failed: () => undefined }, { batchSize: RELAY_BATCH, pollIntervalMs: 1_000, maxBackoffMs: 5_000 });
+		const relay = new OutboxRelay(pgOutboxStore(pool), (entries) => publisher.publish(entries), { published: () => undefined, failed: () => undefined }, { ...RELAY_DEFAULTS, batchSize: RELAY_BATCH });
 		const started = performance.now();
 		relay.start();
 		await consumed.done;

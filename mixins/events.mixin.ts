@@ -14,7 +14,7 @@ import type { Context, Service, ServiceSchema } from "moleculer";
 import { isDependencyOutage } from "../lib/errors.ts";
 import { parseCloudEvent } from "../lib/events/cloudevents.ts";
 import type { CloudEvent } from "../lib/events/cloudevents.ts";
-import { OutboxRelay } from "../lib/events/outbox-relay.ts";
+import { OutboxRelay, RELAY_DEFAULTS } from "../lib/events/outbox-relay.ts";
 import type { OutboxStore } from "../lib/events/outbox-relay.ts";
 import { AmqpEventPublisher } from "../lib/events/publisher.ts";
 
@@ -22,8 +22,6 @@ export interface OutboxMixinOptions {
 	rabbitmqUrl: string;
 	/** Called in `started()`, once the service's database client exists. */
 	store: () => OutboxStore;
-	batchSize?: number;
-	pollIntervalMs?: number;
 }
 
 export interface OutboxMethods {
@@ -70,7 +68,7 @@ export function outboxMixin(opts: OutboxMixinOptions): ServiceSchema {
 						if (consecutive === 1 || consecutive % 10 === 0) this.logger.warn(`outbox: relay failed (${consecutive} in a row), retrying with back-off`, errorMessage(err));
 					},
 				},
-				{ batchSize: opts.batchSize ?? 100, pollIntervalMs: opts.pollIntervalMs ?? 1_000, maxBackoffMs: 5_000 },
+				RELAY_DEFAULTS,
 			);
 			relay.start();
 			gaugeTimer = setInterval(() => {

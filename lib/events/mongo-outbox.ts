@@ -135,10 +135,10 @@ interface HeldLocks {
 
 /**
  * Takes every free lock of `keys` in one insert (those held by a crashed holder past its lease
- * are taken over); busy ones are left out of the answer.
+ * are taken over); busy ones are left out of the answer. Locks taken with one `owner` can be
+ * released in one delete.
  */
-export async function tryLockMany(db: Db, keys: string[], leaseMs = 30_000): Promise<HeldLocks> {
-	const owner = randomUUID();
+export async function tryLockMany(db: Db, keys: string[], leaseMs = 30_000, owner: string = randomUUID()): Promise<HeldLocks> {
 	const insert = async (wanted: string[]): Promise<string[]> => {
 		if (wanted.length === 0) return [];
 		try {
@@ -231,12 +231,13 @@ export function mongoOutboxStore(db: Db, opts: MongoOutboxOptions): OutboxStore 
 	 * Removes what the claims of one collection published, in a constant number of operations in
 	 * the usual case: lock all; empty, in one update, every document that still holds exactly what
 	 * was read (same length, same last event id: writers only append, so nothing changed); settle
-	 * the rest one by one; unlock. A document whose lock is busy is settled once it is free.
+	 * the rest one by one; unlock, together with the relay locks of those documents (`pass`). A
+	 * document whose lock is busy is settled once it is free.
 	 */
-	async function remove(claims: Claim[]): Promise<void> {
+	async function remove(claims: Claim[], pass: { owner: string; relayLocks: Set<string> }): Promise<void> {
 		const collection = claims[0]!.collection;
 		const keyOf = (c: Claim) => lockKey(collection.collectionName, c.id);
-		const held = await tryLockMany(db, claims.map(keyOf));
+		const held = await tryLockMany(db, claims.map(keyOf), undefined, pass.owner);
 		const heldKeys = new Set(held.keys);
 		const locked = claims.filter((c) => heldKeys.has(keyOf(c)));
 		try {
@@ -251,7 +252,9 @@ export function mongoOutboxStore(db: Db, opts: MongoOutboxOptions): OutboxStore 
 				}
 			}
 		} finally {
-			await unlockMany(db, held).catch(() => undefined);
+			const done = locked.map((c) => relayKey(collection, c.id));
+			for (const key of done) pass.relayLocks.delete(key);
+			await unlockMany(db, { owner: pass.owner, keys: [...held.keys, ...done] }).catch(() => undefined);
 		}
 		for (const c of claims.filter((x) => !heldKeys.has(keyOf(x)))) await withDocumentLock(db, keyOf(c), () => settle(c));
 	}
@@ -259,7 +262,8 @@ export function mongoOutboxStore(db: Db, opts: MongoOutboxOptions): OutboxStore 
 	return {
 		async relayBatch(limit, publish) {
 			const claims: Claim[] = [];
-			const relayLocks: HeldLocks[] = [];
+			// One owner for the pass's relay locks and document locks, so they are released together.
+			const pass = { owner: randomUUID(), relayLocks: new Set<string>() };
 			let count = 0;
 			try {
 				for (const collection of collections) {
@@ -267,9 +271,9 @@ export function mongoOutboxStore(db: Db, opts: MongoOutboxOptions): OutboxStore 
 					const candidates = await collection.find({ outboxPending: true }, { projection: { _id: 1 } }).sort({ outboxAt: 1 }).limit(limit - count).toArray();
 					if (candidates.length === 0) continue;
 					// Busy relay locks belong to another relay publishing those documents: skipped.
-					const held = await tryLockMany(db, candidates.map((c) => relayKey(collection, c._id)), leaseMs);
+					const held = await tryLockMany(db, candidates.map((c) => relayKey(collection, c._id)), leaseMs, pass.owner);
 					if (held.keys.length === 0) continue;
-					relayLocks.push(held);
+					for (const key of held.keys) pass.relayLocks.add(key);
 					const heldKeys = new Set(held.keys);
 					const mine = await read(collection, candidates.map((c) => c._id).filter((id) => heldKeys.has(relayKey(collection, id))));
 					claims.push(...mine);
@@ -279,11 +283,12 @@ export function mongoOutboxStore(db: Db, opts: MongoOutboxOptions): OutboxStore 
 				await publish(claims.flatMap((c) => c.entries));
 				for (const collection of collections) {
 					const own = claims.filter((c) => c.collection === collection);
-					if (own.length) await remove(own);
+					if (own.length) await remove(own, pass);
 				}
 				return count;
 			} finally {
-				for (const held of relayLocks) await unlockMany(db, held).catch(() => undefined);
+				// Relay locks of documents read but not published (publish failed, or emptied meanwhile).
+				if (pass.relayLocks.size) await unlockMany(db, { owner: pass.owner, keys: [...pass.relayLocks] }).catch(() => undefined);
 			}
 		},
 		async countPending() {

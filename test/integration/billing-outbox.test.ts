@@ -42,6 +42,8 @@ describe("mongoOutboxStore", () => {
 		expect(published).toEqual([1, 2, 3]);
 		expect(await store.countPending()).toBe(0);
 		expect(await db.collection("a").findOne({ _id: "doc1" as never })).toMatchObject({ n: 1, pendingEvents: [], outboxAt: null, outboxPending: false });
+		// Relay locks and document locks alike are released.
+		expect(await db.collection("doc_locks").countDocuments()).toBe(0);
 		expect(await store.relayBatch(100, async () => undefined)).toBe(0);
 	});
 
@@ -50,6 +52,7 @@ describe("mongoOutboxStore", () => {
 		const store = mongoOutboxStore(db, { collections: ["a"] });
 		await expect(store.relayBatch(10, async () => Promise.reject(new Error("RabbitMQ down")))).rejects.toThrow("RabbitMQ down");
 		expect(await store.countPending()).toBe(1);
+		expect(await db.collection("doc_locks").countDocuments()).toBe(0);
 		const seen: number[] = [];
 		expect(await store.relayBatch(10, async (e) => void seen.push(...e.map((x) => (x.event.data as { n: number }).n)))).toBe(1);
 		expect(seen).toEqual([4]);

@@ -33,10 +33,10 @@ const until = async (cond: () => boolean, ms = 3_000) => {
 };
 
 describe("OutboxRelay", () => {
-	it("publishes everything in order, in batches, and marks it published", async () => {
+	it("publishes everything in order, in batches, and marks it published (a full batch goes again at once, whatever the linger)", async () => {
 		const { rows, store } = memoryStore(250);
 		const seen: number[] = [];
-		const relay = new OutboxRelay(store, async (entries) => void seen.push(...entries.map((e) => (e.event.data as { i: number }).i)), { published: () => undefined, failed: () => undefined }, { batchSize: 100, pollIntervalMs: 10_000, maxBackoffMs: 100 });
+		const relay = new OutboxRelay(store, async (entries) => void seen.push(...entries.map((e) => (e.event.data as { i: number }).i)), { published: () => undefined, failed: () => undefined }, { batchSize: 100, pollIntervalMs: 10_000, lingerMs: 10_000, maxBackoffMs: 100 });
 		relay.start();
 		await until(() => rows.every((r) => r.published));
 		await relay.stop();
@@ -53,7 +53,7 @@ describe("OutboxRelay", () => {
 				if (down) throw new Error("RabbitMQ unreachable");
 			},
 			{ published: () => undefined, failed: (_, n) => failures.push(n) },
-			{ batchSize: 10, pollIntervalMs: 10_000, maxBackoffMs: 50 },
+			{ batchSize: 10, pollIntervalMs: 10_000, lingerMs: 0, maxBackoffMs: 50 },
 		);
 		relay.start();
 		await until(() => failures.length >= 3);
@@ -66,7 +66,7 @@ describe("OutboxRelay", () => {
 
 	it("relays at once when nudged instead of waiting for the next poll", async () => {
 		const { rows, store } = memoryStore(0);
-		const relay = new OutboxRelay(store, async () => undefined, { published: () => undefined, failed: () => undefined }, { batchSize: 10, pollIntervalMs: 60_000, maxBackoffMs: 50 });
+		const relay = new OutboxRelay(store, async () => undefined, { published: () => undefined, failed: () => undefined }, { batchSize: 10, pollIntervalMs: 60_000, lingerMs: 25, maxBackoffMs: 50 });
 		relay.start();
 		await new Promise((r) => setTimeout(r, 20));
 		rows.push({ entry: { event: createCloudEvent({ type: "t.e", source: "/s", data: {} }) }, published: false });
@@ -75,5 +75,42 @@ describe("OutboxRelay", () => {
 		await until(() => rows[0]!.published, 1_000);
 		expect(Date.now() - started).toBeLessThan(500);
 		await relay.stop();
+	});
+
+	it("paces nudged passes: events committed within the linger go out together in the next pass", async () => {
+		const { rows, store } = memoryStore(0);
+		const passes: number[] = [];
+		const counting: OutboxStore = { ...store, relayBatch: async (limit, publish) => { const n = await store.relayBatch(limit, publish); if (n) passes.push(n); return n; } };
+		const relay = new OutboxRelay(counting, async () => undefined, { published: () => undefined, failed: () => undefined }, { batchSize: 10, pollIntervalMs: 60_000, lingerMs: 300, maxBackoffMs: 50 });
+		const commit = () => {
+			rows.push({ entry: { event: createCloudEvent({ type: "t.e", source: "/s", data: {} }) }, published: false });
+			relay.nudge();
+		};
+		relay.start();
+		await new Promise((r) => setTimeout(r, 350)); // a quiet spell longer than the linger
+		const started = Date.now();
+		commit();
+		await until(() => rows[0]!.published, 1_000);
+		expect(Date.now() - started).toBeLessThan(150); // after a quiet spell: at once
+		for (let i = 0; i < 5; i++) {
+			commit();
+			await new Promise((r) => setTimeout(r, 20));
+		}
+		expect(rows.filter((r) => r.published)).toHaveLength(1); // held back by the linger
+		await until(() => rows.every((r) => r.published), 1_000);
+		expect(passes).toEqual([1, 5]);
+		await relay.stop();
+	});
+
+	it("stops promptly while it lingers", async () => {
+		const { rows, store } = memoryStore(0);
+		const relay = new OutboxRelay(store, async () => undefined, { published: () => undefined, failed: () => undefined }, { batchSize: 10, pollIntervalMs: 60_000, lingerMs: 5_000, maxBackoffMs: 50 });
+		relay.start();
+		await new Promise((r) => setTimeout(r, 20));
+		rows.push({ entry: { event: createCloudEvent({ type: "t.e", source: "/s", data: {} }) }, published: false });
+		relay.nudge();
+		const started = Date.now();
+		await relay.stop();
+		expect(Date.now() - started).toBeLessThan(500);
 	});
 });
