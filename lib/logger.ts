@@ -19,10 +19,14 @@ export function toPinoCall(args: unknown[]): [Record<string, unknown>, string] {
 	return [fields, words.join(" ")];
 }
 
-/** Wraps a pino logger so each level method accepts any number of mixed arguments. */
+/**
+ * Wraps a pino logger so each level method accepts any number of mixed arguments. A disabled
+ * level costs nothing: Moleculer calls `debug` on every action call.
+ */
 export function consoleStyle(logger: Logger): Record<(typeof LEVELS)[number], LogMethod> {
 	return Object.fromEntries(
 		LEVELS.map((level) => [level, (...args: unknown[]) => {
+			if (!logger.isLevelEnabled(level)) return;
 			const [fields, message] = toPinoCall(args);
 			logger[level](fields, message);
 		}]),
