@@ -13,5 +13,10 @@ export function createPgPool(connectionString: string, applicationName: string, 
 	});
 	// An idle client losing its connection (database restart) must not crash the process.
 	pool.on("error", onIdleError);
+	// Nor may a checked-out one: pg-pool removes its own error listener at checkout, so a client
+	// held between two queries (a transaction's next statement, the outbox relay waiting for
+	// RabbitMQ's confirm) that loses its connection would emit an unhandled 'error' and take the
+	// node down. Its holder learns of it from its next query, which fails.
+	pool.on("connect", (client) => client.on("error", () => undefined));
 	return pool;
 }
