@@ -3,6 +3,7 @@
  * @moleculer/channels consumer) against raw amqplib publish-with-confirms + consume, and the
  * end-to-end latency of `user.created` (register -> trial stored and welcome e-mail in the sink).
  */
+import http from "node:http";
 import path from "node:path";
 import amqp from "amqplib";
 import { MongoClient } from "mongodb";
@@ -149,6 +150,25 @@ function percentiles(values: number[]): Percentiles {
 }
 
 /**
+ * The load's HTTP client. It shares the two cores with everything it measures, and `fetch`
+ * cost 2.4 ms of CPU per registration against 1.35 ms for node:http on a keep-alive agent.
+ */
+const loadAgent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+function postJson(url: string, body: string, timeoutMs: number): Promise<{ status: number; body: string }> {
+	return new Promise((resolve, reject) => {
+		const req = http.request(url, { method: "POST", agent: loadAgent, headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) } }, (res) => {
+			let text = "";
+			res.setEncoding("utf8");
+			res.on("data", (chunk: string) => (text += chunk));
+			res.on("end", () => resolve({ status: res.statusCode ?? 0, body: text }));
+		});
+		req.setTimeout(timeoutMs, () => req.destroy(new Error(`no answer in ${timeoutMs} ms`)));
+		req.on("error", reject);
+		req.end(body);
+	});
+}
+
+/**
  * Registers `perSecond` users a second for `seconds` through the gateway (open loop: each on its
  * schedule, whatever the previous one does), then, per user, the time from sending the request
  * to the later of its trial stored in billing's database and its welcome e-mail in Mailpit.
@@ -165,8 +185,8 @@ export async function userCreatedLatency(opts: { gateway: string; mongoUrl: stri
 			await new Promise((r) => setTimeout(r, Math.max(0, started + (i * 1000) / opts.perSecond - Date.now())));
 			const email = `e2e${i}@${opts.domain}`;
 			const t0 = Date.now();
-			const res = await fetch(`${opts.gateway}/api/v1/auth/register`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ email, password: "correct horse battery staple 42" }), signal: AbortSignal.timeout(30_000) });
-			const body = (await res.json()) as { user?: { id: string }; code?: string };
+			const res = await postJson(`${opts.gateway}/api/v1/auth/register`, JSON.stringify({ email, password: "correct horse battery staple 42" }), 30_000);
+			const body = JSON.parse(res.body) as { user?: { id: string }; code?: string };
 			if (res.status !== 201) {
 				const key = `${res.status} ${body.code ?? ""}`.trim();
 				failed[key] = (failed[key] ?? 0) + 1;
