@@ -42,8 +42,8 @@ export interface RelayOptions {
 
 /**
  * What the services run with. 25 ms of linger: at 50 sign-ups/s billing's Mongo relay made 1.6
- * documents per pass and spent about 5 of its 7 database operations per sign-up there; spacing
- * nudged passes by 30 ms cut billing's, FerretDB's and PostgreSQL's CPU per sign-up by 30 %.
+ * documents per pass and spent about 5 of its 7 database operations per sign-up there; with the
+ * linger, billing's, FerretDB's and PostgreSQL's CPU per sign-up went from 23 to 16.5 ms.
  */
 export const RELAY_DEFAULTS: RelayOptions = { batchSize: 100, pollIntervalMs: 1_000, lingerMs: 25, maxBackoffMs: 5_000 };
 
