@@ -72,8 +72,10 @@ describe("login", () => {
 			unknown.push(ghost.ms);
 		}
 		const median = (xs: number[]) => xs.sort((a, b) => a - b)[2]!;
-		expect(median(unknown) / median(known)).toBeGreaterThan(0.7);
-		expect(median(unknown) / median(known)).toBeLessThan(1.4);
+		// Without the dummy hash an unknown address answers in about 1 ms against tens (ratio < 0.1):
+		// the band only has to tell that apart from noise on a busy machine.
+		expect(median(unknown) / median(known)).toBeGreaterThan(0.5);
+		expect(median(unknown) / median(known)).toBeLessThan(2);
 		const { rows } = await kit.pool.query<{ reason: string }>("SELECT details->>'reason' AS reason FROM audit_log WHERE action = 'login' AND outcome = 'failure' AND details->>'email' LIKE 'timing%'");
 		expect(rows.map((r) => r.reason)).toEqual(Array(5).fill("wrong_password"));
 	});
