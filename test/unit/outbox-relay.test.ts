@@ -81,23 +81,23 @@ describe("OutboxRelay", () => {
 		const { rows, store } = memoryStore(0);
 		const passes: number[] = [];
 		const counting: OutboxStore = { ...store, relayBatch: async (limit, publish) => { const n = await store.relayBatch(limit, publish); if (n) passes.push(n); return n; } };
-		const relay = new OutboxRelay(counting, async () => undefined, { published: () => undefined, failed: () => undefined }, { batchSize: 10, pollIntervalMs: 60_000, lingerMs: 300, maxBackoffMs: 50 });
+		const relay = new OutboxRelay(counting, async () => undefined, { published: () => undefined, failed: () => undefined }, { batchSize: 10, pollIntervalMs: 60_000, lingerMs: 600, maxBackoffMs: 50 });
 		const commit = () => {
 			rows.push({ entry: { event: createCloudEvent({ type: "t.e", source: "/s", data: {} }) }, published: false });
 			relay.nudge();
 		};
 		relay.start();
-		await new Promise((r) => setTimeout(r, 350)); // a quiet spell longer than the linger
+		await new Promise((r) => setTimeout(r, 650)); // a quiet spell longer than the linger
 		const started = Date.now();
 		commit();
 		await until(() => rows[0]!.published, 1_000);
-		expect(Date.now() - started).toBeLessThan(150); // after a quiet spell: at once
+		expect(Date.now() - started).toBeLessThan(300); // after a quiet spell: at once, not 600 ms later
 		for (let i = 0; i < 5; i++) {
 			commit();
 			await new Promise((r) => setTimeout(r, 20));
 		}
 		expect(rows.filter((r) => r.published)).toHaveLength(1); // held back by the linger
-		await until(() => rows.every((r) => r.published), 1_000);
+		await until(() => rows.every((r) => r.published), 2_000);
 		expect(passes).toEqual([1, 5]);
 		await relay.stop();
 	});
