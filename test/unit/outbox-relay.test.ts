@@ -5,10 +5,13 @@
 import { describe, expect, it } from "vitest";
 import { createCloudEvent } from "../../lib/events/cloudevents.ts";
 import { OutboxRelay } from "../../lib/events/outbox-relay.ts";
-import type { OutboxEntry, OutboxStore } from "../../lib/events/outbox-relay.ts";
+import type { OutboxEntry, OutboxStore, RelayHooks } from "../../lib/events/outbox-relay.ts";
 
 function memoryStore(count: number) {
-	const rows: { entry: OutboxEntry; published: boolean }[] = Array.from({ length: count }, (_, i) => ({ entry: { event: createCloudEvent({ type: "t.e", source: "/s", data: { i } }) }, published: false }));
+	const rows: { entry: OutboxEntry; published: boolean }[] = [];
+	/** Commits one more entry, as a writer would. */
+	const add = () => void rows.push({ entry: { event: createCloudEvent({ type: "t.e", source: "/s", data: { i: rows.length } }) }, published: false });
+	for (let i = 0; i < count; i++) add();
 	const store: OutboxStore = {
 		async relayBatch(limit, publish) {
 			const batch = rows.filter((r) => !r.published).slice(0, limit);
@@ -21,8 +24,10 @@ function memoryStore(count: number) {
 			return rows.filter((r) => !r.published).length;
 		},
 	};
-	return { rows, store };
+	return { rows, store, add };
 }
+
+const QUIET: RelayHooks = { published: () => undefined, failed: () => undefined };
 
 const until = async (cond: () => boolean, ms = 3_000) => {
 	const end = Date.now() + ms;
@@ -36,7 +41,7 @@ describe("OutboxRelay", () => {
 	it("publishes everything in order, in batches, and marks it published (a full batch goes again at once, whatever the linger)", async () => {
 		const { rows, store } = memoryStore(250);
 		const seen: number[] = [];
-		const relay = new OutboxRelay(store, async (entries) => void seen.push(...entries.map((e) => (e.event.data as { i: number }).i)), { published: () => undefined, failed: () => undefined }, { batchSize: 100, pollIntervalMs: 10_000, lingerMs: 10_000, maxBackoffMs: 100 });
+		const relay = new OutboxRelay(store, async (entries) => void seen.push(...entries.map((e) => (e.event.data as { i: number }).i)), QUIET, { batchSize: 100, pollIntervalMs: 10_000, lingerMs: 10_000, maxBackoffMs: 100 });
 		relay.start();
 		await until(() => rows.every((r) => r.published));
 		await relay.stop();
@@ -65,11 +70,11 @@ describe("OutboxRelay", () => {
 	});
 
 	it("relays at once when nudged instead of waiting for the next poll", async () => {
-		const { rows, store } = memoryStore(0);
-		const relay = new OutboxRelay(store, async () => undefined, { published: () => undefined, failed: () => undefined }, { batchSize: 10, pollIntervalMs: 60_000, lingerMs: 25, maxBackoffMs: 50 });
+		const { rows, store, add } = memoryStore(0);
+		const relay = new OutboxRelay(store, async () => undefined, QUIET, { batchSize: 10, pollIntervalMs: 60_000, lingerMs: 25, maxBackoffMs: 50 });
 		relay.start();
 		await new Promise((r) => setTimeout(r, 20));
-		rows.push({ entry: { event: createCloudEvent({ type: "t.e", source: "/s", data: {} }) }, published: false });
+		add();
 		const started = Date.now();
 		relay.nudge();
 		await until(() => rows[0]!.published, 1_000);
@@ -78,12 +83,12 @@ describe("OutboxRelay", () => {
 	});
 
 	it("paces nudged passes: events committed within the linger go out together in the next pass", async () => {
-		const { rows, store } = memoryStore(0);
+		const { rows, store, add } = memoryStore(0);
 		const passes: number[] = [];
 		const counting: OutboxStore = { ...store, relayBatch: async (limit, publish) => { const n = await store.relayBatch(limit, publish); if (n) passes.push(n); return n; } };
-		const relay = new OutboxRelay(counting, async () => undefined, { published: () => undefined, failed: () => undefined }, { batchSize: 10, pollIntervalMs: 60_000, lingerMs: 600, maxBackoffMs: 50 });
+		const relay = new OutboxRelay(counting, async () => undefined, QUIET, { batchSize: 10, pollIntervalMs: 60_000, lingerMs: 600, maxBackoffMs: 50 });
 		const commit = () => {
-			rows.push({ entry: { event: createCloudEvent({ type: "t.e", source: "/s", data: {} }) }, published: false });
+			add();
 			relay.nudge();
 		};
 		relay.start();
@@ -103,11 +108,11 @@ describe("OutboxRelay", () => {
 	});
 
 	it("stops promptly while it lingers", async () => {
-		const { rows, store } = memoryStore(0);
-		const relay = new OutboxRelay(store, async () => undefined, { published: () => undefined, failed: () => undefined }, { batchSize: 10, pollIntervalMs: 60_000, lingerMs: 5_000, maxBackoffMs: 50 });
+		const { store, add } = memoryStore(0);
+		const relay = new OutboxRelay(store, async () => undefined, QUIET, { batchSize: 10, pollIntervalMs: 60_000, lingerMs: 5_000, maxBackoffMs: 50 });
 		relay.start();
 		await new Promise((r) => setTimeout(r, 20));
-		rows.push({ entry: { event: createCloudEvent({ type: "t.e", source: "/s", data: {} }) }, published: false });
+		add();
 		relay.nudge();
 		const started = Date.now();
 		await relay.stop();
