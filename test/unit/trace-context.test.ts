@@ -2,7 +2,7 @@ import { ServiceBroker } from "moleculer";
 import type { Context } from "moleculer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { logContext, RequestContextMiddleware } from "../../middlewares/request-context.ts";
-import { traceIdFromTraceparent, traceIdOf, traceresponse } from "../../lib/trace-context.ts";
+import { newTraceId, traceIdFromTraceparent, traceIdOf, traceresponse } from "../../lib/trace-context.ts";
 
 describe("W3C trace context", () => {
 	it("takes the trace id of a valid traceparent only", () => {
@@ -26,6 +26,14 @@ describe("W3C trace context", () => {
 		expect(traceIdOf("req-12345678")).toBe(traceIdOf("req-12345678"));
 		expect(traceIdOf("req-12345678")).not.toBe(traceIdOf("req-12345679"));
 		expect(traceresponse("4bf92f3577b34da6a3ce929d0e0e4736")).toMatch(/^00-4bf92f3577b34da6a3ce929d0e0e4736-[0-9a-f]{16}-00$/);
+	});
+
+	it("makes new trace and span ids that never repeat, across refills of the random pool", () => {
+		// 2,000 trace ids and 2,000 span ids draw 48 KB: the 8 KB pool refills several times.
+		const traceIds = Array.from({ length: 2_000 }, () => newTraceId());
+		const spanIds = Array.from({ length: 2_000 }, () => traceresponse(traceIds[0]!).split("-")[2]);
+		for (const id of traceIds) expect(id).toMatch(/^[0-9a-f]{32}$/);
+		expect(new Set([...traceIds, ...spanIds]).size).toBe(4_000);
 	});
 });
 
