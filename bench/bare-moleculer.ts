@@ -1,18 +1,22 @@
 /**
  * The floor of the authenticated-GET row: a bare moleculer-web gateway calling an action on
- * another process over the same AMQP transporter settings (prefetch 100, no Nagle), with no
- * authentication, rate limit, metrics or middlewares of ours. Run as two processes:
- * `node bench/bare-moleculer.ts remote NAMESPACE` and `node bench/bare-moleculer.ts gateway NAMESPACE PORT`.
+ * another process with the same AMQP settings (prefetch 100, no Nagle), with no authentication,
+ * rate limit, metrics or middlewares of ours; over Moleculer's stock AMQP transporter or over ours,
+ * which batches packets (lib/batching-amqp-transporter.ts). Run as two processes:
+ * `node bench/bare-moleculer.ts remote NAMESPACE stock|batching` and
+ * `node bench/bare-moleculer.ts gateway NAMESPACE stock|batching PORT`.
  */
 import { ServiceBroker } from "moleculer";
 import ApiGateway from "moleculer-web";
+import { BatchingAmqpTransporter } from "../lib/batching-amqp-transporter.ts";
 
-const [role, namespace, port] = process.argv.slice(2);
+const [role, namespace, transporter, port] = process.argv.slice(2);
+const amqp = { url: process.env.RABBITMQ_URL, prefetch: 100, socketOptions: { noDelay: true } };
 const broker = new ServiceBroker({
 	namespace,
 	nodeID: `bare-${role}-${process.pid}`,
 	logger: false,
-	transporter: { type: "AMQP", options: { url: process.env.RABBITMQ_URL, prefetch: 100, socketOptions: { noDelay: true } } as Record<string, unknown> },
+	transporter: transporter === "batching" ? new BatchingAmqpTransporter(amqp) : { type: "AMQP", options: amqp },
 });
 if (role === "remote") {
 	broker.createService({ name: "bare", actions: { hello: () => ({ items: [], nextCursor: null }) } });

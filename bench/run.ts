@@ -177,16 +177,19 @@ async function main(): Promise<void> {
 				goal: ">= 0.20x, p99 <= 25 ms",
 				ok: ratio >= 0.2 && gateway.latency.p99 <= 25 && gateway.non2xx === 0,
 			});
-			// The same hop with nothing of ours (no JWT, rate limit, metrics, middlewares, Redis): what the transporter allows here.
-			const floor = await bareMoleculerRate(namespace);
-			rows.push({
-				target: "reference: bare moleculer-web -> remote action, same transporter",
-				measured: `${Math.round(okRate(floor))} req/s, p99 ${floor.latency.p99} ms (ours: ${(okRate(gateway) / okRate(floor)).toFixed(2)}x of it)`,
-				baseline: `${Math.round(okRate(baseline))} req/s (node:http)`,
-				ratio: okRate(floor) / okRate(baseline),
-				goal: "reference (no target)",
-				ok: null,
-			});
+			// The same hop with nothing of ours (no JWT, rate limit, metrics, middlewares, Redis): what
+			// Moleculer's stock AMQP transporter allows here, and what ours (packets batched) allows.
+			for (const transporter of ["stock", "batching"] as const) {
+				const floor = await bareMoleculerRate(namespace, transporter);
+				rows.push({
+					target: `reference: bare moleculer-web -> remote action, ${transporter === "stock" ? "Moleculer's stock AMQP transporter" : "our batching AMQP transporter"}`,
+					measured: `${Math.round(okRate(floor))} req/s, p99 ${floor.latency.p99} ms (ours: ${(okRate(gateway) / okRate(floor)).toFixed(2)}x of it)`,
+					baseline: `${Math.round(okRate(baseline))} req/s (node:http)`,
+					ratio: okRate(floor) / okRate(baseline),
+					goal: "reference (no target)",
+					ok: null,
+				});
+			}
 		}
 
 		// 2. Token introspection over the gRPC bridge against a bare @grpc/grpc-js echo server.
@@ -324,7 +327,7 @@ async function main(): Promise<void> {
 		await mongo.close();
 		await dropTestDatabase(authDb);
 		// The run's durable queues and exchanges: left behind, they pile up and slow the shared broker.
-		for (const ns of [namespace, `${namespace}bare`]) await deleteNamespaceObjects(ns).catch(() => undefined);
+		for (const ns of [namespace, `${namespace}bare-stock`, `${namespace}bare-batching`]) await deleteNamespaceObjects(ns).catch(() => undefined);
 	}
 
 	console.log("\n| target | measured | baseline (same run) | ratio | goal | verdict |\n|---|---|---|---|---|---|");
@@ -353,18 +356,18 @@ async function rawAmqpRateApart(namespace: string): Promise<number> {
 }
 
 /** Load on a bare moleculer-web gateway calling a bare action in another process (bench/bare-moleculer.ts). */
-async function bareMoleculerRate(namespace: string): Promise<autocannon.Result> {
+async function bareMoleculerRate(namespace: string, transporter: "stock" | "batching"): Promise<autocannon.Result> {
 	const port = await freePort();
 	const start = (...args: string[]) => {
 		const child = spawn(process.execPath, ["bench/bare-moleculer.ts", ...args], { stdio: ["ignore", "pipe", "inherit"] });
 		return { child, up: new Promise((r) => child.stdout.once("data", r)) };
 	};
-	const remote = start("remote", `${namespace}bare`);
+	const remote = start("remote", `${namespace}bare-${transporter}`, transporter);
 	await remote.up;
-	const gateway = start("gateway", `${namespace}bare`, String(port));
+	const gateway = start("gateway", `${namespace}bare-${transporter}`, transporter, String(port));
 	try {
 		await gateway.up;
-		return await load("bare moleculer-web -> remote action (AMQP)", { url: `http://127.0.0.1:${port}/hello`, connections: 50 });
+		return await load(`bare moleculer-web -> remote action (AMQP, ${transporter})`, { url: `http://127.0.0.1:${port}/hello`, connections: 50 });
 	} finally {
 		gateway.child.kill("SIGTERM");
 		remote.child.kill("SIGTERM");
