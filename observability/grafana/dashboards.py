@@ -138,6 +138,8 @@ def service():
     b.ts("Memory", (f'process_memory_rss{{{N}}}', "rss {{nodeID}}"), (f'process_memory_heap_size_used{{{N}}}', "heap {{nodeID}}"), unit="bytes")
     b.ts("Transporter packets", (f'sum by (nodeID) (rate(moleculer_transporter_packets_sent_total{{{N}}}[5m]))', "sent {{nodeID}}"),
          (f'sum by (nodeID) (rate(moleculer_transporter_packets_received_total{{{N}}}[5m]))', "received {{nodeID}}"), unit="pps")
+    b.ts("Packets per batched AMQP message", (f'sum by (nodeID) (rate(transporter_batch_packets_total{{{N}}}[5m])) / sum by (nodeID) (rate(transporter_batch_messages_total{{{N}}}[5m]))', "{{nodeID}}"),
+         description="Mean size of the batches this node sends (docs/decisions/0005-batching-transporter.md); grows with load, absent when idle")
     b.ts("Node uptime", (f'process_uptime{{{N}}}', "{{nodeID}}"), unit="s", description="A saw-tooth means restarts")
     b.row("Logs")
     b.logs("Warnings and errors of $service", '{service="$service"} | json | level=~"warn|error|fatal"')
