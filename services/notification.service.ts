@@ -20,8 +20,8 @@ import { deliverEmail, deliverPush, handleEvent } from "./notification/notifier.
 import type { EmailJob, PushJob } from "./notification/notifier.ts";
 import { getPreferences, updatePreferences } from "./notification/preferences.ts";
 import type { PreferencesPatch } from "./notification/preferences.ts";
-import { optionalBoolean, pageLimit, preferencesParams, pushSubscriptionParams, queueChannel } from "./notification/params.ts";
-import { WebPushProvider, addSubscription, listSubscriptions, removeSubscription, subscriptionIdOf } from "./notification/push.ts";
+import { optionalBoolean, pageLimit, preferencesParams, pushSubscriptionId, pushSubscriptionParams, queueChannel } from "./notification/params.ts";
+import { WebPushProvider, addSubscription, deviceOf, getSubscription, listSubscriptions, removeSubscription, subscriptionIdOf } from "./notification/push.ts";
 import type { PushSubscriptionInput } from "./notification/push.ts";
 import { ChannelQueue } from "./notification/queues.ts";
 import { createTemplates, loadTemplateSources } from "./notification/templates.ts";
@@ -34,7 +34,7 @@ const SHUTDOWN_GRACE_MS = 10_000;
 const JOB_COUNTS_EVERY_MS = 15_000;
 const ALERT_ID = /^[A-Za-z0-9_.-]{1,200}$/;
 
-type Ctx<P = Record<string, never>> = Context<P, CallerMeta & { $statusCode?: number }>;
+type Ctx<P = Record<string, never>> = Context<P, CallerMeta & { $statusCode?: number; $location?: string }>;
 
 function callerOf(ctx: Ctx<unknown>, permission?: string): Caller {
 	const caller = ctx.meta.caller;
@@ -125,24 +125,44 @@ export default function notificationService(config: Config): ServiceSchema<{ res
 				params: { $$strict: "remove" },
 				async handler(ctx: Ctx) {
 					const subs = await listSubscriptions(redis, keys, callerOf(ctx).userId);
-					return { items: subs.map(({ id, deviceName, createdAt, endpoint }) => ({ id, deviceName, createdAt, pushService: new URL(endpoint).origin })) };
+					return { items: subs.map(deviceOf) };
 				},
 			},
 			addPushSubscription: {
 				rest: "POST /push-subscriptions",
-				openapi: { summary: "Registers a device's Web Push subscription (PushSubscription.toJSON())", tags: ["notifications"] },
+				openapi: { summary: "Registers a device's Web Push subscription (PushSubscription.toJSON())", tags: ["notifications"], created: true },
 				params: pushSubscriptionParams,
 				async handler(ctx: Ctx<PushSubscriptionInput>) {
 					const userId = callerOf(ctx).userId;
 					if (!vapid) throw pushOff();
 					const sub = await addSubscription(redis, keys, userId, ctx.params, n.pushEndpointOrigins, clock());
 					ctx.meta.$statusCode = 201;
-					return { id: sub.id, deviceName: sub.deviceName, createdAt: sub.createdAt };
+					ctx.meta.$location = `/api/v1/notifications/push-subscriptions/${sub.id}`;
+					return deviceOf(sub);
+				},
+			},
+			getPushSubscription: {
+				rest: "GET /push-subscriptions/:id",
+				openapi: { summary: "One of the caller's devices registered for push", tags: ["notifications"] },
+				params: { $$strict: "remove", id: pushSubscriptionId },
+				async handler(ctx: Ctx<{ id: string }>) {
+					const sub = await getSubscription(redis, keys, callerOf(ctx).userId, ctx.params.id);
+					if (!sub) throw notFound("Push subscription");
+					return deviceOf(sub);
+				},
+			},
+			removePushSubscriptionById: {
+				rest: "DELETE /push-subscriptions/:id",
+				openapi: { summary: "Unregisters one of the caller's devices by its id (as listed), e.g. a lost phone", tags: ["notifications"] },
+				params: { $$strict: "remove", id: pushSubscriptionId },
+				async handler(ctx: Ctx<{ id: string }>) {
+					if (!(await removeSubscription(redis, keys, callerOf(ctx).userId, ctx.params.id))) throw notFound("Push subscription");
+					return { removed: true };
 				},
 			},
 			removePushSubscription: {
 				rest: "DELETE /push-subscriptions",
-				openapi: { summary: "Unregisters a device by its subscription endpoint", tags: ["notifications"] },
+				openapi: { summary: "Unregisters a device by its subscription endpoint (the browser's own, as PushManager knows it)", tags: ["notifications"] },
 				params: { $$strict: "remove", endpoint: { type: "string", min: 10, max: 2_048 } },
 				async handler(ctx: Ctx<{ endpoint: string }>) {
 					const removed = await removeSubscription(redis, keys, callerOf(ctx).userId, subscriptionIdOf(ctx.params.endpoint));

@@ -11,7 +11,10 @@ declare module "moleculer" {
 		auth?: "required" | "none";
 		permissions?: string[];
 		rateLimit?: string;
-		/** OpenAPI summary and description of the REST operation. */
-		openapi?: { summary?: string; description?: string; tags?: string[]; responses?: Record<string, unknown> };
+		/**
+		 * OpenAPI summary and description of the REST operation; `created`: it answers 201 with a
+		 * `Location` header (the action sets `ctx.meta.$statusCode` and `ctx.meta.$location`).
+		 */
+		openapi?: { summary?: string; description?: string; tags?: string[]; responses?: Record<string, unknown>; created?: boolean };
 	}
 }

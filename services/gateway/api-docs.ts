@@ -95,6 +95,8 @@ export function collectOperations(registry: Registry, authRoutes: GrpcRoute[]): 
 					auth: a.auth ?? "required",
 					permissions: a.permissions,
 					rateLimited: true,
+					successStatus: a.openapi?.created ? 201 : undefined,
+					createdLocation: a.openapi?.created,
 					openapi: a.openapi,
 				});
 			}

@@ -13,7 +13,8 @@ export interface OperationSource {
 	auth?: "required" | "none";
 	permissions?: string[];
 	rateLimited?: boolean;
-	openapi?: { summary?: string; description?: string; responses?: Record<string, unknown> };
+	/** `created`: the action answers 201 with a `Location` header (`ctx.meta.$statusCode`, `$location`). */
+	openapi?: { summary?: string; description?: string; responses?: Record<string, unknown>; created?: boolean };
 	/** Status of a successful answer. */
 	successStatus?: number;
 	/** A 201 names what it created in a `Location` header. */

@@ -27,5 +27,8 @@ export const pushSubscriptionParams = {
 	deviceName: { type: "string", optional: true, max: 100, trim: true },
 };
 
+/** A push subscription's id: the 22-character base64url hash of its endpoint (subscriptionIdOf). */
+export const pushSubscriptionId = { type: "string", pattern: /^[A-Za-z0-9_-]{22}$/ };
+
 export const queueChannel = { type: "enum", values: ["email", "push"] };
 export const pageLimit = { type: "number", integer: true, min: 1, max: 100, default: 20, convert: true };

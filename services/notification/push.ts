@@ -37,6 +37,11 @@ export interface StoredPushSubscription {
 	createdAt: string;
 }
 
+/** A registered device as its owner sees it: never its keys, and of its endpoint only the push service. */
+export function deviceOf({ id, deviceName, createdAt, endpoint }: StoredPushSubscription) {
+	return { id, deviceName, createdAt, pushService: new URL(endpoint).origin };
+}
+
 /** What a device shows; the service worker decides how. */
 export interface PushMessage {
 	title: string;

@@ -157,6 +157,11 @@ describe("web console in Chromium", () => {
 		await expect.poll(() => page.locator(".devices li").allTextContents(), { timeout: 10_000 }).toEqual([expect.stringContaining("Ada's phone")]);
 		await page.locator(".push").scrollIntoViewIfNeeded();
 		await shot(page, "push");
+		// A lost phone is removed from here, by the id the list carries.
+		await page.getByRole("button", { name: "Remove Ada's phone" }).click();
+		await expect.poll(() => page.locator(".devices li").count(), { timeout: 10_000 }).toBe(0);
+		const after = await fetch(`${base}/api/v1/notifications/push-subscriptions`, { headers: { authorization: `Bearer ${accessToken}` } });
+		expect(await after.json()).toEqual({ items: [] });
 		await context.close();
 	});
 });

@@ -6,6 +6,7 @@
 import type { ServiceBroker } from "moleculer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { deleteMessages, getMessage, messagesTo } from "../support/mailpit.ts";
+import { createBrowserSubscription } from "../support/push-service.ts";
 import { createTestDatabase, eventually, gatewayUrl, startNode, testEnv, uniqueId, waitForCluster } from "../support/infra.ts";
 
 describe("user journeys through the gateway", () => {
@@ -116,5 +117,42 @@ describe("user journeys through the gateway", () => {
 		expect(customer.email).toBe("");
 		await eventually(async () => ((await billing.call<unknown[], object>("notification.listAlerts", { userId })).length === 0 ? true : undefined), 10_000, "the inbox to be erased");
 		mailIds.push(...(await messagesTo(email)).map((m) => m.ID));
+	});
+	it("devices: a push subscription is created with its Location, read there, and removed by id by its owner only", async () => {
+		const signUp = async (name: string) => {
+			const email = `${uniqueId(name)}@example.com`;
+			const password = "correct horse battery staple 42";
+			expect((await post("/api/v1/auth/register", { email, password, name })).status).toBe(201);
+			return login(email, password);
+		};
+		const [ada, bob] = [await signUp("ada"), await signUp("bob")];
+		const auth = (token: string) => ({ authorization: `Bearer ${token}` });
+		const phone = createBrowserSubscription(`https://fcm.googleapis.com/fcm/send/${uniqueId("phone")}`);
+
+		const created = await post("/api/v1/notifications/push-subscriptions", { ...phone.subscription, deviceName: "Ada's phone" }, ada);
+		expect(created.status).toBe(201);
+		const device = (await created.json()) as { id: string };
+		const location = created.headers.get("location");
+		expect(location).toBe(`/api/v1/notifications/push-subscriptions/${device.id}`);
+		const read = await fetch(`${base}${location}`, { headers: auth(ada) });
+		expect(read.status).toBe(200);
+		expect(await read.json()).toEqual({ id: device.id, deviceName: "Ada's phone", createdAt: expect.any(String) as unknown, pushService: "https://fcm.googleapis.com" });
+
+		// Someone else's device does not exist for Bob, to read or to remove.
+		expect((await fetch(`${base}${location}`, { headers: auth(bob) })).status).toBe(404);
+		expect((await fetch(`${base}${location}`, { method: "DELETE", headers: auth(bob) })).status).toBe(404);
+		expect((await fetch(`${base}/api/v1/notifications/push-subscriptions/not-an-id`, { headers: auth(ada) })).status).toBe(400);
+
+		const removed = await fetch(`${base}${location}`, { method: "DELETE", headers: auth(ada) });
+		expect(removed.status).toBe(200);
+		expect((await fetch(`${base}${location}`, { headers: auth(ada) })).status).toBe(404);
+		expect(await (await fetch(`${base}/api/v1/notifications/push-subscriptions`, { headers: auth(ada) })).json()).toEqual({ items: [] });
+
+		// The OpenAPI document says what the API does: 201 with a Location, not 200.
+		const spec = (await (await fetch(`${base}/api/openapi.json`)).json()) as { paths: Record<string, Record<string, { responses: Record<string, { headers?: object }> }>> };
+		const responses = spec.paths["/api/v1/notifications/push-subscriptions"]!.post!.responses;
+		expect(responses["201"]?.headers).toHaveProperty("Location");
+		expect(responses).not.toHaveProperty("200");
+		expect(Object.keys(spec.paths["/api/v1/notifications/push-subscriptions/{id}"]!).sort()).toEqual(["delete", "get"]);
 	});
 });

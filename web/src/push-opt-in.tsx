@@ -35,6 +35,18 @@ export function PushOptIn() {
 		}
 	};
 	useEffect(() => void refresh(), []);
+	const remove = async (device: PushDevice) => {
+		setBusy(true);
+		setError(null);
+		try {
+			await api("DELETE", `/api/v1/notifications/push-subscriptions/${encodeURIComponent(device.id)}`);
+		} catch (err) {
+			setError(asApiError(err));
+		} finally {
+			await refresh();
+			setBusy(false);
+		}
+	};
 	const change = async (on: boolean) => {
 		setBusy(true);
 		setError(null);
@@ -60,7 +72,8 @@ export function PushOptIn() {
 					<ul class="devices">
 						{devices.map((d) => (
 							<li key={d.id}>
-								{d.deviceName || "Unnamed device"} <span class="hint">since {new Date(d.createdAt).toLocaleDateString()} · {new URL(d.pushService).host}</span>
+								{d.deviceName || "Unnamed device"} <span class="hint">since {new Date(d.createdAt).toLocaleDateString()} · {new URL(d.pushService).host}</span>{" "}
+								<button type="button" class="secondary" disabled={busy} aria-label={`Remove ${d.deviceName || "unnamed device"}`} onClick={() => void remove(d)}>Remove</button>
 							</li>
 						))}
 					</ul>
