@@ -33,19 +33,22 @@ start_node() {
   echo $! > "$(pid_file "$service")"
 }
 
+# Every service up (/healthz) and the gateway ready to route them (/readyz: it maps a service's
+# routes a moment after discovering it), so the URLs printed next answer at once.
 wait_healthy() {
-  local url="http://127.0.0.1:$GATEWAY_PORT/healthz" deadline=$((SECONDS + 90)) body=""
-  log "waiting for every service to report up at $url"
+  local base="http://127.0.0.1:$GATEWAY_PORT" deadline=$((SECONDS + 90)) body="" ready=""
+  log "waiting for every service to report up at $base/healthz and the gateway at $base/readyz"
   while (( SECONDS < deadline )); do
     for s in "${SERVICES[@]}"; do
       node_alive "$s" || { tail -n 20 "$LOG_DIR/node-$s.log" >&2; die "the $s node exited; its log is above (.data/logs/node-$s.log)"; }
     done
-    body="$(curl -fsS --max-time 3 "$url" 2>/dev/null || true)"
-    [[ "$body" == *'"status":"up"'* ]] && return 0
-    sleep 1
+    body="$(curl -fsS --max-time 3 "$base/healthz" 2>/dev/null || true)"
+    ready="$(curl -fsS --max-time 3 "$base/readyz" 2>/dev/null || true)"
+    [[ "$body" == *'"status":"up"'* && "$ready" == *'"status":"ready"'* ]] && return 0
+    sleep 0.5
   done
   echo "$body" >&2
-  die "the platform did not become healthy within 90 s; node logs are in .data/logs/"
+  die "the platform did not become healthy and ready within 90 s; node logs are in .data/logs/"
 }
 
 up() {
