@@ -118,7 +118,6 @@ export function brokerOptions(config: Config, overrides: Partial<BrokerOptions> 
 					amqp: {
 						url: config.rabbitmqUrl,
 						socketOptions: { noDelay: true },
-						prefetch: 20,
 						// Quorum queues (replicated, for a RabbitMQ cluster) or classic ones, dead-letter queues
 						// alike; channels dead-letters by republishing, which works with either type. Classic
 						// queues are declared without the argument, as before it existed (an existing queue
@@ -127,6 +126,8 @@ export function brokerOptions(config: Config, overrides: Partial<BrokerOptions> 
 						exchangeOptions: { durable: true },
 						messageOptions: { persistent: true },
 					},
+					// For a subscription without its own; eventHandlersMixin gives each its own (the prefetch
+					// of its queue's consumer, lib/events/durable-amqp-adapter.ts).
 					maxInFlight: 10,
 				}),
 				context: true,

@@ -84,7 +84,10 @@ export default function billingService(config: Config, deps: BillingDeps = {}): 
 			healthMixin(),
 			// Leases use the wall clock, not the injectable one: they are about processes, not billing time.
 			outboxMixin({ rabbitmqUrl: config.rabbitmqUrl, store: () => mongoOutboxStore(db, { collections: OUTBOX_COLLECTIONS }) }),
-			eventHandlersMixin({ handlers: { "user.created": "onUserCreated", "user.deleted": "onUserDeleted" } }),
+			// 10 at a time per node, not the default 50: a user.deleted calls Stripe (the cancellation),
+			// whose rate limit is 25 requests/s in test mode; a user.created is a few MongoDB writes under
+			// document locks, which more at once would only queue inside the database.
+			eventHandlersMixin({ handlers: { "user.created": "onUserCreated", "user.deleted": "onUserDeleted" }, maxInFlight: 10 }),
 		],
 		settings: { rest: "billing" },
 

@@ -11,6 +11,12 @@
  * stored). Here the copy goes out on a confirm channel and the ack waits for its confirm; if the
  * copy is refused, the original goes back to its queue instead (at least once, never lost).
  *
+ * It also gives each subscription the prefetch its channel asks for (`maxInFlight`): the library
+ * sets one prefetch for its whole AMQP channel, the adapter's `maxInFlight`, and ignores a
+ * channel's own, so every queue got the same. RabbitMQ applies a per-consumer prefetch to the
+ * consumers started after it, so each subscription sets its own just before its consumer starts,
+ * one subscription at a time.
+ *
  * It also keeps the dead-letter names stable across reconnects: the library prefixes
  * `chan.deadLettering`'s queue and exchange names with the namespace in place on every subscribe,
  * so after a RabbitMQ restart (a resubscribe) dead letters went to `<ns>.<ns>.dead-letter.<type>`,
@@ -75,6 +81,7 @@ interface DeadLetterNames {
 }
 /** The part of a subscribed channel this adapter touches (the library's own type does not resolve here). */
 interface SubscribedChannel {
+	maxInFlight?: number;
 	deadLettering?: DeadLetterNames & Record<string, unknown>;
 }
 const librarySubscribe = (Channels.Adapters.AMQP.prototype as unknown as { subscribe: (this: unknown, chan: SubscribedChannel) => Promise<void> }).subscribe;
@@ -82,14 +89,25 @@ const librarySubscribe = (Channels.Adapters.AMQP.prototype as unknown as { subsc
 export class DurableAmqpAdapter extends Channels.Adapters.AMQP {
 	/** Each channel's dead-letter names as declared, before the library first prefixed them. */
 	private readonly declaredDeadLetters = new WeakMap<object, DeadLetterNames>();
+	/** The subscription in progress: the next waits for it, so each consumer starts under its own prefetch. */
+	private subscribing: Promise<void> = Promise.resolve();
 
-	async subscribe(chan: SubscribedChannel): Promise<void> {
+	subscribe(chan: SubscribedChannel): Promise<void> {
+		const run = this.subscribing.then(() => this.subscribeOne(chan));
+		this.subscribing = run.catch(() => undefined);
+		return run;
+	}
+
+	private async subscribeOne(chan: SubscribedChannel): Promise<void> {
 		const current = chan.deadLettering;
 		if (current) {
 			const declared = this.declaredDeadLetters.get(chan) ?? { queueName: current.queueName, exchangeName: current.exchangeName };
 			this.declaredDeadLetters.set(chan, declared);
 			chan.deadLettering = { ...current, ...declared };
 		}
+		const prefetch = chan.maxInFlight ?? (this as unknown as { opts: { maxInFlight?: number } }).opts.maxInFlight;
+		const channel = this.channel as { prefetch(count: number): Promise<unknown> } | null;
+		if (channel && prefetch != null) await channel.prefetch(prefetch);
 		await librarySubscribe.call(this, chan);
 	}
 
