@@ -79,7 +79,7 @@ export default function authService(config: Config, opts: AuthServiceOptions = {
 					Ping: "ping", Register: "register", Login: "login", Refresh: "refresh", Logout: "logout", VerifyEmail: "verifyEmail",
 					ResendVerification: "resendVerification", ForgotPassword: "forgotPassword", ResetPassword: "resetPassword",
 					ChangePassword: "changePassword", Me: "me", DeleteAccount: "deleteAccount", SetUserRoles: "setUserRoles", ListUsers: "listUsers", ListRoles: "listRoles",
-					RevokeUserSessions: "revokeUserSessions", Introspect: "introspect", GetJwks: "jwks",
+					RevokeUserSessions: "revokeUserSessions", ListSessions: "sessions", RevokeSession: "revokeSession", Introspect: "introspect", GetJwks: "jwks",
 				},
 				host: config.grpc.host,
 				port: config.grpc.port,
@@ -186,8 +186,15 @@ export default function authService(config: Config, opts: AuthServiceOptions = {
 				handler(ctx: Ctx) { return getProfile(deps, this.caller(ctx).userId); },
 			},
 			sessions: {
-				rest: "GET /sessions", auth: "required", openapi: { summary: "The caller's active sessions" },
-				async handler(ctx: Ctx) { return { sessions: await listSessions(pool, this.caller(ctx).userId, this.caller(ctx).sessionId, clock.now()) }; },
+				rest: "GET /sessions", auth: "required", openapi: { summary: "The caller's live sessions, the current one marked" },
+				async handler(ctx: Ctx) { return { items: await listSessions(pool, this.caller(ctx).userId, this.caller(ctx).sessionId, clock.now()) }; },
+			},
+			revokeSession: {
+				rest: "DELETE /sessions/:sessionId", auth: "required", openapi: { summary: "End one of the caller's sessions (a device signed in elsewhere)" },
+				params: { $$strict: "remove", sessionId: { type: "uuid" } },
+				async handler(ctx: Ctx<{ sessionId: string }>) {
+					return this.reply(ctx, 204, await logout(deps, this.sessionHooks(), this.caller(ctx), { sessionId: ctx.params.sessionId }, this.request(ctx)));
+				},
 			},
 			setUserRoles: {
 				rest: "PUT /users/:userId/roles", auth: "required", permissions: ["roles:write"], openapi: { summary: "Replace a user's roles" },

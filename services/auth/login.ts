@@ -3,7 +3,7 @@
  * password (same error, same bcrypt work against a dummy hash) and is throttled per account and
  * per client IP (lockout.ts). Every outcome lands in the audit log.
  */
-import { AppError } from "../../lib/errors.ts";
+import { AppError, notFound } from "../../lib/errors.ts";
 import { tokenCacheKey } from "../../lib/expiring-cache.ts";
 import { normalizeEmail } from "./accounts.ts";
 import { audit } from "./audit.ts";
@@ -112,6 +112,8 @@ export async function refresh(deps: AuthDeps, hooks: AuthHooks, refreshToken: st
 export interface LogoutInput {
 	/** Ends the session of this refresh token (one of the caller's own); default: the caller's current session. */
 	refreshToken?: string;
+	/** Ends this one of the caller's sessions (an id from their sessions list); 404 when it is not one. */
+	sessionId?: string;
 	/** Ends every session of the caller. */
 	allSessions?: boolean;
 }
@@ -123,12 +125,14 @@ export async function logout(deps: AuthDeps, hooks: AuthHooks, caller: { userId:
 		if (input.allSessions) {
 			sessions = await revokeSessions(tx, { userId: caller.userId }, "logout_all", deps.settings, now);
 		} else {
-			let sessionId = caller.sessionId;
+			let sessionId = input.sessionId ?? caller.sessionId;
 			if (input.refreshToken) {
 				const { rows } = await tx.query<{ session_id: string }>("SELECT session_id FROM refresh_tokens WHERE token_hash = $1", [hashToken(input.refreshToken)]);
 				if (rows[0]) sessionId = rows[0].session_id;
 			}
 			sessions = await revokeSessions(tx, { sessionId, userId: caller.userId }, "logout", deps.settings, now);
+			// Someone else's session, or one already ended, is not there for this caller.
+			if (input.sessionId && !sessions.length) throw notFound("Session");
 		}
 		await audit(tx, { action: input.allSessions ? "logout.all" : "logout", outcome: "success", userId: caller.userId, sessionId: caller.sessionId, details: { revoked: sessions.length } }, request, now);
 		return sessions;

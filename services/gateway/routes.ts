@@ -31,6 +31,8 @@ export const AUTH_ROUTES: GrpcRoute[] = [
 	{ route: "POST auth/password/change", rpc: "ChangePassword", action: "auth.changePassword", auth: "required", rateLimit: "auth-strict", successStatus: 204, summary: "Change the password (needs the current one)" },
 	{ route: "DELETE auth/me", rpc: "DeleteAccount", action: "auth.deleteAccount", auth: "required", rateLimit: "auth-strict", successStatus: 204, summary: "Delete the caller's account and their data everywhere" },
 	{ route: "GET auth/me", rpc: "Me", action: "auth.me", auth: "required", summary: "The caller's account, roles and permissions" },
+	{ route: "GET auth/sessions", rpc: "ListSessions", action: "auth.sessions", auth: "required", summary: "The caller's live sessions (where the account is signed in), the current one marked" },
+	{ route: "DELETE auth/sessions/:sessionId", rpc: "RevokeSession", action: "auth.revokeSession", auth: "required", successStatus: 204, summary: "End one of the caller's sessions, e.g. a device signed in elsewhere" },
 	{ route: "PUT auth/users/:userId/roles", rpc: "SetUserRoles", action: "auth.setUserRoles", auth: "required", permissions: ["roles:write"], summary: "Replace a user's roles" },
 	{ route: "GET auth/users", rpc: "ListUsers", action: "auth.listUsers", auth: "required", permissions: ["users:read"], summary: "Users by e-mail address (`query`: part of an address or an id), cursor pages" },
 	{ route: "DELETE auth/users/:userId/sessions", rpc: "RevokeUserSessions", action: "auth.revokeUserSessions", auth: "required", permissions: ["users:write"], summary: "End every session of a user" },

@@ -188,14 +188,14 @@ describe("auth service over the gRPC bridge", () => {
 		expect(promoted.permissions).toEqual(expect.arrayContaining(["roles:write", "billing:admin", "notifications:admin", "users:read"]));
 
 		// A user sees their sessions; an administrator (users:write) ends all of someone's sessions.
-		const { sessions } = await client.call<{ sessions: { id: string; current: boolean }[] }, object>("auth.sessions", {}, { meta: { caller: promoted } });
+		const { items: sessions } = await client.call<{ items: { id: string; current: boolean }[] }, object>("auth.sessions", {}, { meta: { caller: promoted } });
 		expect(sessions.map((x) => x.id)).toContain(promoted.sessionId);
 		expect(sessions.find((x) => x.id === promoted.sessionId)!.current).toBe(true);
 		const refused = await failure(client.call("auth.revokeUserSessions", { userId: member.id }, { meta: { caller: plain } }));
 		expect(refused.code).toBe(403);
 		const ended = await client.call<{ revokedSessions: number }, object>("auth.revokeUserSessions", { userId: member.id }, { meta: { caller: admin } });
 		expect(ended.revokedSessions).toBe(2);
-		expect(await client.call("auth.sessions", {}, { meta: { caller: promoted } })).toEqual({ sessions: [] });
+		expect(await client.call("auth.sessions", {}, { meta: { caller: promoted } })).toEqual({ items: [] });
 	});
 });
 

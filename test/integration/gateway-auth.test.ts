@@ -99,6 +99,42 @@ describe("gateway + auth over gRPC", () => {
 		expect(status).toBe(401);
 	});
 
+	it("lists where an account is signed in and ends another device's session, and only the owner can", async () => {
+		const user = await newUser();
+		const laptop = await login(user.email);
+		const phone = await login(user.email);
+		const del = (path: string, token: string) => fetch(`${base}${path}`, { method: "DELETE", headers: { authorization: `Bearer ${token}` } });
+		type Session = { id: string; current: boolean; lastUsedAt: string; clientIp: string };
+		const list = async (token: string) => {
+			const res = await get("/api/v1/auth/sessions", token);
+			expect(res.status).toBe(200);
+			return ((await res.json()) as { items: Session[] }).items;
+		};
+		const seen = await list(laptop.accessToken);
+		expect(seen).toHaveLength(2);
+		expect(seen.filter((x) => x.current)).toHaveLength(1);
+		const phoneSession = seen.find((x) => !x.current)!;
+
+		// Nobody else can end it, or learn that it exists.
+		const stranger = await login((await newUser()).email);
+		expect((await del(`/api/v1/auth/sessions/${phoneSession.id}`, stranger.accessToken)).status).toBe(404);
+		expect((await del("/api/v1/auth/sessions/not-a-session-id", laptop.accessToken)).status).toBe(400);
+
+		expect((await del(`/api/v1/auth/sessions/${phoneSession.id}`, laptop.accessToken)).status).toBe(204);
+		expect((await del(`/api/v1/auth/sessions/${phoneSession.id}`, laptop.accessToken)).status).toBe(404);
+		expect((await post("/api/v1/auth/refresh", { refreshToken: phone.refreshToken })).status).toBe(401);
+		// The phone's access token is refused at the edge once the revocation reached the gateway.
+		const deadline = Date.now() + 3_000;
+		let status = 200;
+		while (status === 200 && Date.now() < deadline) {
+			status = (await get("/api/v1/auth/me", phone.accessToken)).status;
+			if (status === 200) await new Promise((r) => setTimeout(r, 50));
+		}
+		expect(status).toBe(401);
+		expect((await list(laptop.accessToken)).map((x) => x.current)).toEqual([true]);
+		expect((await get("/api/v1/auth/me", laptop.accessToken)).status).toBe(200);
+	});
+
 	it("answers a wrong password with 401 problem+json and never reveals whether the account exists", async () => {
 		const user = await newUser();
 		const wrong = await post("/api/v1/auth/login", { email: user.email, password: "not the password at all" });
