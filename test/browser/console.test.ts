@@ -71,6 +71,36 @@ describe("web console in Chromium", () => {
 		await page.close();
 	});
 
+	it("shows where the account is signed in and signs out another device", async () => {
+		const email = `${uniqueId("websessions")}@example.com`;
+		platform.track(email);
+		const post = (path: string, body: unknown) => fetch(`${base}${path}`, { method: "POST", headers: json, body: JSON.stringify(body) });
+		expect((await post("/api/v1/auth/register", { email, password, name: "Lin" })).status).toBe(201);
+		const phone = (await (await post("/api/v1/auth/login", { email, password })).json()) as { refreshToken: string };
+
+		const page = await newPage({ viewport: { width: 1100, height: 1400 } });
+		await page.goto(`${base}/#/login`);
+		await page.getByLabel("E-mail").fill(email);
+		await page.getByLabel("Password").fill(password);
+		await page.getByRole("button", { name: "Log in" }).click();
+		await page.getByRole("heading", { name: "Hello, Lin" }).waitFor();
+		const sessions = page.getByTestId("session");
+		// The phone's and this browser's (registering opens none).
+		await expect.poll(() => sessions.count(), { timeout: 10_000 }).toBe(2);
+		await expect.poll(() => sessions.filter({ hasText: "this device" }).count()).toBe(1);
+		await page.getByRole("heading", { name: "Where you are signed in" }).scrollIntoViewIfNeeded();
+		await shot(page, "sessions");
+
+		await sessions.getByRole("button", { name: "Sign out" }).click();
+		await expect.poll(() => sessions.count(), { timeout: 10_000 }).toBe(1);
+		expect(await sessions.first().textContent()).toContain("this device");
+		// The phone's refresh token no longer works; this browser is still in.
+		expect((await post("/api/v1/auth/refresh", { refreshToken: phone.refreshToken })).status).toBe(401);
+		await page.reload();
+		await page.getByRole("heading", { name: "Hello, Lin" }).waitFor();
+		await page.close();
+	});
+
 	it("resets a forgotten password through the e-mailed link", async () => {
 		const page = await newPage();
 		const email = `${uniqueId("webreset")}@example.com`;

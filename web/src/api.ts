@@ -219,3 +219,13 @@ export interface PushDevice {
 	createdAt: string;
 	pushService: string;
 }
+
+/** A live session of the account: a device or browser where it is signed in. */
+export interface AccountSession {
+	id: string;
+	createdAt: string;
+	lastUsedAt: string;
+	expiresAt: string;
+	clientIp: string;
+	current: boolean;
+}

@@ -11,6 +11,7 @@ import type { AdminSection } from "./admin.tsx";
 import { api, ApiError, session, streamAlerts } from "./api.ts";
 import type { Alert, Invoice, Me, Page, Plan, Subscription } from "./api.ts";
 import { PushOptIn } from "./push-opt-in.tsx";
+import { Sessions } from "./sessions.tsx";
 import { ErrorBox, Field, money, useSubmit } from "./ui.tsx";
 import "./styles.css";
 
@@ -185,6 +186,7 @@ function Home() {
 			<Billing />
 			<Inbox />
 			<Preferences />
+			<Sessions />
 		</div>
 	);
 }

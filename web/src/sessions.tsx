@@ -1,0 +1,56 @@
+/** Where the account is signed in, and signing out a device from here (a lost phone, a shared computer). */
+import { useEffect, useState } from "preact/hooks";
+import { api } from "./api.ts";
+import type { AccountSession, ApiError } from "./api.ts";
+import { asApiError, ErrorBox } from "./ui.tsx";
+
+const when = (iso: string) => new Date(iso).toLocaleString();
+
+export function Sessions() {
+	const [sessions, setSessions] = useState<AccountSession[] | null>(null);
+	const [busy, setBusy] = useState(false);
+	const [error, setError] = useState<ApiError | null>(null);
+	const refresh = async () => {
+		try {
+			setSessions((await api<{ items: AccountSession[] }>("GET", "/api/v1/auth/sessions")).items);
+		} catch (err) {
+			setError(asApiError(err));
+		}
+	};
+	useEffect(() => void refresh(), []);
+	const signOut = async (session: AccountSession) => {
+		setBusy(true);
+		setError(null);
+		try {
+			await api("DELETE", `/api/v1/auth/sessions/${encodeURIComponent(session.id)}`);
+		} catch (err) {
+			setError(asApiError(err));
+		} finally {
+			await refresh();
+			setBusy(false);
+		}
+	};
+	return (
+		<section class="card wide" aria-labelledby="sessions-title">
+			<h2 id="sessions-title">Where you are signed in</h2>
+			<ErrorBox error={error} />
+			{!sessions && !error && <p aria-busy="true">Loading…</p>}
+			<ul class="sessions">
+				{sessions?.map((s) => (
+					<li key={s.id} data-testid="session">
+						{s.current ? <span class="badge ok">this device</span> : <span>Another device</span>}{" "}
+						<span class="hint">
+							last active {when(s.lastUsedAt)}
+							{s.clientIp ? ` · ${s.clientIp}` : ""} · signed in {when(s.createdAt)}
+						</span>{" "}
+						{!s.current && (
+							<button type="button" class="secondary" disabled={busy} onClick={() => void signOut(s)}>
+								Sign out
+							</button>
+						)}
+					</li>
+				))}
+			</ul>
+		</section>
+	);
+}
