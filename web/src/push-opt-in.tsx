@@ -1,10 +1,10 @@
 /** Web push on this device (on / off) and the devices of the account that receive push. */
 import { useEffect, useState } from "preact/hooks";
 import { api } from "./api.ts";
-import type { ApiError, PushDevice } from "./api.ts";
+import type { PushDevice } from "./api.ts";
 import { disablePush, enablePush, pushState } from "./push.ts";
 import type { PushState } from "./push.ts";
-import { asApiError, ErrorBox } from "./ui.tsx";
+import { asApiError, ErrorBox, useListAction } from "./ui.tsx";
 
 const STATE_TEXT: Record<PushState["kind"], string> = {
 	unsupported: "This browser does not support web push.",
@@ -24,8 +24,7 @@ const deviceName = () => {
 export function PushOptIn() {
 	const [state, setState] = useState<PushState | null>(null);
 	const [devices, setDevices] = useState<PushDevice[]>([]);
-	const [busy, setBusy] = useState(false);
-	const [error, setError] = useState<ApiError | null>(null);
+	const { error, setError, busy, run } = useListAction(() => refresh());
 	const refresh = async () => {
 		try {
 			setState(await pushState());
@@ -35,30 +34,8 @@ export function PushOptIn() {
 		}
 	};
 	useEffect(() => void refresh(), []);
-	const remove = async (device: PushDevice) => {
-		setBusy(true);
-		setError(null);
-		try {
-			await api("DELETE", `/api/v1/notifications/push-subscriptions/${encodeURIComponent(device.id)}`);
-		} catch (err) {
-			setError(asApiError(err));
-		} finally {
-			await refresh();
-			setBusy(false);
-		}
-	};
-	const change = async (on: boolean) => {
-		setBusy(true);
-		setError(null);
-		try {
-			await (on ? enablePush(deviceName()) : disablePush());
-		} catch (err) {
-			setError(asApiError(err));
-		} finally {
-			await refresh();
-			setBusy(false);
-		}
-	};
+	const remove = (device: PushDevice) => run(() => api("DELETE", `/api/v1/notifications/push-subscriptions/${encodeURIComponent(device.id)}`));
+	const change = (on: boolean) => run(() => (on ? enablePush(deviceName()) : disablePush()));
 	return (
 		<div class="push" aria-labelledby="push-title">
 			<h3 id="push-title">Web push</h3>

@@ -1,15 +1,14 @@
 /** Where the account is signed in, and signing out a device from here (a lost phone, a shared computer). */
 import { useEffect, useState } from "preact/hooks";
 import { api } from "./api.ts";
-import type { AccountSession, ApiError } from "./api.ts";
-import { asApiError, ErrorBox } from "./ui.tsx";
+import type { AccountSession } from "./api.ts";
+import { asApiError, ErrorBox, useListAction } from "./ui.tsx";
 
 const when = (iso: string) => new Date(iso).toLocaleString();
 
 export function Sessions() {
 	const [sessions, setSessions] = useState<AccountSession[] | null>(null);
-	const [busy, setBusy] = useState(false);
-	const [error, setError] = useState<ApiError | null>(null);
+	const { error, setError, busy, run } = useListAction(() => refresh());
 	const refresh = async () => {
 		try {
 			setSessions((await api<{ items: AccountSession[] }>("GET", "/api/v1/auth/sessions")).items);
@@ -18,18 +17,7 @@ export function Sessions() {
 		}
 	};
 	useEffect(() => void refresh(), []);
-	const signOut = async (session: AccountSession) => {
-		setBusy(true);
-		setError(null);
-		try {
-			await api("DELETE", `/api/v1/auth/sessions/${encodeURIComponent(session.id)}`);
-		} catch (err) {
-			setError(asApiError(err));
-		} finally {
-			await refresh();
-			setBusy(false);
-		}
-	};
+	const signOut = (session: AccountSession) => run(() => api("DELETE", `/api/v1/auth/sessions/${encodeURIComponent(session.id)}`));
 	return (
 		<section class="card wide" aria-labelledby="sessions-title">
 			<h2 id="sessions-title">Where you are signed in</h2>

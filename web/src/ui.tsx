@@ -28,6 +28,28 @@ export function useSubmit<T>(action: () => Promise<T>, done: (result: T) => void
 	return { error, busy, onSubmit, submit };
 }
 
+/**
+ * An action on what a card lists (turn push on, remove a device, sign out a session): busy while
+ * it runs, its problem kept for the error box, and the list loaded again afterwards either way.
+ */
+export function useListAction(reload: () => Promise<void>) {
+	const [error, setError] = useState<ApiError | null>(null);
+	const [busy, setBusy] = useState(false);
+	const run = async (action: () => Promise<unknown>) => {
+		setBusy(true);
+		setError(null);
+		try {
+			await action();
+		} catch (err) {
+			setError(asApiError(err));
+		} finally {
+			await reload();
+			setBusy(false);
+		}
+	};
+	return { error, setError, busy, run };
+}
+
 /** What a failed call becomes on screen; a fetch that never reached the server says so. */
 export const asApiError = (err: unknown) => (err instanceof ApiError ? err : new ApiError({ status: 0, code: "NETWORK", detail: "The server could not be reached." }));
 
