@@ -133,10 +133,10 @@ export default function authService(config: Config, opts: AuthServiceOptions = {
 				handler(ctx: Ctx<{ refreshToken: string }>) { return refresh(deps, this.sessionHooks(), ctx.params.refreshToken, this.request(ctx)); },
 			},
 			logout: {
-				rest: "POST /logout", auth: "required", openapi: { summary: "End this session, the session of a refresh token, or all sessions" },
-				params: { $$strict: "remove", refreshToken: { type: "string", max: 512, optional: true }, allSessions: { type: "boolean", optional: true } },
-				async handler(ctx: Ctx<{ refreshToken?: string; allSessions?: boolean }>) {
-					const input = { refreshToken: ctx.params.refreshToken || undefined, allSessions: ctx.params.allSessions };
+				rest: "POST /logout", auth: "required", openapi: { summary: "End this session, the session of a refresh token, all sessions, or all but this one" },
+				params: { $$strict: "remove", refreshToken: { type: "string", max: 512, optional: true }, allSessions: { type: "boolean", optional: true }, otherSessions: { type: "boolean", optional: true } },
+				async handler(ctx: Ctx<{ refreshToken?: string; allSessions?: boolean; otherSessions?: boolean }>) {
+					const input = { refreshToken: ctx.params.refreshToken || undefined, allSessions: ctx.params.allSessions, otherSessions: ctx.params.otherSessions };
 					return this.reply(ctx, 204, await logout(deps, this.sessionHooks(), this.caller(ctx), input, this.request(ctx)));
 				},
 			},

@@ -116,14 +116,17 @@ export interface LogoutInput {
 	sessionId?: string;
 	/** Ends every session of the caller. */
 	allSessions?: boolean;
+	/** Ends every session of the caller but the current one ("sign out everywhere else"). */
+	otherSessions?: boolean;
 }
 
 export async function logout(deps: AuthDeps, hooks: AuthHooks, caller: { userId: string; sessionId: string }, input: LogoutInput, request: RequestInfo): Promise<{ revokedSessions: number }> {
 	const now = deps.clock.now();
 	const revoked = await withTransaction(deps.pool, async (tx) => {
 		let sessions: RevokedSession[];
-		if (input.allSessions) {
-			sessions = await revokeSessions(tx, { userId: caller.userId }, "logout_all", deps.settings, now);
+		if (input.allSessions || input.otherSessions) {
+			const exceptSessionId = input.allSessions ? undefined : caller.sessionId;
+			sessions = await revokeSessions(tx, { userId: caller.userId, exceptSessionId }, "logout_all", deps.settings, now);
 		} else {
 			let sessionId = input.sessionId ?? caller.sessionId;
 			if (input.refreshToken) {
@@ -134,7 +137,8 @@ export async function logout(deps: AuthDeps, hooks: AuthHooks, caller: { userId:
 			// Someone else's session, or one already ended, is not there for this caller.
 			if (input.sessionId && !sessions.length) throw notFound("Session");
 		}
-		await audit(tx, { action: input.allSessions ? "logout.all" : "logout", outcome: "success", userId: caller.userId, sessionId: caller.sessionId, details: { revoked: sessions.length } }, request, now);
+		const action = input.allSessions ? "logout.all" : input.otherSessions ? "logout.others" : "logout";
+		await audit(tx, { action, outcome: "success", userId: caller.userId, sessionId: caller.sessionId, details: { revoked: sessions.length } }, request, now);
 		return sessions;
 	});
 	if (revoked.length) hooks.sessionsRevoked(revoked);

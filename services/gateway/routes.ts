@@ -23,7 +23,7 @@ export const AUTH_ROUTES: GrpcRoute[] = [
 	{ route: "POST auth/register", rpc: "Register", action: "auth.register", auth: "none", rateLimit: "auth-strict", successStatus: 201, location: "/api/v1/auth/me", summary: "Create an account" },
 	{ route: "POST auth/login", rpc: "Login", action: "auth.login", auth: "none", rateLimit: "auth-strict", summary: "Log in with e-mail and password" },
 	{ route: "POST auth/refresh", rpc: "Refresh", action: "auth.refresh", auth: "none", summary: "Exchange a refresh token for a new token pair" },
-	{ route: "POST auth/logout", rpc: "Logout", action: "auth.logout", auth: "required", successStatus: 204, summary: "End this session or all sessions" },
+	{ route: "POST auth/logout", rpc: "Logout", action: "auth.logout", auth: "required", successStatus: 204, summary: "End this session, all sessions, or all but this one" },
 	{ route: "POST auth/verify-email", rpc: "VerifyEmail", action: "auth.verifyEmail", auth: "none", successStatus: 204, summary: "Confirm an e-mail address with the token sent to it" },
 	{ route: "POST auth/verify-email/resend", rpc: "ResendVerification", action: "auth.resendVerification", auth: "required", rateLimit: "auth-strict", successStatus: 202, summary: "Send the verification e-mail again" },
 	{ route: "POST auth/password/forgot", rpc: "ForgotPassword", action: "auth.forgotPassword", auth: "none", rateLimit: "auth-strict", successStatus: 202, summary: "E-mail a password reset link" },

@@ -96,6 +96,14 @@ describe("web console in Chromium", () => {
 		expect(await sessions.first().textContent()).toContain("this device");
 		// The phone's refresh token no longer works; this browser is still in.
 		expect((await post("/api/v1/auth/refresh", { refreshToken: phone.refreshToken })).status).toBe(401);
+
+		// Two more devices sign in; "Sign out all other devices" ends both at once.
+		const others = await Promise.all([1, 2].map(async () => ((await (await post("/api/v1/auth/login", { email, password })).json()) as { refreshToken: string }).refreshToken));
+		await page.reload();
+		await expect.poll(() => sessions.count(), { timeout: 10_000 }).toBe(3);
+		await page.getByRole("button", { name: "Sign out all other devices" }).click();
+		await expect.poll(() => sessions.count(), { timeout: 10_000 }).toBe(1);
+		for (const refreshToken of others) expect((await post("/api/v1/auth/refresh", { refreshToken })).status).toBe(401);
 		await page.reload();
 		await page.getByRole("heading", { name: "Hello, Lin" }).waitFor();
 		await page.close();

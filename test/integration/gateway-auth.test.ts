@@ -133,6 +133,15 @@ describe("gateway + auth over gRPC", () => {
 		expect(status).toBe(401);
 		expect((await list(laptop.accessToken)).map((x) => x.current)).toEqual([true]);
 		expect((await get("/api/v1/auth/me", laptop.accessToken)).status).toBe(200);
+
+		// "Sign out everywhere else": every session but the caller's ends.
+		const tablet = await login(user.email);
+		const desktop = await login(user.email);
+		expect(await list(laptop.accessToken)).toHaveLength(3);
+		expect((await post("/api/v1/auth/logout", { otherSessions: true }, laptop.accessToken)).status).toBe(204);
+		expect((await list(laptop.accessToken)).map((x) => x.current)).toEqual([true]);
+		for (const other of [tablet, desktop]) expect((await post("/api/v1/auth/refresh", { refreshToken: other.refreshToken })).status).toBe(401);
+		expect((await post("/api/v1/auth/refresh", { refreshToken: laptop.refreshToken })).status).toBe(200);
 	});
 
 	it("answers a wrong password with 401 problem+json and never reveals whether the account exists", async () => {

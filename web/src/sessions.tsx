@@ -18,6 +18,8 @@ export function Sessions() {
 	};
 	useEffect(() => void refresh(), []);
 	const signOut = (session: AccountSession) => run(() => api("DELETE", `/api/v1/auth/sessions/${encodeURIComponent(session.id)}`));
+	const signOutOthers = () => run(() => api("POST", "/api/v1/auth/logout", { otherSessions: true }));
+	const others = sessions?.filter((s) => !s.current).length ?? 0;
 	return (
 		<section class="card wide" aria-labelledby="sessions-title">
 			<h2 id="sessions-title">Where you are signed in</h2>
@@ -39,6 +41,11 @@ export function Sessions() {
 					</li>
 				))}
 			</ul>
+			{others > 1 && (
+				<button type="button" class="secondary" disabled={busy} onClick={() => void signOutOthers()}>
+					Sign out all other devices
+				</button>
+			)}
 		</section>
 	);
 }
