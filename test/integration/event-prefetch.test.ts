@@ -8,7 +8,8 @@ import { ServiceBroker } from "moleculer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { eventHandlersMixin, eventQueueNames } from "../../mixins/events.mixin.ts";
 import { brokerOptions } from "../../moleculer.config.ts";
-import { eventually, infra, testConfig, testEnv, uniqueId } from "../support/infra.ts";
+import { rabbitmqManagement } from "../support/chaos.ts";
+import { eventually, testConfig, testEnv, uniqueId } from "../support/infra.ts";
 
 interface ConsumerInfo {
 	queue: { name: string };
@@ -16,9 +17,8 @@ interface ConsumerInfo {
 }
 
 async function prefetchByQueue(): Promise<Map<string, number>> {
-	const url = new URL(infra.rabbitmqManagementUrl);
-	const auth = `Basic ${Buffer.from(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`).toString("base64")}`;
-	const res = await fetch(`${url.origin}/api/consumers`, { headers: { authorization: auth } });
+	const { base, auth } = rabbitmqManagement();
+	const res = await fetch(`${base}/api/consumers`, { headers: { authorization: auth } });
 	if (!res.ok) throw new Error(`RabbitMQ management: ${res.status}`);
 	return new Map(((await res.json()) as ConsumerInfo[]).map((c) => [c.queue.name, c.prefetch_count]));
 }

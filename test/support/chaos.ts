@@ -287,7 +287,8 @@ interface QueueInfo {
 	type?: "classic" | "quorum" | "stream";
 }
 
-function management(): { base: string; auth: string } {
+/** RabbitMQ's management API: its base URL and the Authorization header for it. */
+export function rabbitmqManagement(): { base: string; auth: string } {
 	const url = new URL(infra.rabbitmqManagementUrl);
 	const auth = `Basic ${Buffer.from(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`).toString("base64")}`;
 	url.username = "";
@@ -300,7 +301,7 @@ function management(): { base: string; auth: string } {
  * queues (`<ns>.dead-letter.<type>`) and transporter queues (`MOL-<ns>.`).
  */
 export async function namespaceQueues(namespace: string): Promise<QueueInfo[]> {
-	const { base, auth } = management();
+	const { base, auth } = rabbitmqManagement();
 	const res = await fetch(`${base}/api/queues/%2F?columns=name,messages,consumers,type`, { headers: { authorization: auth }, signal: AbortSignal.timeout(10_000) });
 	if (!res.ok) throw new Error(`RabbitMQ management: ${res.status}`);
 	const all = (await res.json()) as QueueInfo[];
@@ -338,7 +339,7 @@ async function dropMongoDatabase(name: string): Promise<void> {
 }
 
 async function deleteQueuesAndExchanges(namespace: string): Promise<void> {
-	const { base, auth } = management();
+	const { base, auth } = rabbitmqManagement();
 	for (const q of await namespaceQueues(namespace)) {
 		await fetch(`${base}/api/queues/%2F/${encodeURIComponent(q.name)}`, { method: "DELETE", headers: { authorization: auth }, signal: AbortSignal.timeout(5_000) }).catch(() => undefined);
 	}
