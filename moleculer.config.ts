@@ -49,12 +49,8 @@ export function brokerOptions(config: Config, overrides: Partial<BrokerOptions> 
 
 		// The AMQP transporter's defaults (prefetch 1, Nagle on) cap a remote call at ~18 req/s; packets
 		// to one node within one event-loop turn travel as one message (lib/batching-amqp-transporter.ts).
-		transporter: new BatchingAmqpTransporter({
-			url: config.rabbitmqUrl,
-			prefetch: 100,
-			// Passed to amqplib but missing from Moleculer's type.
-			...({ socketOptions: { noDelay: true } } as object),
-		}),
+		// socketOptions is passed to amqplib but missing from Moleculer's type.
+		transporter: new BatchingAmqpTransporter({ url: config.rabbitmqUrl, prefetch: 100, socketOptions: { noDelay: true } } as ConstructorParameters<typeof BatchingAmqpTransporter>[0]),
 		// A node killed without notice is dropped after heartbeatTimeout (default 2 s / 6 s).
 		heartbeatInterval: config.heartbeatIntervalS,
 		heartbeatTimeout: config.heartbeatTimeoutS,

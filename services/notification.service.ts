@@ -72,6 +72,11 @@ export default function notificationService(config: Config): ServiceSchema<{ res
 		if (!queue) throw pushOff();
 		return queue as ChannelQueue<EmailJob | PushJob>;
 	};
+	/** Unregisters one of the user's devices, by id or by endpoint; 404 when it is not theirs. */
+	const removeDevice = async (userId: string, subscriptionId: string) => {
+		if (!(await removeSubscription(redis, keys, userId, subscriptionId))) throw notFound("Push subscription");
+		return { removed: true };
+	};
 
 	return {
 		name: "notification",
@@ -155,20 +160,13 @@ export default function notificationService(config: Config): ServiceSchema<{ res
 				rest: "DELETE /push-subscriptions/:id",
 				openapi: { summary: "Unregisters one of the caller's devices by its id (as listed), e.g. a lost phone", tags: ["notifications"] },
 				params: { $$strict: "remove", id: pushSubscriptionId },
-				async handler(ctx: Ctx<{ id: string }>) {
-					if (!(await removeSubscription(redis, keys, callerOf(ctx).userId, ctx.params.id))) throw notFound("Push subscription");
-					return { removed: true };
-				},
+				handler: (ctx: Ctx<{ id: string }>) => removeDevice(callerOf(ctx).userId, ctx.params.id),
 			},
 			removePushSubscription: {
 				rest: "DELETE /push-subscriptions",
 				openapi: { summary: "Unregisters a device by its subscription endpoint (the browser's own, as PushManager knows it)", tags: ["notifications"] },
 				params: { $$strict: "remove", endpoint: { type: "string", min: 10, max: 2_048 } },
-				async handler(ctx: Ctx<{ endpoint: string }>) {
-					const removed = await removeSubscription(redis, keys, callerOf(ctx).userId, subscriptionIdOf(ctx.params.endpoint));
-					if (!removed) throw notFound("Push subscription");
-					return { removed };
-				},
+				handler: (ctx: Ctx<{ endpoint: string }>) => removeDevice(callerOf(ctx).userId, subscriptionIdOf(ctx.params.endpoint)),
 			},
 			vapidPublicKey: {
 				rest: "GET /push/vapid-public-key",
