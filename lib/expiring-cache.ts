@@ -3,7 +3,7 @@
  * remembered as active for a few seconds. Full, it drops its oldest entry (a Map iterates in
  * insertion order). Plain and synchronous; the caller passes the clock.
  */
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 
 export class ExpiringCache<V> {
 	readonly #maxEntries: number;
@@ -40,4 +40,4 @@ export class ExpiringCache<V> {
 }
 
 /** The key a token is cached under: its hash, so the cache holds no usable token. */
-export const tokenCacheKey = (token: string) => createHash("sha256").update(token).digest("base64url");
+export const tokenCacheKey = (token: string) => hash("sha256", token, "base64url");

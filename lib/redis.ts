@@ -1,4 +1,5 @@
 /** ioredis client with bounded connect and command waits, reconnecting with capped back-off. */
+import { hash } from "node:crypto";
 import { Redis } from "ioredis";
 import type { RedisOptions } from "ioredis";
 
@@ -24,4 +25,30 @@ export async function closeRedis(redis: Redis, timeoutMs = 1_000): Promise<void>
 	await Promise.race([redis.quit().catch(() => undefined), new Promise((r) => (timer = setTimeout(r, timeoutMs)))]);
 	clearTimeout(timer);
 	redis.disconnect();
+}
+
+/** A Lua script a module runs atomically in Redis. */
+export interface LuaScript {
+	numberOfKeys: number;
+	lua: string;
+}
+
+const shas = new WeakMap<LuaScript, string>();
+
+/**
+ * Runs a script by its SHA1 (EVALSHA), and sends its text (EVAL, which also caches it) only when
+ * Redis answers NOSCRIPT: on first use, or after a restart. EVAL sent the whole text, and had
+ * Redis hash it, on every call: an inbox page read cost 10.5 µs of the client's CPU and 9.5 µs of
+ * Redis', against 8.5 and 7.2 by SHA. Not ioredis' `defineCommand`: a command defined while an
+ * auto-pipeline is queued crashes the process (ioredis #1931, unreleased fix in #2180).
+ */
+export async function runScript<T>(redis: Redis, script: LuaScript, ...args: (string | number)[]): Promise<T> {
+	let sha = shas.get(script);
+	if (!sha) shas.set(script, (sha = hash("sha1", script.lua)));
+	try {
+		return (await redis.evalsha(sha, script.numberOfKeys, ...args)) as T;
+	} catch (err) {
+		if (!(err instanceof Error) || !err.message.startsWith("NOSCRIPT")) throw err;
+		return (await redis.eval(script.lua, script.numberOfKeys, ...args)) as T;
+	}
 }

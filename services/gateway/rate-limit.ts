@@ -8,6 +8,8 @@
  * stricter. Answers carry what the IETF RateLimit headers need.
  */
 import type { Redis } from "ioredis";
+import { runScript } from "../../lib/redis.ts";
+import type { LuaScript } from "../../lib/redis.ts";
 
 export interface RatePolicy {
 	name: string;
@@ -29,7 +31,7 @@ export interface RateDecision {
 // KEYS[1] = bucket; ARGV = emission interval (ms), burst, tokens wanted. Stores the theoretical
 // arrival time (TAT); grants up to the wanted tokens that are available now.
 // Returns {granted, remaining after, ms until full, ms until the next token when none granted}.
-const GCRA = `
+const GCRA: LuaScript = { numberOfKeys: 1, lua: `
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local interval = tonumber(ARGV[1])
@@ -44,7 +46,7 @@ end
 local granted = math.min(want, available)
 local new_tat = tat + granted * interval
 redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil(new_tat - now))
-return {granted, available - granted, new_tat - now, 0}`;
+return {granted, available - granted, new_tat - now, 0}` };
 
 /** A lease is at most this share of the limit (so the error it can cause stays small)... */
 const LEASE_SHARE = 0.01;
@@ -79,7 +81,6 @@ export class RateLimiter {
 		this.redis = redis;
 		this.prefix = prefix;
 		this.now = now;
-		redis.defineCommand("gcra", { numberOfKeys: 1, lua: GCRA });
 	}
 
 	async take(policy: RatePolicy, subject: string): Promise<RateDecision> {
@@ -113,7 +114,7 @@ export class RateLimiter {
 	private async lease(key: string, policy: RatePolicy): Promise<RateDecision> {
 		const interval = policy.windowMs / policy.limit;
 		const want = Math.max(1, Math.min(MAX_LEASE, Math.floor(policy.limit * LEASE_SHARE)));
-		const [granted = 0, remaining = 0, resetMs = 0, retryMs = 0] = (await (this.redis as unknown as Gcra).gcra(key, interval, policy.limit, want)).map(Number);
+		const [granted = 0, remaining = 0, resetMs = 0, retryMs = 0] = (await runScript<(number | string)[]>(this.redis, GCRA, key, interval, policy.limit, want)).map(Number);
 		const now = this.now();
 		if (this.leases.size >= MAX_SUBJECTS) this.sweep(now);
 		// Tokens of a lease taken meanwhile (a request that stopped waiting) are kept, not dropped.
@@ -141,10 +142,6 @@ export class RateLimiter {
 			this.leases.delete(key);
 		}
 	}
-}
-
-interface Gcra {
-	gcra(key: string, interval: number, burst: number, want: number): Promise<(number | string)[]>;
 }
 
 /** `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers), plus `Retry-After` on refusal. */

@@ -5,6 +5,8 @@
  * After user.deleted a tombstone keeps late events from re-creating anything for that user.
  */
 import type { Redis } from "ioredis";
+import { runScript } from "../../lib/redis.ts";
+import type { LuaScript } from "../../lib/redis.ts";
 import type { Keys } from "./keys.ts";
 
 export interface Contact {
@@ -20,14 +22,14 @@ export interface Contact {
 export const TOMBSTONE_TTL_S = 30 * 86_400;
 
 // Writes the record only when it is newer than the stored one.
-const UPSERT_IF_NEWER = `
+const UPSERT_IF_NEWER: LuaScript = { numberOfKeys: 1, lua: `
 local current = redis.call('HGET', KEYS[1], 'updatedAtMs')
 if current and tonumber(current) > tonumber(ARGV[1]) then return 0 end
 redis.call('HSET', KEYS[1], 'updatedAtMs', ARGV[1], 'json', ARGV[2])
-return 1`;
+return 1` };
 
 export async function upsertContact(redis: Redis, keys: Keys, contact: Contact): Promise<boolean> {
-	const written = await redis.eval(UPSERT_IF_NEWER, 1, keys.contact(contact.userId), Date.parse(contact.updatedAt), JSON.stringify(contact));
+	const written = await runScript<number>(redis, UPSERT_IF_NEWER, keys.contact(contact.userId), Date.parse(contact.updatedAt), JSON.stringify(contact));
 	return written === 1;
 }
 

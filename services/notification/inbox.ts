@@ -8,6 +8,8 @@
  */
 import type { Redis } from "ioredis";
 import { AppError, notFound } from "../../lib/errors.ts";
+import { runScript } from "../../lib/redis.ts";
+import type { LuaScript } from "../../lib/redis.ts";
 import type { Keys } from "./keys.ts";
 
 export interface Alert {
@@ -35,7 +37,7 @@ export const INBOX_LIMIT = 200;
 const keysOf = (keys: Keys, userId: string) => [keys.inboxAlerts(userId), keys.inboxOrder(userId), keys.inboxUnread(userId)];
 
 // Store the alert only if new, index it, trim the inbox to its bound; answer {added, unread}.
-const ADD = `
+const ADD: LuaScript = { numberOfKeys: 3, lua: `
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return {0, redis.call('ZCARD', KEYS[3])} end
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
@@ -46,11 +48,11 @@ if excess > 0 then
   redis.call('ZREM', KEYS[3], unpack(old))
   redis.call('HDEL', KEYS[1], unpack(old))
 end
-return {redis.call('HEXISTS', KEYS[1], ARGV[1]), redis.call('ZCARD', KEYS[3])}`;
+return {redis.call('HEXISTS', KEYS[1], ARGV[1]), redis.call('ZCARD', KEYS[3])}` };
 
 // One page, newest first, strictly after the cursor (score, id); ties in score are ordered by
 // id descending, as ZREVRANGEBYSCORE returns them. Answers {unread, hasMore, json...}.
-const PAGE = `
+const PAGE: LuaScript = { numberOfKeys: 3, lua: `
 local max, cursorId, limit = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local ties = 0
 if cursorId ~= '' then ties = redis.call('ZCOUNT', KEYS[2], max, max) end
@@ -67,10 +69,10 @@ if #ids > 0 then
   local alerts = redis.call('HMGET', KEYS[1], unpack(ids))
   for i = 1, #alerts do if alerts[i] then out[#out + 1] = alerts[i] end end
 end
-return out`;
+return out` };
 
 // Marks one alert read; answers the unread count, or -1 when there is no such alert.
-const MARK_READ = `
+const MARK_READ: LuaScript = { numberOfKeys: 3, lua: `
 local json = redis.call('HGET', KEYS[1], ARGV[1])
 if not json then return -1 end
 if redis.call('ZREM', KEYS[3], ARGV[1]) == 1 then
@@ -78,10 +80,10 @@ if redis.call('ZREM', KEYS[3], ARGV[1]) == 1 then
   alert.readAt = ARGV[2]
   redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(alert))
 end
-return redis.call('ZCARD', KEYS[3])`;
+return redis.call('ZCARD', KEYS[3])` };
 
 // Marks every unread alert read (at most INBOX_LIMIT); answers how many changed.
-const MARK_ALL_READ = `
+const MARK_ALL_READ: LuaScript = { numberOfKeys: 3, lua: `
 local ids = redis.call('ZRANGE', KEYS[3], 0, -1)
 for _, id in ipairs(ids) do
   local json = redis.call('HGET', KEYS[1], id)
@@ -92,11 +94,11 @@ for _, id in ipairs(ids) do
   end
 end
 redis.call('DEL', KEYS[3])
-return #ids`;
+return #ids` };
 
 /** Adds the alert unless an alert with its id exists; answers whether it was added. */
 export async function addAlert(redis: Redis, keys: Keys, userId: string, alert: Alert): Promise<{ added: boolean; unreadCount: number }> {
-	const [added, unreadCount] = (await redis.eval(ADD, 3, ...keysOf(keys, userId), alert.id, JSON.stringify(alert), Date.parse(alert.createdAt), INBOX_LIMIT)) as [number, number];
+	const [added, unreadCount] = await runScript<[number, number]>(redis, ADD, ...keysOf(keys, userId), alert.id, JSON.stringify(alert), Date.parse(alert.createdAt), INBOX_LIMIT);
 	return { added: added === 1, unreadCount };
 }
 
@@ -109,7 +111,7 @@ export interface ListOptions {
 export async function listAlerts(redis: Redis, keys: Keys, userId: string, opts: ListOptions): Promise<AlertPage> {
 	const [alertsKey, orderKey, unreadKey] = keysOf(keys, userId) as [string, string, string];
 	const position = opts.cursor ? decodeCursor(opts.cursor) : undefined;
-	const [unreadCount, hasMore, ...rows] = (await redis.eval(PAGE, 3, alertsKey, opts.unreadOnly ? unreadKey : orderKey, unreadKey, position ? String(position.score) : "+inf", position?.id ?? "", opts.limit)) as [number, number, ...string[]];
+	const [unreadCount, hasMore, ...rows] = await runScript<[number, number, ...string[]]>(redis, PAGE, alertsKey, opts.unreadOnly ? unreadKey : orderKey, unreadKey, position ? String(position.score) : "+inf", position?.id ?? "", opts.limit);
 	const items = rows.map(parseAlert);
 	const last = items.at(-1);
 	return { items, nextCursor: hasMore === 1 && last ? encodeCursor(Date.parse(last.createdAt), last.id) : null, unreadCount };
@@ -117,13 +119,13 @@ export async function listAlerts(redis: Redis, keys: Keys, userId: string, opts:
 
 /** Answers the unread count after the change; 404 when the user has no such alert. */
 export async function markRead(redis: Redis, keys: Keys, userId: string, alertId: string, now: Date): Promise<number> {
-	const unread = (await redis.eval(MARK_READ, 3, ...keysOf(keys, userId), alertId, now.toISOString())) as number;
+	const unread = await runScript<number>(redis, MARK_READ, ...keysOf(keys, userId), alertId, now.toISOString());
 	if (unread < 0) throw notFound("Notification");
 	return unread;
 }
 
 export async function markAllRead(redis: Redis, keys: Keys, userId: string, now: Date): Promise<number> {
-	return (await redis.eval(MARK_ALL_READ, 3, ...keysOf(keys, userId), now.toISOString())) as number;
+	return runScript<number>(redis, MARK_ALL_READ, ...keysOf(keys, userId), now.toISOString());
 }
 
 export async function deleteInbox(redis: Redis, keys: Keys, userId: string): Promise<void> {

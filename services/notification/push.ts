@@ -13,6 +13,8 @@
 import type { Redis } from "ioredis";
 import type * as WebPush from "web-push";
 import { AppError } from "../../lib/errors.ts";
+import { runScript } from "../../lib/redis.ts";
+import type { LuaScript } from "../../lib/redis.ts";
 import type { Keys } from "./keys.ts";
 import { shortHash } from "./keys.ts";
 import { PermanentDeliveryError } from "./queues.ts";
@@ -130,10 +132,13 @@ export async function getSubscription(redis: Redis, keys: Keys, userId: string, 
 	return json ? (JSON.parse(json) as StoredPushSubscription) : null;
 }
 
+// Deletes KEYS[1] only while it holds ARGV[1].
+const DELETE_IF_EQUAL: LuaScript = { numberOfKeys: 1, lua: "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0" };
+
 export async function removeSubscription(redis: Redis, keys: Keys, userId: string, id: string): Promise<boolean> {
 	const removed = await redis.hdel(keys.pushSubscriptions(userId), id);
 	// Only drop the owner entry if it still points at this user.
-	await redis.eval("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0", 1, keys.pushOwner(id), userId);
+	await runScript(redis, DELETE_IF_EQUAL, keys.pushOwner(id), userId);
 	return removed === 1;
 }
 
