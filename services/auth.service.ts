@@ -15,7 +15,7 @@ import { outboxMixin } from "../mixins/events.mixin.ts";
 import type { OutboxMethods } from "../mixins/events.mixin.ts";
 import { grpcServerMixin } from "../mixins/grpc.mixin.ts";
 import { healthMixin } from "../mixins/health.mixin.ts";
-import { getProfile, registerUser, resendVerification, verifyEmail } from "./auth/accounts.ts";
+import { getProfile, registerUser, resendVerification, updateProfile, verifyEmail } from "./auth/accounts.ts";
 import { listRoles, listUsers } from "./auth/directory.ts";
 import { DEFAULT_LINK_SETTINGS, callerFrom, systemClock } from "./auth/deps.ts";
 import type { AuthDeps, AuthHooks, CallerIdentity, Clock, RequestInfo, RevokedSession } from "./auth/deps.ts";
@@ -27,7 +27,7 @@ import { introspect, login, logout, refresh } from "./auth/login.ts";
 import { dummyHash, limitHashing } from "./auth/passwords.ts";
 import { bootstrapAdmin, setUserRoles } from "./auth/rbac.ts";
 import { findUser, listOutbox, replayEvent } from "./auth/operations.ts";
-import { changePassword, deleteAccount, forgotPassword, resetPassword } from "./auth/recovery.ts";
+import { changePassword, deleteAccount, forgotPassword, requestEmailChange, resetPassword } from "./auth/recovery.ts";
 import { ActiveSessionCache } from "./auth/session-cache.ts";
 import { ExpiringCache } from "../lib/expiring-cache.ts";
 import { listSessions, revokeSessions } from "./auth/sessions.ts";
@@ -60,6 +60,7 @@ export interface AuthServiceOptions {
 const email = { type: "email", max: 254, normalize: true };
 const newPassword = { type: "string", min: 8, max: 512 };
 const secret = { type: "string", min: 1, max: 512 };
+const displayName = { type: "string", max: 200, trim: true };
 
 export default function authService(config: Config, opts: AuthServiceOptions = {}): ServiceSchema<Record<string, never>, AuthMethods> {
 	const clock = opts.clock ?? systemClock;
@@ -78,7 +79,7 @@ export default function authService(config: Config, opts: AuthServiceOptions = {
 				methods: {
 					Ping: "ping", Register: "register", Login: "login", Refresh: "refresh", Logout: "logout", VerifyEmail: "verifyEmail",
 					ResendVerification: "resendVerification", ForgotPassword: "forgotPassword", ResetPassword: "resetPassword",
-					ChangePassword: "changePassword", Me: "me", DeleteAccount: "deleteAccount", SetUserRoles: "setUserRoles", ListUsers: "listUsers", ListRoles: "listRoles",
+					ChangePassword: "changePassword", Me: "me", UpdateProfile: "updateProfile", RequestEmailChange: "requestEmailChange", DeleteAccount: "deleteAccount", SetUserRoles: "setUserRoles", ListUsers: "listUsers", ListRoles: "listRoles",
 					RevokeUserSessions: "revokeUserSessions", ListSessions: "sessions", RevokeSession: "revokeSession", Introspect: "introspect", GetJwks: "jwks",
 				},
 				host: config.grpc.host,
@@ -119,7 +120,7 @@ export default function authService(config: Config, opts: AuthServiceOptions = {
 			},
 			register: {
 				rest: "POST /register", auth: "none", rateLimit: "auth-strict", openapi: { summary: "Create an account; e-mails a verification link" },
-				params: { $$strict: "remove", email, password: newPassword, name: { type: "string", max: 200, optional: true, trim: true } },
+				params: { $$strict: "remove", email, password: newPassword, name: { ...displayName, optional: true } },
 				async handler(ctx: Ctx<{ email: string; password: string; name?: string }>) { return this.reply(ctx, 201, { user: await registerUser(deps, ctx.params, this.request(ctx)) }); },
 			},
 			login: {
@@ -184,6 +185,19 @@ export default function authService(config: Config, opts: AuthServiceOptions = {
 			me: {
 				rest: "GET /me", auth: "required", openapi: { summary: "The caller's account, roles and permissions" },
 				handler(ctx: Ctx) { return getProfile(deps, this.caller(ctx).userId); },
+			},
+			updateProfile: {
+				rest: "PATCH /me", auth: "required", openapi: { summary: "Change the caller's display name (empty: none)" },
+				params: { $$strict: "remove", name: displayName },
+				handler(ctx: Ctx<{ name: string }>) { return updateProfile(deps, this.caller(ctx).userId, ctx.params, this.request(ctx)); },
+			},
+			requestEmailChange: {
+				rest: "POST /email/change", auth: "required", rateLimit: "auth-strict", openapi: { summary: "E-mail a confirmation link to a new address (needs the password); the account moves there when it is followed" },
+				params: { $$strict: "remove", newEmail: email, password: secret },
+				async handler(ctx: Ctx<{ newEmail: string; password: string }>) {
+					await requestEmailChange(deps, this.caller(ctx), ctx.params, this.request(ctx));
+					return this.reply(ctx, 202, {});
+				},
 			},
 			sessions: {
 				rest: "GET /sessions", auth: "required", openapi: { summary: "The caller's live sessions, the current one marked" },

@@ -6,7 +6,8 @@
 import type { Context, ServiceSchema } from "moleculer";
 import type { CallerMeta } from "../lib/caller.ts";
 import type { Config } from "../lib/config.ts";
-import type { UserCreated, UserDeleted } from "../lib/events/catalog.ts";
+import type { UserCreated, UserDeleted, UserRef } from "../lib/events/catalog.ts";
+import { MalformedEventError } from "../lib/events/cloudevents.ts";
 import type { CloudEvent } from "../lib/events/cloudevents.ts";
 import { markLegacyPending, mongoOutboxStore } from "../lib/events/mongo-outbox.ts";
 import { AppError, notFound, unauthorized } from "../lib/errors.ts";
@@ -15,7 +16,7 @@ import { eventHandlersMixin, outboxMixin } from "../mixins/events.mixin.ts";
 import type { OutboxMethods } from "../mixins/events.mixin.ts";
 import { healthMixin } from "../mixins/health.mixin.ts";
 import { payInvoiceNow } from "./billing/collection.ts";
-import { customers, eraseCustomer } from "./billing/customers.ts";
+import { customers, eraseCustomer, updateCustomerContact } from "./billing/customers.ts";
 import { renderInvoiceHtml, renderInvoicePdf } from "./billing/invoice-render.ts";
 import { getUserInvoice, invoiceView, listInvoices } from "./billing/invoices.ts";
 import { describeSweep, pollEvery, renewIfDue, runLifecycle } from "./billing/lifecycle.ts";
@@ -23,7 +24,7 @@ import { BILLING_COUNTERS, BILLING_HISTOGRAMS, onRevenue, SWEEP_STEPS } from "./
 import { archivePlan, getPlan, listPlans, planCache, planSchema, planView, seedPlans, upsertPlan } from "./billing/plans.ts";
 import { ensureIndexes, OUTBOX_COLLECTIONS } from "./billing/store.ts";
 import type { Clock } from "./billing/store.ts";
-import { chargeInvoice, createPortalSession, createStripeClient } from "./billing/stripe.ts";
+import { chargeInvoice, createPortalSession, createStripeClient, syncStripeCustomer } from "./billing/stripe.ts";
 import type { ChargeInput, ChargeResult, StripeClient } from "./billing/stripe.ts";
 import { cancelSubscription, changePlan, findSubscription, onboardUser, pauseSubscription, resumeSubscription, startCheckout, subscriptionView } from "./billing/subscriptions.ts";
 import { currentUsage, recordUsage } from "./billing/usage.ts";
@@ -87,7 +88,7 @@ export default function billingService(config: Config, deps: BillingDeps = {}): 
 			// 10 at a time per node, not the default 50: a user.deleted calls Stripe (the cancellation),
 			// whose rate limit is 25 requests/s in test mode; a user.created is a few MongoDB writes under
 			// document locks, which more at once would only queue inside the database.
-			eventHandlersMixin({ handlers: { "user.created": "onUserCreated", "user.deleted": "onUserDeleted" }, maxInFlight: 10 }),
+			eventHandlersMixin({ handlers: { "user.created": "onUserCreated", "user.deleted": "onUserDeleted", "user.email_changed": "onUserContact", "user.updated": "onUserContact" }, maxInFlight: 10 }),
 		],
 		settings: { rest: "billing" },
 
@@ -270,6 +271,16 @@ export default function billingService(config: Config, deps: BillingDeps = {}): 
 				const result = await onboardUser(db, event, { ...settings, plan: (id: string) => signupPlans.get(id) }, { now: now(), requestId: ctx.requestID });
 				if (result.created) this.relayOutbox();
 				this.logger.info(`user ${event.data.userId}: customer ${result.newCustomer ? "created" : "exists"}, subscription ${result.subscription._id} ${result.created ? `started (${result.subscription.status})` : "exists"}`);
+			},
+			/** A new e-mail address or name: on the customer (future invoices) and its Stripe customer. */
+			async onUserContact(event: CloudEvent<UserRef>) {
+				const { userId, email, name } = event.data;
+				if (typeof userId !== "string" || !userId || userId.length > 100 || typeof email !== "string" || !email) throw new MalformedEventError(`${event.type} needs data.userId and data.email`);
+				const result = await updateCustomerContact(db, { userId, email, name: typeof name === "string" ? name : null }, new Date(event.time), now());
+				// user.created has not been handled yet: retried with back-off until it has.
+				if (result.outcome === "unknown") throw new Error(`billing customer ${userId} does not exist yet`);
+				if (result.outcome === "updated") await syncStripeCustomer(stripe, result.customer);
+				this.logger.info(`user ${userId}: customer contact ${result.outcome} (${event.type})`);
 			},
 			/** The account is gone: end the subscription now (no more charges) and erase contact details. */
 			async onUserDeleted(event: CloudEvent<UserDeleted>, ctx: Context) {

@@ -80,7 +80,7 @@ export default function notificationService(config: Config): ServiceSchema<{ res
 
 	return {
 		name: "notification",
-		mixins: [healthMixin(), eventHandlersMixin({ handlers: Object.fromEntries(["user.deleted", ...WORKFLOWS.map((w) => w.event)].map((type) => [type, "onEvent"])) })],
+		mixins: [healthMixin(), eventHandlersMixin({ handlers: Object.fromEntries(["user.deleted", "user.updated", ...WORKFLOWS.map((w) => w.event)].map((type) => [type, "onEvent"])) })],
 		settings: { rest: "notifications" },
 
 		actions: {

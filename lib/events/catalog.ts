@@ -30,6 +30,22 @@ export interface EmailVerificationRequested extends UserRef {
 	verifyUrl: string;
 	expiresAt: string;
 }
+/** The user asked to move the account to `newEmail`; `email` is still the account's address. */
+export interface EmailChangeRequested extends UserRef {
+	newEmail: string;
+	/** One-time link the e-mail to `newEmail` carries; following it makes the change. */
+	confirmUrl: string;
+	expiresAt: string;
+}
+/** The account moved to `email` (verified by the link sent to it). */
+export interface EmailChanged extends UserRef {
+	previousEmail: string;
+	changedAt: string;
+}
+/** The profile changed (today: the display name). */
+export interface UserUpdated extends UserRef {
+	updatedAt: string;
+}
 
 export interface SubscriptionData {
 	subscriptionId: string;
@@ -57,6 +73,9 @@ export interface EventCatalog {
 	"user.created": UserCreated;
 	"user.email_verification_requested": EmailVerificationRequested;
 	"user.email_verified": UserEmailVerified;
+	"user.email_change_requested": EmailChangeRequested;
+	"user.email_changed": EmailChanged;
+	"user.updated": UserUpdated;
 	"user.password_reset_requested": PasswordResetRequested;
 	"user.password_changed": PasswordChanged;
 	"user.deleted": UserDeleted;

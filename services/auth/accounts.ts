@@ -1,7 +1,9 @@
 /**
- * Accounts: registration, e-mail verification and the profile. A new user, its default role, its
- * verification link and its `user.created` + `user.email_verification_requested` events are
- * committed in one transaction: an account never exists without its events, nor they without it.
+ * Accounts: registration, e-mail verification, the move to a new e-mail address and the profile.
+ * A new user, its default role, its verification link and its `user.created` +
+ * `user.email_verification_requested` events are committed in one transaction: an account never
+ * exists without its events, nor they without it. A new address takes effect only when the link
+ * e-mailed to it is followed (`user.email_changed`); until then the account keeps the old one.
  */
 import { randomUUID } from "node:crypto";
 import { AppError, badRequest, conflict, notFound } from "../../lib/errors.ts";
@@ -67,7 +69,7 @@ export async function registerUser(deps: AuthDeps, input: RegisterInput, request
 			const user = toUser(rows[0]!);
 			await grantRole(tx, user.id, DEFAULT_ROLE, now);
 			await enqueue(tx, "user.created", user.id, { userId: user.id, email: user.email, name: user.name }, request, now);
-			await sendVerificationLink(deps, tx, user, request, now);
+			await sendEmailLink(deps, tx, user, { purpose: "verify" }, request, now);
 			await audit(tx, { action: "register", outcome: "success", userId: user.id }, request, now);
 			return user;
 		});
@@ -78,39 +80,74 @@ export async function registerUser(deps: AuthDeps, input: RegisterInput, request
 	}
 }
 
-/** Stores a fresh verification token and enqueues the e-mail that carries it. */
-async function sendVerificationLink(deps: AuthDeps, tx: pg.PoolClient, user: Pick<User, "id" | "email" | "name">, request: RequestInfo, now: Date): Promise<void> {
+/**
+ * Stores a fresh one-time link token and enqueues the e-mail that carries it: a verification of the
+ * account's address, or the confirmation of a new address the account should move to.
+ */
+export async function sendEmailLink(deps: AuthDeps, tx: pg.PoolClient, user: Pick<User, "id" | "email" | "name">, link: { purpose: "verify" } | { purpose: "change"; newEmail: string }, request: RequestInfo, now: Date): Promise<void> {
 	const { token, hash } = newOpaqueToken();
 	const expiresAt = addSeconds(now, deps.settings.emailVerificationTtlS);
-	await tx.query("INSERT INTO email_verification_tokens (token_hash, user_id, email, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)", [hash, user.id, user.email, now, expiresAt]);
-	const verifyUrl = `${deps.settings.publicUrl}/verify-email?token=${encodeURIComponent(token)}`;
-	await enqueue(tx, "user.email_verification_requested", user.id, { userId: user.id, email: user.email, name: user.name, verifyUrl, expiresAt: expiresAt.toISOString() }, request, now);
+	const address = link.purpose === "change" ? link.newEmail : user.email;
+	await tx.query("INSERT INTO email_verification_tokens (token_hash, user_id, email, purpose, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)", [hash, user.id, address, link.purpose, now, expiresAt]);
+	// Both links land on the console's verify page, which posts the token to auth/verify-email.
+	const url = `${deps.settings.publicUrl}/verify-email?token=${encodeURIComponent(token)}`;
+	const base = { userId: user.id, email: user.email, name: user.name, expiresAt: expiresAt.toISOString() };
+	if (link.purpose === "verify") await enqueue(tx, "user.email_verification_requested", user.id, { ...base, verifyUrl: url }, request, now);
+	else await enqueue(tx, "user.email_change_requested", user.id, { ...base, newEmail: address, confirmUrl: url }, request, now);
 }
 
-/** Marks the address verified. The token is single-use, expires, and only proves the address it was sent to. */
+interface LinkRow {
+	user_id: string;
+	used_at: Date | null;
+	expires_at: Date;
+	token_email: string;
+	purpose: "verify" | "change";
+	email: string;
+	name: string | null;
+	email_verified: boolean;
+}
+
+/**
+ * Follows an e-mailed link. A verification link marks the account's address verified; it proves
+ * only the address it was sent to, so after a move to another address it is void. A change link
+ * moves the account to the address it was sent to (now verified) and tells the old address. Both
+ * are single-use and expire.
+ */
 export async function verifyEmail(deps: AuthDeps, token: string, request: RequestInfo): Promise<{ userId: string }> {
 	const now = deps.clock.now();
-	const result = await withTransaction(deps.pool, async (tx) => {
-		const { rows } = await tx.query<{ user_id: string; used_at: Date | null; expires_at: Date; token_email: string; email: string; name: string | null; email_verified: boolean }>(
-			`SELECT t.user_id, t.used_at, t.expires_at, t.email AS token_email, u.email, u.name, u.email_verified
-			 FROM email_verification_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1 FOR UPDATE OF t, u`,
-			[hashToken(token)],
-		);
-		const row = rows[0];
-		if (!row || row.used_at || row.expires_at <= now || row.token_email.toLowerCase() !== row.email.toLowerCase()) return { ok: false as const, userId: row?.user_id };
-		await tx.query("UPDATE email_verification_tokens SET used_at = $2 WHERE token_hash = $1", [hashToken(token), now]);
-		if (!row.email_verified) {
-			await tx.query("UPDATE users SET email_verified = true, email_verified_at = $2, updated_at = $2 WHERE id = $1", [row.user_id, now]);
-			await enqueue(tx, "user.email_verified", row.user_id, { userId: row.user_id, email: row.email, name: row.name, verifiedAt: now.toISOString() }, request, now);
-		}
-		await audit(tx, { action: "email.verify", outcome: "success", userId: row.user_id }, request, now);
-		return { ok: true as const, userId: row.user_id };
-	});
+	let result: { ok: boolean; userId?: string };
+	try {
+		result = await withTransaction(deps.pool, async (tx) => {
+			const { rows } = await tx.query<LinkRow>(
+				`SELECT t.user_id, t.used_at, t.expires_at, t.email AS token_email, t.purpose, u.email, u.name, u.email_verified
+				 FROM email_verification_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1 FOR UPDATE OF t, u`,
+				[hashToken(token)],
+			);
+			const row = rows[0];
+			const sameAddress = row?.token_email.toLowerCase() === row?.email.toLowerCase();
+			if (!row || row.used_at || row.expires_at <= now || (row.purpose === "verify" && !sameAddress)) return { ok: false, userId: row?.user_id };
+			await tx.query("UPDATE email_verification_tokens SET used_at = $2 WHERE token_hash = $1", [hashToken(token), now]);
+			if (row.purpose === "change" && !sameAddress) {
+				await tx.query("UPDATE users SET email = $2, email_verified = true, email_verified_at = $3, updated_at = $3 WHERE id = $1", [row.user_id, row.token_email, now]);
+				await enqueue(tx, "user.email_changed", row.user_id, { userId: row.user_id, email: row.token_email, previousEmail: row.email, name: row.name, changedAt: now.toISOString() }, request, now);
+				await audit(tx, { action: "email.change", outcome: "success", userId: row.user_id, details: { from: row.email, to: row.token_email } }, request, now);
+			} else if (!row.email_verified) {
+				await tx.query("UPDATE users SET email_verified = true, email_verified_at = $2, updated_at = $2 WHERE id = $1", [row.user_id, now]);
+				await enqueue(tx, "user.email_verified", row.user_id, { userId: row.user_id, email: row.email, name: row.name, verifiedAt: now.toISOString() }, request, now);
+			}
+			if (row.purpose === "verify") await audit(tx, { action: "email.verify", outcome: "success", userId: row.user_id }, request, now);
+			return { ok: true, userId: row.user_id };
+		});
+	} catch (err) {
+		// Another account took the address between the request and the click.
+		if (!isUniqueViolation(err, "users_email_unique")) throw err;
+		throw conflict("An account with this e-mail address already exists.", "EMAIL_ALREADY_REGISTERED");
+	}
 	if (!result.ok) {
 		await audit(deps.pool, { action: "email.verify", outcome: "failure", userId: result.userId ?? null }, request, now);
 		throw invalidLinkToken();
 	}
-	return { userId: result.userId };
+	return { userId: result.userId! };
 }
 
 /** Sends a new verification link to the caller, at most once per `emailResendIntervalS`. */
@@ -121,16 +158,29 @@ export async function resendVerification(deps: AuthDeps, userId: string, request
 		const row = rows[0];
 		if (!row) throw notFound("User");
 		if (row.email_verified) return { sent: false };
-		const last = await tx.query<{ created_at: Date }>("SELECT created_at FROM email_verification_tokens WHERE user_id = $1 ORDER BY created_at DESC LIMIT 1", [userId]);
+		const last = await tx.query<{ created_at: Date }>("SELECT created_at FROM email_verification_tokens WHERE user_id = $1 AND purpose = 'verify' ORDER BY created_at DESC LIMIT 1", [userId]);
 		const wait = last.rows[0] ? deps.settings.emailResendIntervalS - (now.getTime() - last.rows[0].created_at.getTime()) / 1000 : 0;
 		if (wait > 0) {
 			const retryAfterS = Math.ceil(wait);
 			throw new AppError(429, "TOO_MANY_REQUESTS", `A verification e-mail was sent moments ago; try again in ${retryAfterS} s.`, { retryAfterS });
 		}
-		await sendVerificationLink(deps, tx, toUser(row), request, now);
+		await sendEmailLink(deps, tx, toUser(row), { purpose: "verify" }, request, now);
 		await audit(tx, { action: "email.verification_resent", outcome: "success", userId }, request, now);
 		return { sent: true };
 	});
+}
+
+/** Changes what the user may change freely (the display name); publishes `user.updated`. */
+export async function updateProfile(deps: AuthDeps, userId: string, input: { name?: string | null }, request: RequestInfo): Promise<Profile> {
+	const now = deps.clock.now();
+	await withTransaction(deps.pool, async (tx) => {
+		const { rows } = await tx.query<UserRow>(`UPDATE users SET name = $2, updated_at = $3 WHERE id = $1 RETURNING ${USER_COLUMNS}`, [userId, input.name?.trim() || null, now]);
+		const row = rows[0];
+		if (!row) throw notFound("User");
+		await enqueue(tx, "user.updated", userId, { userId, email: row.email, name: row.name, updatedAt: now.toISOString() }, request, now);
+		await audit(tx, { action: "profile.update", outcome: "success", userId }, request, now);
+	});
+	return getProfile(deps, userId);
 }
 
 export async function getProfile(deps: AuthDeps, userId: string): Promise<Profile> {

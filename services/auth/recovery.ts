@@ -1,11 +1,12 @@
 /**
- * Password reset by e-mailed link and password change by a logged-in user. A reset request
+ * Password reset by e-mailed link, and the changes a logged-in user makes only after entering the
+ * password again: a new password, a new e-mail address, deleting the account. A reset request
  * answers the same whether or not the account exists; its token is single-use, stored hashed and
  * expires after `passwordResetTtlS`. Using it ends every session; a change ends all the other
  * sessions unless asked not to. Both publish `user.password_changed`.
  */
-import { AppError, badRequest, notFound } from "../../lib/errors.ts";
-import { invalidLinkToken, normalizeEmail } from "./accounts.ts";
+import { AppError, badRequest, conflict, notFound } from "../../lib/errors.ts";
+import { invalidLinkToken, normalizeEmail, sendEmailLink } from "./accounts.ts";
 import { audit } from "./audit.ts";
 import { withTransaction } from "./db.ts";
 import { addSeconds } from "./deps.ts";
@@ -133,6 +134,26 @@ export async function changePassword(deps: AuthDeps, hooks: AuthHooks, caller: {
 		return sessions;
 	});
 	if (revoked.length) hooks.sessionsRevoked(revoked);
+}
+
+/**
+ * E-mails a confirmation link to the address the caller wants the account moved to (after checking
+ * the password again). The account keeps its address until the link is followed (accounts.ts
+ * verifyEmail); a newer request voids the links of earlier ones.
+ */
+export async function requestEmailChange(deps: AuthDeps, caller: { userId: string; sessionId: string }, input: { newEmail: string; password: string }, request: RequestInfo): Promise<void> {
+	const newEmail = normalizeEmail(input.newEmail);
+	const { key, ...user } = await confirmPassword(deps, caller, input.password, "password", "email.change_request", request);
+	if (newEmail === user.email.toLowerCase()) throw badRequest("This is already the account's e-mail address.", [{ field: "newEmail", message: "is the current address", type: "sameEmail" }]);
+	const now = deps.clock.now();
+	await withTransaction(deps.pool, async (tx) => {
+		const taken = await tx.query("SELECT 1 FROM users WHERE email = $1", [newEmail]);
+		if (taken.rowCount) throw conflict("An account with this e-mail address already exists.", "EMAIL_ALREADY_REGISTERED");
+		await tx.query("UPDATE email_verification_tokens SET used_at = $2 WHERE user_id = $1 AND purpose = 'change' AND used_at IS NULL", [user.id, now]);
+		await sendEmailLink(deps, tx, user, { purpose: "change", newEmail }, request, now);
+		await recordSuccess(tx, key, now);
+		await audit(tx, { action: "email.change_request", outcome: "success", userId: user.id, sessionId: caller.sessionId, details: { to: newEmail } }, request, now);
+	});
 }
 
 /**

@@ -19,6 +19,8 @@ export interface Customer {
 	updatedAt?: Date;
 	/** The user deleted their account: contact details erased, invoices kept as issued. */
 	deletedAt?: Date;
+	/** Time of the user event the e-mail address and name were last taken from. */
+	contactAt?: Date;
 }
 
 export const customers = (db: Db) => db.collection<Customer>("customers");
@@ -33,6 +35,25 @@ export async function ensureCustomer(db: Db, user: { userId: string; email: stri
 		if (isDuplicateKey(err)) return false;
 		throw err;
 	}
+}
+
+export type ContactUpdate = { outcome: "updated"; customer: Customer } | { outcome: "stale" | "erased" | "unknown" };
+
+/**
+ * The user's new e-mail address or name (`user.email_changed`, `user.updated`). The newest event
+ * wins, so a late redelivery of an older one changes nothing; the same event applies again
+ * (its Stripe update may not have happened the first time). "unknown": `user.created` has not
+ * reached billing yet (events of different types may arrive in any order).
+ */
+export async function updateCustomerContact(db: Db, user: { userId: string; email: string; name: string | null }, eventTime: Date, now: Date): Promise<ContactUpdate> {
+	const customer = await customers(db).findOneAndUpdate(
+		{ _id: user.userId, deletedAt: { $exists: false }, $or: [{ contactAt: { $exists: false } }, { contactAt: { $lte: eventTime } }] },
+		{ $set: { email: user.email, name: user.name, contactAt: eventTime, updatedAt: now } },
+		{ returnDocument: "after" },
+	);
+	if (customer) return { outcome: "updated", customer };
+	const existing = await customers(db).findOne({ _id: user.userId }, { projection: { deletedAt: 1 } });
+	return { outcome: !existing ? "unknown" : existing.deletedAt ? "erased" : "stale" };
 }
 
 export async function findCustomerByStripeId(db: Db, stripeCustomerId: string): Promise<Customer | null> {

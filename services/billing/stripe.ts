@@ -8,6 +8,7 @@ import Stripe from "stripe";
 import type { Db } from "mongodb";
 import { AppError, notFound, unavailable } from "../../lib/errors.ts";
 import { customers } from "./customers.ts";
+import type { Customer } from "./customers.ts";
 import type { Plan } from "./plans.ts";
 import type { Price } from "./pricing.ts";
 import type { Subscription } from "./subscriptions.ts";
@@ -60,6 +61,13 @@ export async function ensureStripeCustomer(db: Db, stripe: Stripe, userId: strin
 	await customers(db).updateOne({ _id: userId, stripeCustomerId: null }, { $set: { stripeCustomerId: created.id, updatedAt: now } });
 	const saved = await customers(db).findOne({ _id: userId }, { projection: { stripeCustomerId: 1 } });
 	return saved?.stripeCustomerId ?? created.id;
+}
+
+/** Mirrors the customer's current e-mail address and name onto its Stripe customer, if it has one. */
+export async function syncStripeCustomer(stripe: Stripe, customer: Pick<Customer, "stripeCustomerId" | "email" | "name">): Promise<void> {
+	if (!customer.stripeCustomerId) return;
+	const id = customer.stripeCustomerId;
+	await stripeCall("update customer", () => stripe.customers.update(id, { email: customer.email, name: customer.name ?? "" }));
 }
 
 export interface CheckoutInput {

@@ -4,7 +4,7 @@
  * is read in one table; the texts live in the locale catalogs (locales/<lang>.json) under the
  * workflow's id.
  */
-import type { EmailVerificationRequested, EventCatalog, EventType, InvoiceData, PasswordChanged, PasswordResetRequested, SubscriptionData, UserRef } from "../../lib/events/catalog.ts";
+import type { EmailChanged, EmailChangeRequested, EmailVerificationRequested, EventCatalog, EventType, InvoiceData, PasswordChanged, PasswordResetRequested, SubscriptionData, UserRef } from "../../lib/events/catalog.ts";
 
 export const CHANNELS = ["email", "push", "in_app"] as const;
 export type Channel = (typeof CHANNELS)[number];
@@ -112,6 +112,25 @@ export const WORKFLOWS: readonly Workflow[] = [
 		channels: ["in_app"],
 		recipient: fromUser,
 		variables: (d, publicUrl) => ({ name: d.name, email: d.email, actionUrl: link(publicUrl, "account") }),
+	}),
+	define({
+		id: "confirm-new-email",
+		event: "user.email_change_requested",
+		category: "security",
+		channels: ["email"],
+		// To the new address: following the link proves the user receives mail there.
+		recipient: (d: EmailChangeRequested) => ({ userId: d.userId, email: d.newEmail, name: d.name }),
+		variables: (d: EmailChangeRequested) => ({ name: d.name, newEmail: d.newEmail, actionUrl: checkedLink(d.confirmUrl, "confirmUrl"), expiresAt: d.expiresAt }),
+	}),
+	define({
+		id: "email-changed",
+		event: "user.email_changed",
+		category: "security",
+		channels: ["email", "push", "in_app"],
+		// The e-mail goes to the address the account left: its owner must learn of the move.
+		recipient: (d: EmailChanged) => ({ userId: d.userId, email: d.previousEmail, name: d.name }),
+		variables: (d: EmailChanged, publicUrl) => ({ name: d.name, email: d.email, previousEmail: d.previousEmail, changedAt: d.changedAt, actionUrl: link(publicUrl, "password", "forgot") }),
+		push: { ttlSeconds: DAY, urgency: "high" },
 	}),
 	define({
 		id: "password-reset",

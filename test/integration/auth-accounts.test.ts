@@ -3,10 +3,10 @@
  * events in the same transaction), e-mail verification, password reset and change, roles.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { getProfile, registerUser, resendVerification, verifyEmail } from "../../services/auth/accounts.ts";
+import { getProfile, registerUser, resendVerification, updateProfile, verifyEmail } from "../../services/auth/accounts.ts";
 import { login } from "../../services/auth/login.ts";
 import { bootstrapAdmin, setUserRoles } from "../../services/auth/rbac.ts";
-import { changePassword, forgotPassword, resetPassword } from "../../services/auth/recovery.ts";
+import { changePassword, forgotPassword, requestEmailChange, resetPassword } from "../../services/auth/recovery.ts";
 import { verifyAccessToken } from "../../services/auth/tokens.ts";
 import { authKit, lastLinkToken, outboxEvents } from "../support/auth.ts";
 import type { AuthKit } from "../support/auth.ts";
@@ -96,6 +96,75 @@ describe("e-mail verification", () => {
 		expect(second).not.toBe(first);
 		await verifyEmail(kit.deps, second, req);
 		expect((await getProfile(kit.deps, user.id)).emailVerified).toBe(true);
+	});
+});
+
+describe("profile and e-mail address", () => {
+	const sessionIdOf = async (accessToken: string) => ((await verifyAccessToken(kit.deps.keys, kit.deps.settings, accessToken, kit.clock.now())) as { claims: { sid: string } }).claims.sid;
+
+	it("changes the display name and publishes user.updated", async () => {
+		const user = await registerUser(kit.deps, { email: email(), password: PASSWORD, name: "Ada" }, req);
+		expect(await updateProfile(kit.deps, user.id, { name: "  Ada Lovelace " }, req)).toMatchObject({ id: user.id, name: "Ada Lovelace", roles: ["user"] });
+		expect((await updateProfile(kit.deps, user.id, { name: "" }, req)).name).toBeNull();
+		const updated = (await outboxEvents<{ name: string | null }>(kit.pool, "user.updated")).filter((e) => e.subject === user.id);
+		expect(updated.map((e) => e.data.name)).toEqual(["Ada Lovelace", null]);
+	});
+
+	it("moves the account to a new address only when the link sent there is followed, once", async () => {
+		const old = email();
+		const next = email();
+		const user = await registerUser(kit.deps, { email: old, password: PASSWORD, name: "Ada" }, req);
+		const session = await login(kit.deps, { email: old, password: PASSWORD }, req);
+		const caller = { userId: user.id, sessionId: await sessionIdOf(session.accessToken) };
+
+		const wrong = await failure(requestEmailChange(kit.deps, caller, { newEmail: next, password: "not the password" }, req));
+		expect([wrong.code, wrong.type]).toEqual([400, "VALIDATION_ERROR"]);
+		expect((await failure(requestEmailChange(kit.deps, caller, { newEmail: old.toUpperCase(), password: PASSWORD }, req))).code).toBe(400);
+		const taken = email();
+		await registerUser(kit.deps, { email: taken, password: PASSWORD }, req);
+		expect((await failure(requestEmailChange(kit.deps, caller, { newEmail: taken, password: PASSWORD }, req))).type).toBe("EMAIL_ALREADY_REGISTERED");
+
+		await requestEmailChange(kit.deps, caller, { newEmail: ` ${next.toUpperCase()} `, password: PASSWORD }, req);
+		const requested = (await outboxEvents<{ email: string; newEmail: string }>(kit.pool, "user.email_change_requested")).filter((e) => e.subject === user.id);
+		expect(requested.map((e) => [e.data.email, e.data.newEmail])).toEqual([[old, next]]);
+		// Nothing changes before the link is followed.
+		expect((await getProfile(kit.deps, user.id)).email).toBe(old);
+
+		// A second request voids the first link.
+		const firstLink = await lastLinkToken(kit.pool, "user.email_change_requested", user.id);
+		await requestEmailChange(kit.deps, caller, { newEmail: next, password: PASSWORD }, req);
+		const link = await lastLinkToken(kit.pool, "user.email_change_requested", user.id);
+		expect((await failure(verifyEmail(kit.deps, firstLink, req))).type).toBe("INVALID_OR_EXPIRED_TOKEN");
+
+		expect(await verifyEmail(kit.deps, link, req)).toEqual({ userId: user.id });
+		expect(await getProfile(kit.deps, user.id)).toMatchObject({ email: next, emailVerified: true });
+		const changed = (await outboxEvents<{ email: string; previousEmail: string }>(kit.pool, "user.email_changed")).filter((e) => e.subject === user.id);
+		expect(changed.map((e) => [e.data.previousEmail, e.data.email])).toEqual([[old, next]]);
+		expect((await failure(verifyEmail(kit.deps, link, req))).type).toBe("INVALID_OR_EXPIRED_TOKEN");
+		// The account signs in with the new address only.
+		await login(kit.deps, { email: next, password: PASSWORD }, req);
+		expect((await failure(login(kit.deps, { email: old, password: PASSWORD }, req))).code).toBe(401);
+		// The verification link of the old address can never move it back.
+		const verifyOld = await lastLinkToken(kit.pool, "user.email_verification_requested", user.id);
+		expect((await failure(verifyEmail(kit.deps, verifyOld, req))).type).toBe("INVALID_OR_EXPIRED_TOKEN");
+	});
+
+	it("refuses the link when another account took the address meanwhile, and an expired link", async () => {
+		const user = await registerUser(kit.deps, { email: email(), password: PASSWORD }, req);
+		const session = await login(kit.deps, { email: user.email, password: PASSWORD }, req);
+		const caller = { userId: user.id, sessionId: await sessionIdOf(session.accessToken) };
+		const contested = email();
+		await requestEmailChange(kit.deps, caller, { newEmail: contested, password: PASSWORD }, req);
+		const link = await lastLinkToken(kit.pool, "user.email_change_requested", user.id);
+		await registerUser(kit.deps, { email: contested, password: PASSWORD }, req);
+		expect((await failure(verifyEmail(kit.deps, link, req))).type).toBe("EMAIL_ALREADY_REGISTERED");
+		expect((await getProfile(kit.deps, user.id)).email).toBe(user.email);
+
+		await requestEmailChange(kit.deps, caller, { newEmail: email(), password: PASSWORD }, req);
+		const late = await lastLinkToken(kit.pool, "user.email_change_requested", user.id);
+		kit.clock.advance(24 * 3600 + 1);
+		expect((await failure(verifyEmail(kit.deps, late, req))).type).toBe("INVALID_OR_EXPIRED_TOKEN");
+		expect((await getProfile(kit.deps, user.id)).email).toBe(user.email);
 	});
 });
 

@@ -1,7 +1,8 @@
 /**
  * User journeys through the gateway on the whole platform (four nodes, real servers): sign-up
  * produces the welcome e-mail and in-app alert; an open Server-Sent Events stream receives new
- * alerts live; the password-reset e-mail's link really resets the password.
+ * alerts live; the password-reset e-mail's link really resets the password; a new e-mail address
+ * takes effect through the link sent to it, reaches billing, and the old address is told.
  */
 import type { ServiceBroker } from "moleculer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -92,6 +93,44 @@ describe("user journeys through the gateway", () => {
 		// The link is single-use.
 		expect((await post("/api/v1/auth/password/reset", { token, password: "yet another long passphrase" })).status).toBeGreaterThanOrEqual(400);
 		mailIds.push(...(await messagesTo(email)).map((m) => m.ID));
+	});
+
+	it("profile and e-mail change: the link sent to the new address moves the account; the old address is told; billing follows", async () => {
+		const email = `${uniqueId("move")}@example.com`;
+		const newEmail = `${uniqueId("moved")}@example.org`;
+		const password = "correct horse battery staple 42";
+		const reg = await post("/api/v1/auth/register", { email, password, name: "Ada" });
+		const userId = ((await reg.json()) as { user: { id: string } }).user.id;
+		const token = await login(email, password);
+		const billing = nodes[1]!;
+		await eventually(async () => (await billing.call<{ email: string } | null, object>("billing.getCustomer", { userId })) ?? undefined, 10_000, "the billing customer");
+
+		const patch = await fetch(`${base}/api/v1/auth/me`, { method: "PATCH", headers: { ...json, authorization: `Bearer ${token}` }, body: JSON.stringify({ name: "Ada Lovelace" }) });
+		expect(patch.status).toBe(200);
+		expect(await patch.json()).toMatchObject({ id: userId, email, name: "Ada Lovelace" });
+
+		expect((await post("/api/v1/auth/email/change", { newEmail, password: "not my password at all" }, token)).status).toBe(400);
+		expect((await post("/api/v1/auth/email/change", { newEmail }, token)).status).toBe(400);
+		expect((await post("/api/v1/auth/email/change", { newEmail, password }, token)).status).toBe(202);
+		const confirm = await mailTo(newEmail, /confirm your new e-mail/i);
+		const link = /https?:\/\/\S+verify-email\?token=[A-Za-z0-9_-]+/.exec((await getMessage(confirm.ID)).Text)?.[0];
+		expect(link?.startsWith("http://app.backplane.test/")).toBe(true);
+		// Until the link is followed the account keeps its address.
+		const me = async () => (await (await fetch(`${base}/api/v1/auth/me`, { headers: { authorization: `Bearer ${token}` } })).json()) as { email: string; emailVerified: boolean; name: string };
+		expect((await me()).email).toBe(email);
+
+		expect((await post("/api/v1/auth/verify-email", { token: new URL(link!).searchParams.get("token") })).status).toBe(204);
+		expect(await me()).toMatchObject({ email: newEmail, emailVerified: true, name: "Ada Lovelace" });
+		const notice = await mailTo(email, /e-mail address was changed/i);
+		expect((await getMessage(notice.ID)).Text).toContain(newEmail);
+		expect((await post("/api/v1/auth/login", { email: newEmail, password })).status).toBe(200);
+		expect((await post("/api/v1/auth/login", { email, password })).status).toBe(401);
+		const customer = await eventually(async () => {
+			const c = await billing.call<{ email: string; name: string | null } | null, object>("billing.getCustomer", { userId });
+			return c?.email === newEmail ? c : undefined;
+		}, 10_000, "the billing customer's new address");
+		expect(customer.name).toBe("Ada Lovelace");
+		mailIds.push(...(await messagesTo(email)).map((m) => m.ID), ...(await messagesTo(newEmail)).map((m) => m.ID));
 	});
 
 	it("account deletion: needs the password, ends sessions at once, and erases the user's data in every service", async () => {

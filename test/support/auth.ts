@@ -81,10 +81,10 @@ export async function outboxEvents<T = Record<string, unknown>>(pool: pg.Pool, t
 }
 
 /** The token inside the last e-mailed link of that type for a user. */
-export async function lastLinkToken(pool: pg.Pool, type: "user.password_reset_requested" | "user.email_verification_requested", userId: string): Promise<string> {
-	const events = await outboxEvents<{ resetUrl?: string; verifyUrl?: string }>(pool, type);
+export async function lastLinkToken(pool: pg.Pool, type: "user.password_reset_requested" | "user.email_verification_requested" | "user.email_change_requested", userId: string): Promise<string> {
+	const events = await outboxEvents<{ resetUrl?: string; verifyUrl?: string; confirmUrl?: string }>(pool, type);
 	const mine = events.filter((e) => e.subject === userId);
-	const url = mine.at(-1)?.data.resetUrl ?? mine.at(-1)?.data.verifyUrl;
+	const url = mine.at(-1)?.data.resetUrl ?? mine.at(-1)?.data.verifyUrl ?? mine.at(-1)?.data.confirmUrl;
 	if (!url) throw new Error(`no ${type} event for ${userId}`);
 	return new URL(url).searchParams.get("token")!;
 }

@@ -10,11 +10,12 @@ import { SAMPLE_DATA } from "../support/notification-fixtures.ts";
 const allOn = { enabled: () => true };
 
 describe("notification workflows", () => {
-	it("declare one workflow for every catalog event that notifies (all but user.deleted)", () => {
-		const types = Object.keys(SAMPLE_DATA).filter((t) => t !== "user.deleted").sort();
+	it("declare one workflow for every catalog event that notifies (all but user.deleted and user.updated)", () => {
+		const types = Object.keys(SAMPLE_DATA).filter((t) => t !== "user.deleted" && t !== "user.updated").sort();
 		expect(WORKFLOWS.map((w) => w.event).sort()).toEqual(types);
 		expect(new Set(WORKFLOWS.map((w) => w.id)).size).toBe(WORKFLOWS.length);
 		expect(workflowFor("user.deleted")).toBeUndefined();
+		expect(workflowFor("user.updated")).toBeUndefined();
 	});
 
 	it("have the texts each of their channels needs in the default catalog", () => {
@@ -30,6 +31,8 @@ describe("notification workflows", () => {
 		expect(emailed).toEqual({
 			welcome: "account",
 			"verify-email": "security",
+			"confirm-new-email": "security",
+			"email-changed": "security",
 			"password-reset": "security",
 			"password-changed": "security",
 			"trial-ending": "billing",
