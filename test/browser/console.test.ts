@@ -2,8 +2,9 @@
  * The web console in a real browser (Debian's Chromium driven by playwright-core) against the
  * whole platform: sign up -> dashboard with the trial and the welcome alert -> a new alert
  * arrives live over SSE -> log out and in; the e-mailed reset link opens the console's reset
- * page and sets a new password; the e-mailed verification link verifies the address; web push
- * (service worker, opt-in, devices). Screenshots of each screen go to test-results/screenshots/.
+ * page and sets a new password; the e-mailed verification link verifies the address; the account
+ * card renames the user and moves the account to a new address through the link sent there; web
+ * push (service worker, opt-in, devices). Screenshots of each screen go to test-results/screenshots/.
  */
 import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -106,6 +107,42 @@ describe("web console in Chromium", () => {
 		for (const refreshToken of others) expect((await post("/api/v1/auth/refresh", { refreshToken })).status).toBe(401);
 		await page.reload();
 		await page.getByRole("heading", { name: "Hello, Lin" }).waitFor();
+		await page.close();
+	});
+
+	it("renames the user and moves the account to a new e-mail address through the link sent there", async () => {
+		const email = `${uniqueId("webmove")}@example.com`;
+		const newEmail = `${uniqueId("webmoved")}@example.org`;
+		platform.track(email);
+		platform.track(newEmail);
+		expect((await fetch(`${base}/api/v1/auth/register`, { method: "POST", headers: json, body: JSON.stringify({ email, password, name: "Kay" }) })).status).toBe(201);
+		const page = await newPage({ viewport: { width: 1100, height: 1600 } });
+		await page.goto(`${base}/#/login`);
+		await page.getByLabel("E-mail").fill(email);
+		await page.getByLabel("Password").fill(password);
+		await page.getByRole("button", { name: "Log in" }).click();
+		await page.getByRole("heading", { name: "Hello, Kay" }).waitFor();
+
+		await page.getByLabel("Display name").fill("Kay Moss");
+		await page.getByRole("button", { name: "Save the name" }).click();
+		await page.getByRole("heading", { name: "Hello, Kay Moss" }).waitFor();
+
+		await page.getByLabel("New e-mail address").fill(newEmail);
+		await page.getByLabel("Your password").fill("not my password at all");
+		await page.getByRole("button", { name: "Send the confirmation link" }).click();
+		await expect.poll(() => page.locator("#f-password-error").textContent()).toContain("not your current password");
+		await page.getByLabel("Your password").fill(password);
+		await page.getByRole("button", { name: "Send the confirmation link" }).click();
+		await expect.poll(() => page.getByRole("status").filter({ hasText: "We sent a link" }).textContent()).toContain(newEmail);
+		await page.getByRole("heading", { name: "Your account" }).scrollIntoViewIfNeeded();
+		await shot(page, "account");
+
+		const mail = await eventually(async () => (await messagesTo(newEmail)).find((m) => /confirm your new e-mail/i.test(m.Subject)), 15_000, "the confirmation e-mail");
+		const link = new URL(/https?:\/\/\S+verify-email\?token=[A-Za-z0-9_-]+/.exec((await getMessage(mail.ID)).Text)![0]);
+		await page.goto(`${base}${link.pathname}${link.search}`);
+		await expect.poll(() => page.locator(".card").textContent(), { timeout: 10_000 }).toContain("Your e-mail address is verified.");
+		await page.goto(`${base}/#/`);
+		await expect.poll(() => page.locator(".home .card").first().textContent(), { timeout: 10_000 }).toContain(newEmail);
 		await page.close();
 	});
 

@@ -10,6 +10,7 @@ import { Admin, ADMIN_SECTIONS, isAdmin } from "./admin.tsx";
 import type { AdminSection } from "./admin.tsx";
 import { api, ApiError, session, streamAlerts } from "./api.ts";
 import type { Alert, Invoice, Me, Page, Plan, Subscription } from "./api.ts";
+import { Account } from "./account.tsx";
 import { PushOptIn } from "./push-opt-in.tsx";
 import { Sessions } from "./sessions.tsx";
 import { ErrorBox, Field, money, useSubmit } from "./ui.tsx";
@@ -186,6 +187,7 @@ function Home() {
 			<Billing />
 			<Inbox />
 			<Preferences />
+			<Account me={me} onSaved={setMe} />
 			<Sessions />
 		</div>
 	);
