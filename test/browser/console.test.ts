@@ -28,6 +28,16 @@ describe("web console in Chromium", () => {
 
 	const shot = (page: Page, name: string) => platform.shot(page, name);
 	const newPage = (options?: Parameters<ConsolePlatform["browser"]["newPage"]>[0]) => platform.browser.newPage(options);
+	/** A new page logged in through the console's form, on the dashboard that greets `name`. */
+	const loggedInPage = async (email: string, name: string, height: number) => {
+		const page = await newPage({ viewport: { width: 1100, height } });
+		await page.goto(`${base}/#/login`);
+		await page.getByLabel("E-mail").fill(email);
+		await page.getByLabel("Password").fill(password);
+		await page.getByRole("button", { name: "Log in" }).click();
+		await page.getByRole("heading", { name: `Hello, ${name}` }).waitFor();
+		return page;
+	};
 
 	it("signs up, shows the trial and the inbox, receives a live alert, logs out and in", async () => {
 		const page = await newPage({ viewport: { width: 1100, height: 900 } });
@@ -79,12 +89,7 @@ describe("web console in Chromium", () => {
 		expect((await post("/api/v1/auth/register", { email, password, name: "Lin" })).status).toBe(201);
 		const phone = (await (await post("/api/v1/auth/login", { email, password })).json()) as { refreshToken: string };
 
-		const page = await newPage({ viewport: { width: 1100, height: 1400 } });
-		await page.goto(`${base}/#/login`);
-		await page.getByLabel("E-mail").fill(email);
-		await page.getByLabel("Password").fill(password);
-		await page.getByRole("button", { name: "Log in" }).click();
-		await page.getByRole("heading", { name: "Hello, Lin" }).waitFor();
+		const page = await loggedInPage(email, "Lin", 1400);
 		const sessions = page.getByTestId("session");
 		// The phone's and this browser's (registering opens none).
 		await expect.poll(() => sessions.count(), { timeout: 10_000 }).toBe(2);
@@ -116,12 +121,7 @@ describe("web console in Chromium", () => {
 		platform.track(email);
 		platform.track(newEmail);
 		expect((await fetch(`${base}/api/v1/auth/register`, { method: "POST", headers: json, body: JSON.stringify({ email, password, name: "Kay" }) })).status).toBe(201);
-		const page = await newPage({ viewport: { width: 1100, height: 1600 } });
-		await page.goto(`${base}/#/login`);
-		await page.getByLabel("E-mail").fill(email);
-		await page.getByLabel("Password").fill(password);
-		await page.getByRole("button", { name: "Log in" }).click();
-		await page.getByRole("heading", { name: "Hello, Kay" }).waitFor();
+		const page = await loggedInPage(email, "Kay", 1600);
 
 		await page.getByLabel("Display name").fill("Kay Moss");
 		await page.getByRole("button", { name: "Save the name" }).click();
