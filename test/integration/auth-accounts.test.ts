@@ -130,8 +130,11 @@ describe("profile and e-mail address", () => {
 		// Nothing changes before the link is followed.
 		expect((await getProfile(kit.deps, user.id)).email).toBe(old);
 
-		// A second request voids the first link.
+		// At most one a minute; a second request voids the first link.
 		const firstLink = await lastLinkToken(kit.pool, "user.email_change_requested", user.id);
+		const tooSoon = await failure(requestEmailChange(kit.deps, caller, { newEmail: next, password: PASSWORD }, req));
+		expect([tooSoon.code, tooSoon.type]).toEqual([429, "TOO_MANY_REQUESTS"]);
+		kit.clock.advance(61);
 		await requestEmailChange(kit.deps, caller, { newEmail: next, password: PASSWORD }, req);
 		const link = await lastLinkToken(kit.pool, "user.email_change_requested", user.id);
 		expect((await failure(verifyEmail(kit.deps, firstLink, req))).type).toBe("INVALID_OR_EXPIRED_TOKEN");
@@ -160,6 +163,7 @@ describe("profile and e-mail address", () => {
 		expect((await failure(verifyEmail(kit.deps, link, req))).type).toBe("EMAIL_ALREADY_REGISTERED");
 		expect((await getProfile(kit.deps, user.id)).email).toBe(user.email);
 
+		kit.clock.advance(61);
 		await requestEmailChange(kit.deps, caller, { newEmail: email(), password: PASSWORD }, req);
 		const late = await lastLinkToken(kit.pool, "user.email_change_requested", user.id);
 		kit.clock.advance(24 * 3600 + 1);
