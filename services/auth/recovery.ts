@@ -147,11 +147,13 @@ export async function requestEmailChange(deps: AuthDeps, caller: { userId: strin
 	if (newEmail === user.email.toLowerCase()) throw badRequest("This is already the account's e-mail address.", [{ field: "newEmail", message: "is the current address", type: "sameEmail" }]);
 	const now = deps.clock.now();
 	await withTransaction(deps.pool, async (tx) => {
+		// One request at a time per account (the throttle below reads what the last one wrote).
+		await tx.query("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", [user.id]);
 		const taken = await tx.query("SELECT 1 FROM users WHERE email = $1", [newEmail]);
 		if (taken.rowCount) throw conflict("An account with this e-mail address already exists.", "EMAIL_ALREADY_REGISTERED");
 		// Each request mails an address the account does not own yet: at most one a minute, so a
 		// session cannot be used to flood someone else's inbox.
-		const last = await tx.query<{ created_at: Date }>("SELECT created_at FROM email_verification_tokens WHERE user_id = $1 AND purpose = 'change' ORDER BY created_at DESC LIMIT 1 FOR UPDATE", [user.id]);
+		const last = await tx.query<{ created_at: Date }>("SELECT created_at FROM email_verification_tokens WHERE user_id = $1 AND purpose = 'change' ORDER BY created_at DESC LIMIT 1", [user.id]);
 		const wait = last.rows[0] ? deps.settings.emailResendIntervalS - (now.getTime() - last.rows[0].created_at.getTime()) / 1000 : 0;
 		if (wait > 0) throw new AppError(429, "TOO_MANY_REQUESTS", `A confirmation e-mail was sent moments ago; try again in ${Math.ceil(wait)} s.`, { retryAfterS: Math.ceil(wait) });
 		await tx.query("UPDATE email_verification_tokens SET used_at = $2 WHERE user_id = $1 AND purpose = 'change' AND used_at IS NULL", [user.id, now]);
