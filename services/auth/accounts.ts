@@ -129,6 +129,8 @@ export async function verifyEmail(deps: AuthDeps, token: string, request: Reques
 			await tx.query("UPDATE email_verification_tokens SET used_at = $2 WHERE token_hash = $1", [hashToken(token), now]);
 			if (row.purpose === "change" && !sameAddress) {
 				await tx.query("UPDATE users SET email = $2, email_verified = true, email_verified_at = $3, updated_at = $3 WHERE id = $1", [row.user_id, row.token_email, now]);
+				// Reset links went to the address the account just left: they stop working.
+				await tx.query("UPDATE password_reset_tokens SET used_at = $2 WHERE user_id = $1 AND used_at IS NULL", [row.user_id, now]);
 				await enqueue(tx, "user.email_changed", row.user_id, { userId: row.user_id, email: row.token_email, previousEmail: row.email, name: row.name, changedAt: now.toISOString() }, request, now);
 				await audit(tx, { action: "email.change", outcome: "success", userId: row.user_id, details: { from: row.email, to: row.token_email } }, request, now);
 			} else if (!row.email_verified) {

@@ -18,6 +18,7 @@ import { hashPassword, passwordProblems, verifyPassword } from "./passwords.ts";
 import { clientIpOrNull, hashToken, newOpaqueToken } from "./secrets.ts";
 import { ADMIN_ROLE } from "./rbac.ts";
 import { revokeSessions } from "./sessions.ts";
+import type pg from "pg";
 
 interface AccountRow {
 	id: string;
@@ -78,8 +79,10 @@ export async function resetPassword(deps: AuthDeps, hooks: AuthHooks, input: { t
 		const row = (await tx.query<ResetRow>(`${find} FOR UPDATE OF t, u`, [hash])).rows[0];
 		if (!row || !usable(row, now)) throw invalidLinkToken();
 		await tx.query("UPDATE users SET password_hash = $2, password_changed_at = $3, updated_at = $3 WHERE id = $1", [row.user_id, passwordHash, now]);
-		// This link and any other outstanding one die with the old password.
+		// This link and any other outstanding one die with the old password, and so does a pending
+		// move to another address (asked for by whoever had the old password).
 		await tx.query("UPDATE password_reset_tokens SET used_at = $2 WHERE user_id = $1 AND used_at IS NULL", [row.user_id, now]);
+		await voidEmailChangeLinks(tx, row.user_id, now);
 		const sessions = await revokeSessions(tx, { userId: row.user_id }, "password_reset", deps.settings, now);
 		// Proof of the mailbox lifts a lockout, so an attacker cannot keep the owner out.
 		await recordSuccess(tx, accountKey(row.email), now);
@@ -128,12 +131,18 @@ export async function changePassword(deps: AuthDeps, hooks: AuthHooks, caller: {
 		const updated = await tx.query("UPDATE users SET password_hash = $3, password_changed_at = $4, updated_at = $4 WHERE id = $1 AND password_hash = $2", [user.id, user.password_hash, passwordHash, now]);
 		if (updated.rowCount !== 1) throw badRequest("The password was changed meanwhile; try again.", [{ field: "currentPassword", message: "is not your current password", type: "passwordMismatch" }]);
 		const sessions = input.keepOtherSessions ? [] : await revokeSessions(tx, { userId: user.id, exceptSessionId: caller.sessionId }, "password_change", deps.settings, now);
+		await voidEmailChangeLinks(tx, user.id, now);
 		await recordSuccess(tx, key, now);
 		await enqueue(tx, "user.password_changed", user.id, { userId: user.id, email: user.email, name: user.name, changedAt: now.toISOString(), method: "change" }, request, now);
 		await audit(tx, { action: "password.change", outcome: "success", userId: user.id, sessionId: caller.sessionId, details: { revokedSessions: sessions.length } }, request, now);
 		return sessions;
 	});
 	if (revoked.length) hooks.sessionsRevoked(revoked);
+}
+
+/** Pending moves to another address stop working (a newer request, or the password changed). */
+async function voidEmailChangeLinks(tx: pg.PoolClient, userId: string, now: Date): Promise<void> {
+	await tx.query("UPDATE email_verification_tokens SET used_at = $2 WHERE user_id = $1 AND purpose = 'change' AND used_at IS NULL", [userId, now]);
 }
 
 /**
@@ -143,12 +152,15 @@ export async function changePassword(deps: AuthDeps, hooks: AuthHooks, caller: {
  */
 export async function requestEmailChange(deps: AuthDeps, caller: { userId: string; sessionId: string }, input: { newEmail: string; password: string }, request: RequestInfo): Promise<void> {
 	const newEmail = normalizeEmail(input.newEmail);
-	const { key, ...user } = await confirmPassword(deps, caller, input.password, "password", "email.change_request", request);
-	if (newEmail === user.email.toLowerCase()) throw badRequest("This is already the account's e-mail address.", [{ field: "newEmail", message: "is the current address", type: "sameEmail" }]);
+	const { key } = await confirmPassword(deps, caller, input.password, "password", "email.change_request", request);
 	const now = deps.clock.now();
 	await withTransaction(deps.pool, async (tx) => {
-		// One request at a time per account (the throttle below reads what the last one wrote).
-		await tx.query("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", [user.id]);
+		// Read again under the lock: one request at a time per account (the throttle below reads
+		// what the last one wrote), and the event carries the address the account has now.
+		const { rows } = await tx.query<Omit<AccountRow, "password_hash">>("SELECT id, email, name FROM users WHERE id = $1 FOR UPDATE", [caller.userId]);
+		const user = rows[0];
+		if (!user) throw notFound("User");
+		if (newEmail === user.email.toLowerCase()) throw badRequest("This is already the account's e-mail address.", [{ field: "newEmail", message: "is the current address", type: "sameEmail" }]);
 		const taken = await tx.query("SELECT 1 FROM users WHERE email = $1", [newEmail]);
 		if (taken.rowCount) throw conflict("An account with this e-mail address already exists.", "EMAIL_ALREADY_REGISTERED");
 		// Each request mails an address the account does not own yet: at most one a minute, so a
@@ -156,7 +168,7 @@ export async function requestEmailChange(deps: AuthDeps, caller: { userId: strin
 		const last = await tx.query<{ created_at: Date }>("SELECT created_at FROM email_verification_tokens WHERE user_id = $1 AND purpose = 'change' ORDER BY created_at DESC LIMIT 1", [user.id]);
 		const wait = last.rows[0] ? deps.settings.emailResendIntervalS - (now.getTime() - last.rows[0].created_at.getTime()) / 1000 : 0;
 		if (wait > 0) throw new AppError(429, "TOO_MANY_REQUESTS", `A confirmation e-mail was sent moments ago; try again in ${Math.ceil(wait)} s.`, { retryAfterS: Math.ceil(wait) });
-		await tx.query("UPDATE email_verification_tokens SET used_at = $2 WHERE user_id = $1 AND purpose = 'change' AND used_at IS NULL", [user.id, now]);
+		await voidEmailChangeLinks(tx, user.id, now);
 		await sendEmailLink(deps, tx, user, { purpose: "change", newEmail }, request, now);
 		await recordSuccess(tx, key, now);
 		await audit(tx, { action: "email.change_request", outcome: "success", userId: user.id, sessionId: caller.sessionId, details: { to: newEmail } }, request, now);

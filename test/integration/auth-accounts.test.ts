@@ -152,6 +152,37 @@ describe("profile and e-mail address", () => {
 		expect((await failure(verifyEmail(kit.deps, verifyOld, req))).type).toBe("INVALID_OR_EXPIRED_TOKEN");
 	});
 
+	it("voids a pending move when the password is reset or changed, and old reset links when the account moves", async () => {
+		const user = await registerUser(kit.deps, { email: email(), password: PASSWORD }, req);
+		const session = await login(kit.deps, { email: user.email, password: PASSWORD }, req);
+		const caller = { userId: user.id, sessionId: await sessionIdOf(session.accessToken) };
+		// Someone with the password asks to move the account; the owner resets the password.
+		await requestEmailChange(kit.deps, caller, { newEmail: email(), password: PASSWORD }, req);
+		const hijack = await lastLinkToken(kit.pool, "user.email_change_requested", user.id);
+		await forgotPassword(kit.deps, user.email, req);
+		const newPassword = "a whole new passphrase 5";
+		await resetPassword(kit.deps, kit.hooks, { token: await lastLinkToken(kit.pool, "user.password_reset_requested", user.id), password: newPassword }, req);
+		expect((await failure(verifyEmail(kit.deps, hijack, req))).type).toBe("INVALID_OR_EXPIRED_TOKEN");
+		expect((await getProfile(kit.deps, user.id)).email).toBe(user.email);
+
+		// The same after a password change.
+		const again = await login(kit.deps, { email: user.email, password: newPassword }, req);
+		const me = { userId: user.id, sessionId: await sessionIdOf(again.accessToken) };
+		kit.clock.advance(61);
+		await requestEmailChange(kit.deps, me, { newEmail: email(), password: newPassword }, req);
+		const pending = await lastLinkToken(kit.pool, "user.email_change_requested", user.id);
+		await changePassword(kit.deps, kit.hooks, me, { currentPassword: newPassword, newPassword: PASSWORD, keepOtherSessions: true }, req);
+		expect((await failure(verifyEmail(kit.deps, pending, req))).type).toBe("INVALID_OR_EXPIRED_TOKEN");
+
+		// A reset link sent to the old address dies when the account moves.
+		kit.clock.advance(61);
+		await forgotPassword(kit.deps, user.email, req);
+		const oldReset = await lastLinkToken(kit.pool, "user.password_reset_requested", user.id);
+		await requestEmailChange(kit.deps, me, { newEmail: email(), password: PASSWORD }, req);
+		await verifyEmail(kit.deps, await lastLinkToken(kit.pool, "user.email_change_requested", user.id), req);
+		expect((await failure(resetPassword(kit.deps, kit.hooks, { token: oldReset, password: "yet another passphrase 6" }, req))).type).toBe("INVALID_OR_EXPIRED_TOKEN");
+	});
+
 	it("refuses the link when another account took the address meanwhile, and an expired link", async () => {
 		const user = await registerUser(kit.deps, { email: email(), password: PASSWORD }, req);
 		const session = await login(kit.deps, { email: user.email, password: PASSWORD }, req);
