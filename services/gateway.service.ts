@@ -172,6 +172,7 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 						"GET /": "gateway.console",
 						"GET reset-password": "gateway.console",
 						"GET verify-email": "gateway.console",
+						"GET confirm-email": "gateway.console",
 						"GET assets/:file": "gateway.consoleAsset",
 						"GET sw.js": "gateway.consoleServiceWorker",
 					},

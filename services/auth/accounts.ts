@@ -89,8 +89,9 @@ export async function sendEmailLink(deps: AuthDeps, tx: pg.PoolClient, user: Pic
 	const expiresAt = addSeconds(now, deps.settings.emailVerificationTtlS);
 	const address = link.purpose === "change" ? link.newEmail : user.email;
 	await tx.query("INSERT INTO email_verification_tokens (token_hash, user_id, email, purpose, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)", [hash, user.id, address, link.purpose, now, expiresAt]);
-	// Both links land on the console's verify page, which posts the token to auth/verify-email.
-	const url = `${deps.settings.publicUrl}/verify-email?token=${encodeURIComponent(token)}`;
+	// Both pages of the console post the token to auth/verify-email. A verification opens at once;
+	// a move waits for a click, so a mail scanner that opens links cannot make it.
+	const url = `${deps.settings.publicUrl}/${link.purpose === "change" ? "confirm-email" : "verify-email"}?token=${encodeURIComponent(token)}`;
 	const base = { userId: user.id, email: user.email, name: user.name, expiresAt: expiresAt.toISOString() };
 	if (link.purpose === "verify") await enqueue(tx, "user.email_verification_requested", user.id, { ...base, verifyUrl: url }, request, now);
 	else await enqueue(tx, "user.email_change_requested", user.id, { ...base, newEmail: address, confirmUrl: url }, request, now);

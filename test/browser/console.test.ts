@@ -138,9 +138,14 @@ describe("web console in Chromium", () => {
 		await shot(page, "account");
 
 		const mail = await eventually(async () => (await messagesTo(newEmail)).find((m) => /confirm your new e-mail/i.test(m.Subject)), 15_000, "the confirmation e-mail");
-		const link = new URL(/https?:\/\/\S+verify-email\?token=[A-Za-z0-9_-]+/.exec((await getMessage(mail.ID)).Text)![0]);
+		const link = new URL(/https?:\/\/\S+confirm-email\?token=[A-Za-z0-9_-]+/.exec((await getMessage(mail.ID)).Text)![0]);
 		await page.goto(`${base}${link.pathname}${link.search}`);
-		await expect.poll(() => page.locator(".card").textContent(), { timeout: 10_000 }).toContain("Your e-mail address is verified.");
+		// Opening the link changes nothing; the click does.
+		await page.getByRole("heading", { name: "Use this e-mail address?" }).waitFor();
+		const before = (await (await fetch(`${base}/api/v1/auth/me`, { headers: { authorization: `Bearer ${await page.evaluate(() => (JSON.parse(sessionStorage.getItem("backplane.session")!) as { accessToken: string }).accessToken)}` } })).json()) as { email: string };
+		expect(before.email).toBe(email);
+		await page.getByRole("button", { name: "Confirm the new address" }).click();
+		await page.getByRole("heading", { name: "New address confirmed" }).waitFor();
 		await page.goto(`${base}/#/`);
 		await expect.poll(() => page.locator(".home .card").first().textContent(), { timeout: 10_000 }).toContain(newEmail);
 		await page.close();

@@ -125,8 +125,10 @@ describe("profile and e-mail address", () => {
 		expect((await failure(requestEmailChange(kit.deps, caller, { newEmail: taken, password: PASSWORD }, req))).type).toBe("EMAIL_ALREADY_REGISTERED");
 
 		await requestEmailChange(kit.deps, caller, { newEmail: ` ${next.toUpperCase()} `, password: PASSWORD }, req);
-		const requested = (await outboxEvents<{ email: string; newEmail: string }>(kit.pool, "user.email_change_requested")).filter((e) => e.subject === user.id);
+		const requested = (await outboxEvents<{ email: string; newEmail: string; confirmUrl: string }>(kit.pool, "user.email_change_requested")).filter((e) => e.subject === user.id);
 		expect(requested.map((e) => [e.data.email, e.data.newEmail])).toEqual([[old, next]]);
+		// Its own page, which waits for a click (a verification link's page posts at once).
+		expect(requested[0]!.data.confirmUrl).toMatch(/^http:\/\/app\.test\/confirm-email\?token=[A-Za-z0-9_-]{43}$/);
 		// Nothing changes before the link is followed.
 		expect((await getProfile(kit.deps, user.id)).email).toBe(old);
 

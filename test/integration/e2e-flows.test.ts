@@ -105,7 +105,10 @@ describe("user journeys through the gateway", () => {
 		const billing = nodes[1]!;
 		await eventually(async () => (await billing.call<{ email: string } | null, object>("billing.getCustomer", { userId })) ?? undefined, 10_000, "the billing customer");
 
-		const patch = await fetch(`${base}/api/v1/auth/me`, { method: "PATCH", headers: { ...json, authorization: `Bearer ${token}` }, body: JSON.stringify({ name: "Ada Lovelace" }) });
+		const patchMe = (body: unknown) => fetch(`${base}/api/v1/auth/me`, { method: "PATCH", headers: { ...json, authorization: `Bearer ${token}` }, body: JSON.stringify(body) });
+		// A body without the name (or with it misspelt) changes nothing.
+		expect((await patchMe({ nmae: "Eve" })).status).toBe(400);
+		const patch = await patchMe({ name: "Ada Lovelace" });
 		expect(patch.status).toBe(200);
 		expect(await patch.json()).toMatchObject({ id: userId, email, name: "Ada Lovelace" });
 
@@ -113,7 +116,7 @@ describe("user journeys through the gateway", () => {
 		expect((await post("/api/v1/auth/email/change", { newEmail }, token)).status).toBe(400);
 		expect((await post("/api/v1/auth/email/change", { newEmail, password }, token)).status).toBe(202);
 		const confirm = await mailTo(newEmail, /confirm your new e-mail/i);
-		const link = /https?:\/\/\S+verify-email\?token=[A-Za-z0-9_-]+/.exec((await getMessage(confirm.ID)).Text)?.[0];
+		const link = /https?:\/\/\S+confirm-email\?token=[A-Za-z0-9_-]+/.exec((await getMessage(confirm.ID)).Text)?.[0];
 		expect(link?.startsWith("http://app.backplane.test/")).toBe(true);
 		// Until the link is followed the account keeps its address.
 		const me = async () => (await (await fetch(`${base}/api/v1/auth/me`, { headers: { authorization: `Bearer ${token}` } })).json()) as { email: string; emailVerified: boolean; name: string };

@@ -1,7 +1,8 @@
 /**
  * The account's own details: the display name, and moving the account to another e-mail address.
  * The move needs the password and takes effect only when the link sent to the new address is
- * followed (it lands on the verify page); until then the account keeps its address.
+ * followed and confirmed there (the console's confirm-email page); until then the account keeps
+ * its address.
  */
 import { useState } from "preact/hooks";
 import { api } from "./api.ts";

@@ -16,13 +16,14 @@ import { Sessions } from "./sessions.tsx";
 import { ErrorBox, Field, money, useSubmit } from "./ui.tsx";
 import "./styles.css";
 
-type Route = { name: "login" | "signup" | "forgot" | "reset" | "verify" | "home"; token?: string } | { name: "admin"; section: AdminSection };
+type Route = { name: "login" | "signup" | "forgot" | "reset" | "verify" | "confirm-email" | "home"; token?: string } | { name: "admin"; section: AdminSection };
 
 function currentRoute(): Route {
 	const url = new URL(location.href);
 	const token = url.searchParams.get("token") ?? undefined;
 	if (url.pathname === "/reset-password") return { name: "reset", token };
 	if (url.pathname === "/verify-email") return { name: "verify", token };
+	if (url.pathname === "/confirm-email") return { name: "confirm-email", token };
 	const hash = location.hash.replace(/^#\/?/, "");
 	if (hash === "signup" || hash === "forgot") return { name: hash };
 	const admin = /^admin(?:\/([a-z-]+))?$/.exec(hash);
@@ -57,6 +58,7 @@ function App() {
 				{route.name === "forgot" && <Forgot />}
 				{route.name === "reset" && <Reset token={route.token} />}
 				{route.name === "verify" && <Verify token={route.token} />}
+				{route.name === "confirm-email" && <ConfirmEmail token={route.token} />}
 				{route.name === "admin" && <Admin section={route.section} />}
 				{route.name === "home" && <Home />}
 			</main>
@@ -153,6 +155,21 @@ function Verify({ token }: { token?: string }) {
 			{state === "ok" && <p>Your e-mail address is verified. <a href="/#/">Continue</a></p>}
 			{state instanceof ApiError && <ErrorBox error={state} />}
 		</section>
+	);
+}
+
+/** The link that moves an account to a new address: only a click here makes the move. */
+function ConfirmEmail({ token }: { token?: string }) {
+	const [done, setDone] = useState(false);
+	const form = useSubmit(() => api("POST", "/api/v1/auth/verify-email", { token }), () => setDone(true));
+	if (done) return <section class="card"><h1>New address confirmed</h1><p>Your account now uses this e-mail address; log in with it from now on. <a href="/#/">Continue</a></p></section>;
+	return (
+		<form class="card" onSubmit={form.onSubmit} aria-labelledby="confirm-email-title">
+			<h1 id="confirm-email-title">Use this e-mail address?</h1>
+			<ErrorBox error={form.error} />
+			<p>Your account will use the address this link was sent to, and stop using its current one.</p>
+			<button type="submit" disabled={form.busy}>Confirm the new address</button>
+		</form>
 	);
 }
 
