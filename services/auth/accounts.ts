@@ -119,6 +119,8 @@ export async function verifyEmail(deps: AuthDeps, token: string, request: Reques
 	let result: { ok: boolean; userId?: string };
 	try {
 		result = await withTransaction(deps.pool, async (tx) => {
+			// The user row first, as every other writer of a user's links locks it: the same order everywhere, no deadlock.
+			await tx.query("SELECT 1 FROM users WHERE id = (SELECT user_id FROM email_verification_tokens WHERE token_hash = $1) FOR UPDATE", [hashToken(token)]);
 			const { rows } = await tx.query<LinkRow>(
 				`SELECT t.user_id, t.used_at, t.expires_at, t.email AS token_email, t.purpose, u.email, u.name, u.email_verified
 				 FROM email_verification_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1 FOR UPDATE OF t, u`,
