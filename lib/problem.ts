@@ -103,6 +103,14 @@ export function toProblem(err: unknown, instance?: string, requestId?: string): 
 	if (requestId) problem.requestId = requestId;
 	const errors = validationErrors(e);
 	if (status === 400 && errors) problem.errors = errors;
+	// Members a client needs to go on (an MFA challenge's token), set on purpose by the code that
+	// raised the client fault; the reserved members above cannot be overwritten.
+	const extensions = status < 500 ? (e.data as { extensions?: unknown } | undefined)?.extensions : undefined;
+	if (extensions && typeof extensions === "object") {
+		for (const [key, value] of Object.entries(extensions)) {
+			if (!(key in problem) && ["string", "number", "boolean"].includes(typeof value)) problem[key] = value;
+		}
+	}
 	return problem;
 }
 

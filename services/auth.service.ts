@@ -7,7 +7,7 @@ import path from "node:path";
 import type { Context, Service, ServiceSchema } from "moleculer";
 import type pg from "pg";
 import type { Config } from "../lib/config.ts";
-import { forbidden, unauthorized } from "../lib/errors.ts";
+import { badRequest, forbidden, unauthorized } from "../lib/errors.ts";
 import { pgOutboxStore } from "../lib/events/pg-outbox.ts";
 import { migrateUp } from "../lib/migrations.ts";
 import { createPgPool } from "../lib/postgres.ts";
@@ -23,7 +23,8 @@ import { startMaintenance } from "./auth/housekeeping.ts";
 import { DEV_KEY_ENCRYPTION_KEY, KeyRing } from "./auth/keys.ts";
 import { DEFAULT_LOCKOUT } from "./auth/lockout.ts";
 import type { LockoutPolicy } from "./auth/lockout.ts";
-import { introspect, login, logout, refresh } from "./auth/login.ts";
+import { completeMfaLogin, introspect, login, logout, refresh } from "./auth/login.ts";
+import { confirmTotpEnrolment, disableTotp, startTotpEnrolment } from "./auth/mfa-enrolment.ts";
 import { dummyHash, limitHashing } from "./auth/passwords.ts";
 import { bootstrapAdmin, setUserRoles } from "./auth/rbac.ts";
 import { findUser, listOutbox, replayEvent } from "./auth/operations.ts";
@@ -79,7 +80,8 @@ export default function authService(config: Config, opts: AuthServiceOptions = {
 				methods: {
 					Ping: "ping", Register: "register", Login: "login", Refresh: "refresh", Logout: "logout", VerifyEmail: "verifyEmail",
 					ResendVerification: "resendVerification", ForgotPassword: "forgotPassword", ResetPassword: "resetPassword",
-					ChangePassword: "changePassword", Me: "me", UpdateProfile: "updateProfile", RequestEmailChange: "requestEmailChange", DeleteAccount: "deleteAccount", SetUserRoles: "setUserRoles", ListUsers: "listUsers", ListRoles: "listRoles",
+					ChangePassword: "changePassword", Me: "me", UpdateProfile: "updateProfile", RequestEmailChange: "requestEmailChange", CompleteMfaLogin: "completeMfaLogin",
+					StartTotp: "startTotp", ConfirmTotp: "confirmTotp", DisableTotp: "disableTotp", DeleteAccount: "deleteAccount", SetUserRoles: "setUserRoles", ListUsers: "listUsers", ListRoles: "listRoles",
 					RevokeUserSessions: "revokeUserSessions", ListSessions: "sessions", RevokeSession: "revokeSession", Introspect: "introspect", GetJwks: "jwks",
 				},
 				host: config.grpc.host,
@@ -127,6 +129,34 @@ export default function authService(config: Config, opts: AuthServiceOptions = {
 				rest: "POST /login", auth: "none", rateLimit: "auth-strict", openapi: { summary: "Exchange e-mail and password for an access and a refresh token" },
 				params: { $$strict: "remove", email, password: secret },
 				handler(ctx: Ctx<{ email: string; password: string }>) { return login(deps, ctx.params, this.request(ctx)); },
+			},
+			completeMfaLogin: {
+				rest: "POST /login/mfa", auth: "none", rateLimit: "auth-strict", openapi: { summary: "The second step of a login that answered 403 MFA_REQUIRED: its mfaToken and a code (or a recovery code)" },
+				params: { $$strict: "remove", mfaToken: secret, code: { type: "string", max: 20, optional: true }, recoveryCode: { type: "string", max: 40, optional: true } },
+				handler(ctx: Ctx<{ mfaToken: string; code?: string; recoveryCode?: string }>) {
+					// Over gRPC an absent string arrives empty: either one, not both or none.
+					const { code, recoveryCode } = { code: ctx.params.code || undefined, recoveryCode: ctx.params.recoveryCode || undefined };
+					if (!code === !recoveryCode) throw badRequest("Send either the code from your app or a recovery code.", [{ field: code ? "recoveryCode" : "code", message: "send exactly one of code and recoveryCode", type: "oneOf" }]);
+					return completeMfaLogin(deps, { mfaToken: ctx.params.mfaToken, code, recoveryCode }, this.request(ctx));
+				},
+			},
+			startTotp: {
+				rest: "POST /mfa/totp", auth: "required", rateLimit: "auth-strict", openapi: { summary: "Begin turning on two-step login (needs the password): a TOTP secret for the authenticator app" },
+				params: { $$strict: "remove", password: secret },
+				handler(ctx: Ctx<{ password: string }>) { return startTotpEnrolment(deps, this.caller(ctx), ctx.params, this.request(ctx)); },
+			},
+			confirmTotp: {
+				rest: "POST /mfa/totp/confirm", auth: "required", rateLimit: "auth-strict", openapi: { summary: "Turn two-step login on with a first code from the app; answers ten one-time recovery codes" },
+				params: { $$strict: "remove", code: { type: "string", min: 1, max: 20 } },
+				handler(ctx: Ctx<{ code: string }>) { return confirmTotpEnrolment(deps, this.caller(ctx), ctx.params, this.request(ctx)); },
+			},
+			disableTotp: {
+				rest: "POST /mfa/totp/disable", auth: "required", rateLimit: "auth-strict", openapi: { summary: "Turn two-step login off (needs the password)" },
+				params: { $$strict: "remove", password: secret },
+				async handler(ctx: Ctx<{ password: string }>) {
+					await disableTotp(deps, this.caller(ctx), ctx.params, this.request(ctx));
+					return this.reply(ctx, 204, {});
+				},
 			},
 			refresh: {
 				rest: "POST /refresh", auth: "none", openapi: { summary: "Exchange a refresh token for a new pair (the old one is spent)" },
@@ -324,7 +354,7 @@ export default function authService(config: Config, opts: AuthServiceOptions = {
 			const kek = config.auth.keyEncryptionKey ? Buffer.from(config.auth.keyEncryptionKey, "base64") : DEV_KEY_ENCRYPTION_KEY;
 			const keys = new KeyRing(pool, kek, clock, { rotationDays: config.auth.keyRotationDays, accessTokenTtlS: config.auth.accessTokenTtlS });
 			const { keyEncryptionKey: _sealed, ...settings } = config.auth;
-			deps = { pool, clock, keys, lockout: opts.lockout ?? DEFAULT_LOCKOUT, settings: { ...settings, ...DEFAULT_LINK_SETTINGS, bcryptCost: config.bcryptCost }, sessionCache: new ActiveSessionCache(config.auth.sessionCacheMs), tokenCache: new ExpiringCache(TOKEN_CACHE_ENTRIES) };
+			deps = { pool, clock, keys, kek, lockout: opts.lockout ?? DEFAULT_LOCKOUT, settings: { ...settings, ...DEFAULT_LINK_SETTINGS, bcryptCost: config.bcryptCost }, sessionCache: new ActiveSessionCache(config.auth.sessionCacheMs), tokenCache: new ExpiringCache(TOKEN_CACHE_ENTRIES) };
 			if (this.broker.isMetricsEnabled() && !this.broker.metrics.hasMetric("events.outbox.lag.seconds")) {
 				this.broker.metrics.register({ name: "events.outbox.lag.seconds", type: "gauge", labelNames: ["service"], description: "Age of the oldest event not yet relayed" });
 			}

@@ -42,6 +42,10 @@ export interface EmailChanged extends UserRef {
 	previousEmail: string;
 	changedAt: string;
 }
+/** Two-step login was turned on or off (`at`: when). */
+export interface MfaChanged extends UserRef {
+	at: string;
+}
 /** The profile changed (today: the display name). */
 export interface UserUpdated extends UserRef {
 	updatedAt: string;
@@ -76,6 +80,8 @@ export interface EventCatalog {
 	"user.email_change_requested": EmailChangeRequested;
 	"user.email_changed": EmailChanged;
 	"user.updated": UserUpdated;
+	"user.mfa_enabled": MfaChanged;
+	"user.mfa_disabled": MfaChanged;
 	"user.password_reset_requested": PasswordResetRequested;
 	"user.password_changed": PasswordChanged;
 	"user.deleted": UserDeleted;

@@ -13,6 +13,7 @@ import { addSeconds } from "./deps.ts";
 import type { AuthDeps, RequestInfo } from "./deps.ts";
 import { enqueue } from "./events.ts";
 import type pg from "pg";
+import { hasConfirmedTotp } from "./mfa.ts";
 import { hashPassword, passwordProblems } from "./passwords.ts";
 import { DEFAULT_ROLE, grantRole, grantsOf } from "./rbac.ts";
 import { hashToken, newOpaqueToken } from "./secrets.ts";
@@ -28,6 +29,8 @@ export interface User {
 export interface Profile extends User {
 	roles: string[];
 	permissions: string[];
+	/** Two-step login (an authenticator app) is on. */
+	mfaEnabled: boolean;
 }
 
 export interface RegisterInput {
@@ -191,7 +194,7 @@ export async function updateProfile(deps: AuthDeps, userId: string, input: { nam
 export async function getProfile(deps: AuthDeps, userId: string): Promise<Profile> {
 	const { rows } = await deps.pool.query<UserRow>(`SELECT ${USER_COLUMNS} FROM users WHERE id = $1`, [userId]);
 	if (!rows[0]) throw notFound("User");
-	return { ...toUser(rows[0]), ...(await grantsOf(deps.pool, userId)) };
+	return { ...toUser(rows[0]), ...(await grantsOf(deps.pool, userId)), mfaEnabled: await hasConfirmedTotp(deps.pool, userId) };
 }
 
 function toUser(row: UserRow): User {

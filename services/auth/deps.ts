@@ -41,6 +41,8 @@ export interface AuthDeps {
 	clock: Clock;
 	settings: AuthSettings;
 	keys: KeyRing;
+	/** Key-encryption key: seals the secrets auth must read back (services/auth/sealed.ts). */
+	kek: Buffer;
 	lockout: LockoutPolicy;
 	/** Introspection's memory of active sessions (none: every call asks PostgreSQL). */
 	sessionCache?: ActiveSessionCache;

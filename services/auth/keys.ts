@@ -6,11 +6,12 @@
  * keys are stored as JWKs. Several nodes share the table: rotation happens under an advisory
  * lock, and a unique index allows a single active key.
  */
-import { createCipheriv, createDecipheriv, createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes } from "node:crypto";
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync } from "node:crypto";
 import type { KeyObject } from "node:crypto";
 import { calculateJwkThumbprint } from "jose";
 import type pg from "pg";
 import { withTransaction } from "./db.ts";
+import { open, seal } from "./sealed.ts";
 import type { Clock } from "./deps.ts";
 
 export const SIGNING_ALGORITHM = "EdDSA";
@@ -148,7 +149,7 @@ export class KeyRing {
 			const jwk: PublicJwk = { ...row.public_jwk, kid: row.kid, alg: SIGNING_ALGORITHM, use: "sig" };
 			loaded.published.set(row.kid, { jwk, key: createPublicKey({ key: row.public_jwk, format: "jwk" }), until: row.published_until });
 			if (row.retired_at === null && row.kek_id === this.#kekId) {
-				const der = open(this.#kek, row.kid, row);
+				const der = open(this.#kek, row.kid, { ciphertext: row.private_key_ciphertext, iv: row.private_key_iv, tag: row.private_key_tag });
 				loaded.signing = { kid: row.kid, privateKey: createPrivateKey({ key: der, format: "der", type: "pkcs8" }) };
 			}
 		}
@@ -168,19 +169,4 @@ export class KeyRing {
 		);
 		return kid;
 	}
-}
-
-function seal(kek: Buffer, kid: string, plaintext: Buffer) {
-	const iv = randomBytes(12);
-	const cipher = createCipheriv("aes-256-gcm", kek, iv);
-	cipher.setAAD(Buffer.from(kid, "utf8"));
-	const ciphertext = Buffer.concat([cipher.update(plaintext), cipher.final()]);
-	return { ciphertext, iv, tag: cipher.getAuthTag() };
-}
-
-function open(kek: Buffer, kid: string, row: Pick<KeyRow, "private_key_ciphertext" | "private_key_iv" | "private_key_tag">): Buffer {
-	const decipher = createDecipheriv("aes-256-gcm", kek, row.private_key_iv);
-	decipher.setAAD(Buffer.from(kid, "utf8"));
-	decipher.setAuthTag(row.private_key_tag);
-	return Buffer.concat([decipher.update(row.private_key_ciphertext), decipher.final()]);
 }

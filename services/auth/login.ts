@@ -1,18 +1,23 @@
 /**
  * Login, refresh, logout and introspection. Login answers an unknown e-mail exactly like a wrong
  * password (same error, same bcrypt work against a dummy hash) and is throttled per account and
- * per client IP (lockout.ts). Every outcome lands in the audit log.
+ * per client IP (lockout.ts). With two-step login on, the right password gives a short-lived
+ * challenge (403 MFA_REQUIRED with `mfaToken`) instead of tokens; `completeMfaLogin` spends it with
+ * a code from the app or a recovery code; wrong codes count against the account's lockout and the
+ * challenge dies after five. Every outcome lands in the audit log.
  */
 import { AppError, notFound } from "../../lib/errors.ts";
 import { tokenCacheKey } from "../../lib/expiring-cache.ts";
 import { normalizeEmail } from "./accounts.ts";
 import { audit } from "./audit.ts";
 import { withTransaction } from "./db.ts";
+import { addSeconds } from "./deps.ts";
 import type { AuthDeps, AuthHooks, RequestInfo, RevokedSession } from "./deps.ts";
 import { accountKey, ipKey, recordFailure, recordSuccess, secondsLocked } from "./lockout.ts";
 import { hashPassword, verifyAgainstDummy, verifyPassword } from "./passwords.ts";
 import { grantsOf } from "./rbac.ts";
-import { clientIpOrNull, hashToken } from "./secrets.ts";
+import { MFA_CHALLENGE_ATTEMPTS, MFA_CHALLENGE_TTL_S, hasConfirmedTotp, loadAuthenticator, matchTotp, spendRecoveryCode } from "./mfa.ts";
+import { clientIpOrNull, hashToken, newOpaqueToken } from "./secrets.ts";
 import { openSession, revokeSessions, rotateRefreshToken, sessionIsActive } from "./sessions.ts";
 import type { IssuedRefreshToken } from "./sessions.ts";
 import { issueAccessToken, verifyAccessToken } from "./tokens.ts";
@@ -68,6 +73,12 @@ export async function login(deps: AuthDeps, input: { email: string; password: st
 		await pool.query("UPDATE users SET password_hash = $3 WHERE id = $1 AND password_hash = $2", [user.id, user.password_hash, rehashed]);
 	}
 	const at = clock.now();
+	if (await hasConfirmedTotp(pool, user.id)) {
+		const { token, hash } = newOpaqueToken();
+		await pool.query("INSERT INTO mfa_challenges (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)", [hash, user.id, at, addSeconds(at, MFA_CHALLENGE_TTL_S)]);
+		await audit(pool, { action: "login.password", outcome: "success", userId: user.id, details: { next: "mfa" } }, request, at);
+		throw new AppError(403, "MFA_REQUIRED", "Enter the code from your authenticator app (or a recovery code) with this mfaToken.", { extensions: { mfaToken: token, mfaTokenExpiresIn: MFA_CHALLENGE_TTL_S } });
+	}
 	const refresh = await withTransaction(pool, async (tx) => {
 		await recordSuccess(tx, keys.account, at);
 		const issued = await openSession(tx, user.id, settings, at, request.clientIp);
@@ -75,6 +86,52 @@ export async function login(deps: AuthDeps, input: { email: string; password: st
 		return issued;
 	});
 	return tokenPair(deps, user.id, refresh, at);
+}
+
+export const invalidMfaToken = () => new AppError(401, "INVALID_MFA_TOKEN", "This login step has expired or was already used; log in again.");
+
+/** The second step of a login: a code from the authenticator app, or one recovery code. */
+export async function completeMfaLogin(deps: AuthDeps, input: { mfaToken: string; code?: string; recoveryCode?: string }, request: RequestInfo): Promise<TokenPair> {
+	const { pool, settings } = deps;
+	const now = deps.clock.now();
+	const hash = hashToken(input.mfaToken);
+	const result = await withTransaction(pool, async (tx) => {
+		const { rows } = await tx.query<{ user_id: string; expires_at: Date; attempts: number; used_at: Date | null; email: string }>(
+			"SELECT c.user_id, c.expires_at, c.attempts, c.used_at, u.email FROM mfa_challenges c JOIN users u ON u.id = c.user_id WHERE c.token_hash = $1 FOR UPDATE OF c",
+			[hash],
+		);
+		const row = rows[0];
+		if (!row || row.used_at || row.expires_at <= now || row.attempts >= MFA_CHALLENGE_ATTEMPTS) return { kind: "invalid" as const, userId: row?.user_id };
+		const key = accountKey(row.email);
+		const locked = await secondsLocked(tx, [key], now);
+		if (locked > 0) return { kind: "locked" as const, locked, userId: row.user_id };
+		let method: "totp" | "recovery_code" | undefined;
+		if (input.code) {
+			const authenticator = await loadAuthenticator(tx, deps.kek, row.user_id, true);
+			const step = authenticator?.confirmed ? matchTotp(authenticator.secret, input.code, authenticator.lastUsedStep, now) : null;
+			if (step !== null) {
+				await tx.query("UPDATE totp_authenticators SET last_used_step = $2 WHERE user_id = $1", [row.user_id, step]);
+				method = "totp";
+			}
+		} else if (input.recoveryCode && (await spendRecoveryCode(tx, row.user_id, input.recoveryCode, now))) {
+			method = "recovery_code";
+		}
+		if (!method) {
+			await tx.query("UPDATE mfa_challenges SET attempts = attempts + 1 WHERE token_hash = $1", [hash]);
+			return { kind: "wrong" as const, key, userId: row.user_id };
+		}
+		await tx.query("UPDATE mfa_challenges SET used_at = $2 WHERE token_hash = $1", [hash, now]);
+		await recordSuccess(tx, key, now);
+		const issued = await openSession(tx, row.user_id, settings, now, request.clientIp);
+		await audit(tx, { action: "login", outcome: "success", userId: row.user_id, sessionId: issued.sessionId, details: { mfa: method } }, request, now);
+		return { kind: "ok" as const, userId: row.user_id, issued };
+	});
+	if (result.kind === "ok") return tokenPair(deps, result.userId, result.issued, now);
+	await audit(pool, { action: "login.mfa", outcome: "failure", userId: result.userId ?? null, details: { reason: result.kind } }, request, now);
+	if (result.kind === "locked") throw tooManyAttempts(result.locked);
+	if (result.kind === "invalid") throw invalidMfaToken();
+	await recordFailure(pool, result.key, deps.lockout.account, now);
+	throw new AppError(401, "INVALID_MFA_CODE", "The code is not right (or was used already); try the one your app shows now.");
 }
 
 async function tokenPair(deps: AuthDeps, userId: string, refresh: IssuedRefreshToken, now: Date): Promise<TokenPair> {

@@ -104,7 +104,7 @@ export interface ChangePasswordInput {
  * Re-authentication for a sensitive change by a logged-in user: the account's current password,
  * under the same lockout as the login form (guessing through this form counts there too).
  */
-async function confirmPassword(deps: AuthDeps, caller: { userId: string; sessionId: string }, password: string, field: string, action: string, request: RequestInfo): Promise<AccountRow & { key: string }> {
+export async function confirmPassword(deps: AuthDeps, caller: { userId: string; sessionId: string }, password: string, field: string, action: string, request: RequestInfo): Promise<AccountRow & { key: string }> {
 	const { rows } = await deps.pool.query<AccountRow>("SELECT id, email, name, password_hash FROM users WHERE id = $1", [caller.userId]);
 	const user = rows[0];
 	if (!user) throw notFound("User");

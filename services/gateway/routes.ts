@@ -22,6 +22,10 @@ export interface GrpcRoute {
 export const AUTH_ROUTES: GrpcRoute[] = [
 	{ route: "POST auth/register", rpc: "Register", action: "auth.register", auth: "none", rateLimit: "auth-strict", successStatus: 201, location: "/api/v1/auth/me", summary: "Create an account" },
 	{ route: "POST auth/login", rpc: "Login", action: "auth.login", auth: "none", rateLimit: "auth-strict", summary: "Log in with e-mail and password" },
+	{ route: "POST auth/login/mfa", rpc: "CompleteMfaLogin", action: "auth.completeMfaLogin", auth: "none", rateLimit: "auth-strict", summary: "The second step of a login that answered 403 MFA_REQUIRED: its mfaToken and a code from the app (or a recovery code)" },
+	{ route: "POST auth/mfa/totp", rpc: "StartTotp", action: "auth.startTotp", auth: "required", rateLimit: "auth-strict", summary: "Begin turning on two-step login (needs the password): a TOTP secret and its otpauth:// link" },
+	{ route: "POST auth/mfa/totp/confirm", rpc: "ConfirmTotp", action: "auth.confirmTotp", auth: "required", rateLimit: "auth-strict", summary: "Turn two-step login on with a first code from the app; answers ten one-time recovery codes" },
+	{ route: "POST auth/mfa/totp/disable", rpc: "DisableTotp", action: "auth.disableTotp", auth: "required", rateLimit: "auth-strict", successStatus: 204, summary: "Turn two-step login off (needs the password)" },
 	{ route: "POST auth/refresh", rpc: "Refresh", action: "auth.refresh", auth: "none", summary: "Exchange a refresh token for a new token pair" },
 	{ route: "POST auth/logout", rpc: "Logout", action: "auth.logout", auth: "required", successStatus: 204, summary: "End this session, all sessions, or all but this one" },
 	{ route: "POST auth/verify-email", rpc: "VerifyEmail", action: "auth.verifyEmail", auth: "none", successStatus: 204, summary: "Follow an e-mailed link: confirm the address, or move the account to the new address it was sent to" },

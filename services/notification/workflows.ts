@@ -4,7 +4,7 @@
  * is read in one table; the texts live in the locale catalogs (locales/<lang>.json) under the
  * workflow's id.
  */
-import type { EmailChanged, EmailChangeRequested, EmailVerificationRequested, EventCatalog, EventType, InvoiceData, PasswordChanged, PasswordResetRequested, SubscriptionData, UserRef } from "../../lib/events/catalog.ts";
+import type { EmailChanged, EmailChangeRequested, EmailVerificationRequested, EventCatalog, MfaChanged, EventType, InvoiceData, PasswordChanged, PasswordResetRequested, SubscriptionData, UserRef } from "../../lib/events/catalog.ts";
 
 export const CHANNELS = ["email", "push", "in_app"] as const;
 export type Channel = (typeof CHANNELS)[number];
@@ -130,6 +130,23 @@ export const WORKFLOWS: readonly Workflow[] = [
 		// The e-mail goes to the address the account left: its owner must learn of the move.
 		recipient: (d: EmailChanged) => ({ userId: d.userId, email: d.previousEmail, name: d.name }),
 		variables: (d: EmailChanged, publicUrl) => ({ name: d.name, email: d.email, previousEmail: d.previousEmail, changedAt: d.changedAt, actionUrl: link(publicUrl, "password", "forgot") }),
+		push: { ttlSeconds: DAY, urgency: "high" },
+	}),
+	define({
+		id: "mfa-enabled",
+		event: "user.mfa_enabled",
+		category: "security",
+		channels: ["email", "in_app"],
+		recipient: fromUser,
+		variables: (d: MfaChanged, publicUrl) => ({ name: d.name, at: d.at, actionUrl: link(publicUrl, "password", "forgot") }),
+	}),
+	define({
+		id: "mfa-disabled",
+		event: "user.mfa_disabled",
+		category: "security",
+		channels: ["email", "push", "in_app"],
+		recipient: fromUser,
+		variables: (d: MfaChanged, publicUrl) => ({ name: d.name, at: d.at, actionUrl: link(publicUrl, "password", "forgot") }),
 		push: { ttlSeconds: DAY, urgency: "high" },
 	}),
 	define({

@@ -3,8 +3,9 @@
  * whole platform: sign up -> dashboard with the trial and the welcome alert -> a new alert
  * arrives live over SSE -> log out and in; the e-mailed reset link opens the console's reset
  * page and sets a new password; the e-mailed verification link verifies the address; the account
- * card renames the user and moves the account to a new address through the link sent there; web
- * push (service worker, opt-in, devices). Screenshots of each screen go to test-results/screenshots/.
+ * card renames the user and moves the account to a new address through the link sent there;
+ * two-step login is turned on and then asks for a code at login; web push (service worker,
+ * opt-in, devices). Screenshots of each screen go to test-results/screenshots/.
  */
 import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -13,6 +14,7 @@ import type { ConsolePlatform } from "../support/console.ts";
 import { getMessage, messagesTo } from "../support/mailpit.ts";
 import { createBrowserSubscription } from "../support/push-service.ts";
 import { eventually, uniqueId } from "../support/infra.ts";
+import { totpCode } from "../support/totp.ts";
 
 describe("web console in Chromium", () => {
 	let platform: ConsolePlatform;
@@ -148,6 +150,41 @@ describe("web console in Chromium", () => {
 		await page.getByRole("heading", { name: "New address confirmed" }).waitFor();
 		await page.goto(`${base}/#/`);
 		await expect.poll(() => page.locator(".home .card").first().textContent(), { timeout: 10_000 }).toContain(newEmail);
+		await page.close();
+	});
+
+	it("turns on two-step login, then asks for the app's code (or a recovery code) at login", async () => {
+		const email = `${uniqueId("web2fa")}@example.com`;
+		platform.track(email);
+		expect((await fetch(`${base}/api/v1/auth/register`, { method: "POST", headers: json, body: JSON.stringify({ email, password, name: "Ida" }) })).status).toBe(201);
+		const page = await loggedInPage(email, "Ida", 1800);
+		await page.getByLabel("Password to turn it on").fill(password);
+		await page.getByRole("button", { name: "Set up two-step login" }).click();
+		const secret = (await page.getByTestId("totp-secret").textContent())!;
+		await page.getByLabel("Code from the app").fill("000000");
+		await page.getByRole("button", { name: "Confirm the code" }).click();
+		await expect.poll(() => page.locator("#f-mfa-code-error").textContent()).toContain("not the current code");
+		await page.getByLabel("Code from the app").fill(totpCode(secret));
+		await page.getByRole("button", { name: "Confirm the code" }).click();
+		const codes = await page.getByTestId("recovery-codes").locator("li").allTextContents();
+		expect(codes).toHaveLength(10);
+		await expect.poll(() => page.getByRole("heading", { name: /Two-step login/ }).textContent()).toContain("on");
+		await page.getByRole("heading", { name: /Two-step login/ }).scrollIntoViewIfNeeded();
+		await shot(page, "two-step-recovery-codes");
+		await page.getByRole("button", { name: "I have saved them" }).click();
+		await page.getByLabel("Password to turn it off").waitFor();
+
+		await page.getByRole("button", { name: "Log out" }).click();
+		await page.getByRole("heading", { name: "Log in" }).waitFor();
+		await page.getByLabel("E-mail").fill(email);
+		await page.getByLabel("Password").fill(password);
+		await page.getByRole("button", { name: "Log in" }).click();
+		await page.getByRole("heading", { name: "Two-step login" }).waitFor();
+		await shot(page, "two-step-login");
+		await page.getByRole("link", { name: "Use a recovery code instead" }).click();
+		await page.getByLabel("Recovery code").fill(codes[0]!);
+		await page.getByRole("button", { name: "Continue" }).click();
+		await page.getByRole("heading", { name: "Hello, Ida" }).waitFor();
 		await page.close();
 	});
 

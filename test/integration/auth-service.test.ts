@@ -126,7 +126,7 @@ describe("auth service over the gRPC bridge", () => {
 
 		const caller = await callerOf(pair.accessToken);
 		const me = await rpc("Me", {}, { caller });
-		expect(me).toEqual({ id: caller.userId, email, name: "Grace", emailVerified: false, createdAt: expect.any(String) as unknown, roles: ["user"], permissions: [] });
+		expect(me).toEqual({ id: caller.userId, email, name: "Grace", emailVerified: false, createdAt: expect.any(String) as unknown, roles: ["user"], permissions: [], mfaEnabled: false });
 		const anonymous = await failure(rpc("Me", {}));
 		expect([anonymous.code, anonymous.type]).toEqual([401, "UNAUTHORIZED"]);
 
@@ -213,8 +213,9 @@ describe("a registration committed by a node that died before relaying it", () =
 		try {
 			// Exactly what register does, by a process with no relay running: committed, never published.
 			const clock = new TestClock(Date.now());
-			const keys = new KeyRing(pool, Buffer.alloc(32, 7), clock, { rotationDays: 30, accessTokenTtlS: 900 });
-			const user = await registerUser({ pool, clock, keys, settings: TEST_SETTINGS, lockout: TEST_LOCKOUT }, { email: `${uniqueId("crash")}@example.com`, password: PASSWORD }, { requestId: "req-crash" });
+			const kek = Buffer.alloc(32, 7);
+			const keys = new KeyRing(pool, kek, clock, { rotationDays: 30, accessTokenTtlS: 900 });
+			const user = await registerUser({ pool, clock, keys, kek, settings: TEST_SETTINGS, lockout: TEST_LOCKOUT }, { email: `${uniqueId("crash")}@example.com`, password: PASSWORD }, { requestId: "req-crash" });
 			const pending = await pool.query<{ id: string; published_at: Date | null }>("SELECT id, published_at FROM outbox_events WHERE type = 'user.created'");
 			expect(pending.rows).toEqual([{ id: expect.any(String) as unknown, published_at: null }]);
 			await new Promise((r) => setTimeout(r, 300));

@@ -8,6 +8,7 @@ import type { ServiceBroker } from "moleculer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { deleteMessages, getMessage, messagesTo } from "../support/mailpit.ts";
 import { createBrowserSubscription } from "../support/push-service.ts";
+import { totpCode } from "../support/totp.ts";
 import { createTestDatabase, eventually, gatewayUrl, startNode, testEnv, uniqueId, waitForCluster } from "../support/infra.ts";
 
 describe("user journeys through the gateway", () => {
@@ -134,6 +135,40 @@ describe("user journeys through the gateway", () => {
 		}, 10_000, "the billing customer's new address");
 		expect(customer.name).toBe("Ada Lovelace");
 		mailIds.push(...(await messagesTo(email)).map((m) => m.ID), ...(await messagesTo(newEmail)).map((m) => m.ID));
+	});
+
+	it("two-step login: on with the password and a first code; login then answers 403 MFA_REQUIRED, and the code gives the tokens", async () => {
+		const email = `${uniqueId("totp")}@example.com`;
+		const password = "correct horse battery staple 42";
+		expect((await post("/api/v1/auth/register", { email, password, name: "Ada" })).status).toBe(201);
+		const token = await login(email, password);
+		const started = await post("/api/v1/auth/mfa/totp", { password }, token);
+		expect(started.status).toBe(200);
+		const { secret, otpauthUrl } = (await started.json()) as { secret: string; otpauthUrl: string };
+		expect(otpauthUrl).toContain(`secret=${secret}`);
+		const confirmed = await post("/api/v1/auth/mfa/totp/confirm", { code: totpCode(secret) }, token);
+		expect(confirmed.status).toBe(200);
+		const { recoveryCodes } = (await confirmed.json()) as { recoveryCodes: string[] };
+		expect(recoveryCodes).toHaveLength(10);
+		await mailTo(email, /two-step login is on/i);
+
+		const first = await post("/api/v1/auth/login", { email, password });
+		expect(first.status).toBe(403);
+		expect(first.headers.get("content-type")).toContain("application/problem+json");
+		const problem = (await first.json()) as { code: string; mfaToken: string; mfaTokenExpiresIn: number };
+		expect(problem).toMatchObject({ code: "MFA_REQUIRED", mfaTokenExpiresIn: 300 });
+		expect((await post("/api/v1/auth/login/mfa", { mfaToken: problem.mfaToken })).status).toBe(400);
+		expect((await post("/api/v1/auth/login/mfa", { mfaToken: problem.mfaToken, recoveryCode: "not-a-code" })).status).toBe(401);
+		const second = await post("/api/v1/auth/login/mfa", { mfaToken: problem.mfaToken, recoveryCode: recoveryCodes[0] });
+		expect(second.status).toBe(200);
+		const tokens = (await second.json()) as { accessToken: string };
+		const me = (await (await fetch(`${base}/api/v1/auth/me`, { headers: { authorization: `Bearer ${tokens.accessToken}` } })).json()) as { mfaEnabled: boolean };
+		expect(me.mfaEnabled).toBe(true);
+
+		expect((await post("/api/v1/auth/mfa/totp/disable", { password }, tokens.accessToken)).status).toBe(204);
+		expect((await post("/api/v1/auth/login", { email, password })).status).toBe(200);
+		await mailTo(email, /two-step login was turned off/i);
+		mailIds.push(...(await messagesTo(email)).map((m) => m.ID));
 	});
 
 	it("account deletion: needs the password, ends sessions at once, and erases the user's data in every service", async () => {

@@ -61,13 +61,14 @@ export async function authKit(opts: { kek?: Buffer; rotationDays?: number } = {}
 	await migrateUp(databaseUrl, MIGRATIONS_DIR, silent);
 	const pool = new pg.Pool({ connectionString: databaseUrl, max: 5 });
 	const clock = new TestClock();
-	const keys = new KeyRing(pool, opts.kek ?? randomBytes(32), clock, { rotationDays: opts.rotationDays ?? 30, accessTokenTtlS: TEST_SETTINGS.accessTokenTtlS });
+	const kek = opts.kek ?? randomBytes(32);
+	const keys = new KeyRing(pool, kek, clock, { rotationDays: opts.rotationDays ?? 30, accessTokenTtlS: TEST_SETTINGS.accessTokenTtlS });
 	const revoked: RevokedSession[] = [];
 	return {
 		databaseUrl,
 		pool,
 		clock,
-		deps: { pool, clock, keys, settings: TEST_SETTINGS, lockout: TEST_LOCKOUT },
+		deps: { pool, clock, keys, kek, settings: TEST_SETTINGS, lockout: TEST_LOCKOUT },
 		revoked,
 		hooks: { sessionsRevoked: (s) => revoked.push(...s) },
 		close: () => pool.end(),

@@ -13,6 +13,8 @@ export const SAMPLE_DATA: { [K in EventType]: EventCatalog[K] } = {
 	"user.email_change_requested": { ...user, newEmail: "ada@new.example.com", confirmUrl: "https://app.example.com/verify-email?token=chg", expiresAt: "2026-11-26T12:00:00.000Z" },
 	"user.email_changed": { ...user, email: "ada@new.example.com", previousEmail: "ada@example.com", changedAt: "2026-11-25T12:00:00.000Z" },
 	"user.updated": { ...user, name: "Ada Lovelace", updatedAt: "2026-11-25T12:00:00.000Z" },
+	"user.mfa_enabled": { ...user, at: "2026-11-25T12:00:00.000Z" },
+	"user.mfa_disabled": { ...user, at: "2026-11-25T12:00:00.000Z" },
 	"user.password_reset_requested": { ...user, resetUrl: "https://app.example.com/reset?token=xyz", expiresAt: "2026-11-25T13:00:00.000Z" },
 	"user.password_changed": { ...user, changedAt: "2026-11-25T12:00:00.000Z", method: "change" },
 	"user.deleted": { userId: "u1" },

@@ -33,6 +33,8 @@ describe("notification workflows", () => {
 			"verify-email": "security",
 			"confirm-new-email": "security",
 			"email-changed": "security",
+			"mfa-enabled": "security",
+			"mfa-disabled": "security",
 			"password-reset": "security",
 			"password-changed": "security",
 			"trial-ending": "billing",

@@ -17,6 +17,13 @@ describe("toProblem", () => {
 		});
 	});
 
+	it("adds the extension members a client fault carries, never over the reserved ones, never on a 500", () => {
+		const challenge = new AppError(403, "MFA_REQUIRED", "Enter the code.", { extensions: { mfaToken: "t0k", mfaTokenExpiresIn: 300, status: 200, nested: { no: 1 } } });
+		expect(toProblem(challenge)).toMatchObject({ status: 403, code: "MFA_REQUIRED", mfaToken: "t0k", mfaTokenExpiresIn: 300 });
+		expect(toProblem(challenge)).not.toHaveProperty("nested");
+		expect(toProblem(new AppError(500, "BOOM", "x", { extensions: { secret: "s" } }))).not.toHaveProperty("secret");
+	});
+
 	it("lists the failing fields of a Moleculer validation error", () => {
 		const err = new Errors.ValidationError("Parameters validation error!", "VALIDATION_ERROR", [
 			{ type: "email", field: "email", message: "The 'email' field must be a valid e-mail." },

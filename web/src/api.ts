@@ -7,6 +7,8 @@ export interface Problem {
 	code: string;
 	detail: string;
 	errors?: { field: string; message: string }[];
+	/** MFA_REQUIRED: what the second step of the login sends back. */
+	mfaToken?: string;
 }
 
 export class ApiError extends Error {
@@ -124,6 +126,7 @@ export interface Me {
 	emailVerified: boolean;
 	roles: string[];
 	permissions: string[];
+	mfaEnabled: boolean;
 }
 
 export interface Plan {

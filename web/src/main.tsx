@@ -11,6 +11,7 @@ import type { AdminSection } from "./admin.tsx";
 import { api, ApiError, session, streamAlerts } from "./api.ts";
 import type { Alert, Invoice, Me, Page, Plan, Subscription } from "./api.ts";
 import { Account } from "./account.tsx";
+import { TwoStepLogin } from "./two-step.tsx";
 import { PushOptIn } from "./push-opt-in.tsx";
 import { Sessions } from "./sessions.tsx";
 import { ErrorBox, Field, money, useSubmit } from "./ui.tsx";
@@ -69,10 +70,21 @@ function App() {
 function Login() {
 	const [email, setEmail] = useState("");
 	const [password, setPassword] = useState("");
-	const form = useSubmit(() => api<{ accessToken: string; refreshToken: string }>("POST", "/api/v1/auth/login", { email, password }), (tokens) => {
+	const [mfaToken, setMfaToken] = useState<string | null>(null);
+	const signedIn = (tokens: { accessToken: string; refreshToken: string }) => {
 		session.set(tokens);
 		go("");
-	});
+	};
+	const form = useSubmit(async () => {
+		try {
+			return await api<{ accessToken: string; refreshToken: string }>("POST", "/api/v1/auth/login", { email, password });
+		} catch (err) {
+			// Two-step login is on: the password was right, a code comes next.
+			if (err instanceof ApiError && err.problem.code === "MFA_REQUIRED" && err.problem.mfaToken) return err.problem.mfaToken;
+			throw err;
+		}
+	}, (result) => (typeof result === "string" ? setMfaToken(result) : signedIn(result)));
+	if (mfaToken) return <SecondStep mfaToken={mfaToken} onDone={signedIn} />;
 	return (
 		<form class="card" onSubmit={form.onSubmit} aria-labelledby="login-title">
 			<h1 id="login-title">Log in</h1>
@@ -82,6 +94,28 @@ function Login() {
 			<button type="submit" disabled={form.busy}>Log in</button>
 			<nav class="links">
 				<a href="/#/signup">Create an account</a> · <a href="/#/forgot">Forgot your password?</a>
+			</nav>
+		</form>
+	);
+}
+
+/** The second step of a login with two-step login on: a code from the app, or a recovery code. */
+function SecondStep({ mfaToken, onDone }: { mfaToken: string; onDone: (tokens: { accessToken: string; refreshToken: string }) => void }) {
+	const [code, setCode] = useState("");
+	const [useRecovery, setUseRecovery] = useState(false);
+	const form = useSubmit(() => api<{ accessToken: string; refreshToken: string }>("POST", "/api/v1/auth/login/mfa", useRecovery ? { mfaToken, recoveryCode: code } : { mfaToken, code }), onDone);
+	return (
+		<form class="card" onSubmit={form.onSubmit} aria-labelledby="second-step-title">
+			<h1 id="second-step-title">Two-step login</h1>
+			<ErrorBox error={form.error} />
+			{useRecovery ? (
+				<Field label="Recovery code" name="recoveryCode" autocomplete="off" value={code} onInput={setCode} error={form.error} />
+			) : (
+				<Field label="Code from your authenticator app" name="code" autocomplete="one-time-code" value={code} onInput={setCode} error={form.error} />
+			)}
+			<button type="submit" disabled={form.busy}>Continue</button>
+			<nav class="links">
+				<a href="/#/login" onClick={(e) => (e.preventDefault(), setCode(""), setUseRecovery(!useRecovery))}>{useRecovery ? "Use a code from the app" : "Use a recovery code instead"}</a>
 			</nav>
 		</form>
 	);
@@ -205,6 +239,7 @@ function Home() {
 			<Inbox />
 			<Preferences />
 			<Account me={me} onSaved={setMe} />
+			<TwoStepLogin me={me} onChanged={() => void api<Me>("GET", "/api/v1/auth/me").then(setMe)} />
 			<Sessions />
 		</div>
 	);

@@ -56,6 +56,8 @@ export const asApiError = (err: unknown) => (err instanceof ApiError ? err : new
 export function Field(props: {
 	label: string;
 	name: string;
+	/** The element id, when two forms on one page have a field of the same name. */
+	id?: string;
 	type?: "text" | "email" | "password" | "search" | "number";
 	value: string;
 	onInput: (v: string) => void;
@@ -65,7 +67,7 @@ export function Field(props: {
 	disabled?: boolean;
 	hint?: string;
 }) {
-	const id = `f-${props.name}`;
+	const id = props.id ?? `f-${props.name}`;
 	const message = props.error?.field(props.name);
 	const described = [message && `${id}-error`, props.hint && `${id}-hint`].filter(Boolean).join(" ") || undefined;
 	return (

@@ -1,0 +1,62 @@
+/**
+ * Turning the second factor on and off. Starting needs the password again and gives the secret
+ * (and its otpauth:// link for a QR code); the factor is on only once a first code from the app
+ * confirmed it, which also gives ten recovery codes, shown this once. Turning it off needs the
+ * password again. Both publish an event, so the user hears of it by e-mail.
+ */
+import { AppError, badRequest } from "../../lib/errors.ts";
+import { audit } from "./audit.ts";
+import { withTransaction } from "./db.ts";
+import type { AuthDeps, RequestInfo } from "./deps.ts";
+import { enqueue } from "./events.ts";
+import { loadAuthenticator, matchTotp, newRecoveryCodes, newTotpSecret, recoveryCodeHash, storeAuthenticator } from "./mfa.ts";
+import { confirmPassword } from "./recovery.ts";
+
+type Caller = { userId: string; sessionId: string };
+
+const alreadyOn = () => new AppError(409, "MFA_ALREADY_ENABLED", "Two-step login is already on; turn it off first to use another authenticator.");
+
+export async function startTotpEnrolment(deps: AuthDeps, caller: Caller, input: { password: string }, request: RequestInfo): Promise<{ secret: string; otpauthUrl: string }> {
+	const user = await confirmPassword(deps, caller, input.password, "password", "mfa.start", request);
+	const now = deps.clock.now();
+	return withTransaction(deps.pool, async (tx) => {
+		const existing = await loadAuthenticator(tx, deps.kek, user.id, true);
+		if (existing?.confirmed) throw alreadyOn();
+		const { secret, base32, otpauthUrl } = newTotpSecret(user.email);
+		await storeAuthenticator(tx, deps.kek, user.id, secret, now);
+		await audit(tx, { action: "mfa.start", outcome: "success", userId: user.id, sessionId: caller.sessionId }, request, now);
+		return { secret: base32, otpauthUrl };
+	});
+}
+
+export async function confirmTotpEnrolment(deps: AuthDeps, caller: Caller, input: { code: string }, request: RequestInfo): Promise<{ recoveryCodes: string[] }> {
+	const now = deps.clock.now();
+	return withTransaction(deps.pool, async (tx) => {
+		const { rows } = await tx.query<{ email: string; name: string | null }>("SELECT email, name FROM users WHERE id = $1 FOR UPDATE", [caller.userId]);
+		const user = rows[0];
+		const pending = user ? await loadAuthenticator(tx, deps.kek, caller.userId, true) : null;
+		if (!user || !pending) throw new AppError(409, "MFA_NOT_STARTED", "Start turning on two-step login first.");
+		if (pending.confirmed) throw alreadyOn();
+		const step = matchTotp(pending.secret, input.code, pending.lastUsedStep, now);
+		if (step === null) throw badRequest("The code is not right; enter the one your app shows now.", [{ field: "code", message: "is not the current code", type: "mfaCode" }]);
+		await tx.query("UPDATE totp_authenticators SET confirmed_at = $2, last_used_step = $3 WHERE user_id = $1", [caller.userId, now, step]);
+		const recoveryCodes = newRecoveryCodes();
+		await tx.query("DELETE FROM recovery_codes WHERE user_id = $1", [caller.userId]);
+		await tx.query("INSERT INTO recovery_codes (user_id, code_hash, created_at) SELECT $1, unnest($2::bytea[]), $3", [caller.userId, recoveryCodes.map(recoveryCodeHash), now]);
+		await enqueue(tx, "user.mfa_enabled", caller.userId, { userId: caller.userId, email: user.email, name: user.name, at: now.toISOString() }, request, now);
+		await audit(tx, { action: "mfa.enable", outcome: "success", userId: caller.userId, sessionId: caller.sessionId }, request, now);
+		return { recoveryCodes };
+	});
+}
+
+export async function disableTotp(deps: AuthDeps, caller: Caller, input: { password: string }, request: RequestInfo): Promise<void> {
+	const user = await confirmPassword(deps, caller, input.password, "password", "mfa.disable", request);
+	const now = deps.clock.now();
+	await withTransaction(deps.pool, async (tx) => {
+		const removed = await tx.query<{ confirmed_at: Date | null }>("DELETE FROM totp_authenticators WHERE user_id = $1 RETURNING confirmed_at", [user.id]);
+		await tx.query("DELETE FROM recovery_codes WHERE user_id = $1", [user.id]);
+		if (!removed.rows[0]?.confirmed_at) throw new AppError(409, "MFA_NOT_ENABLED", "Two-step login is not on.");
+		await enqueue(tx, "user.mfa_disabled", user.id, { userId: user.id, email: user.email, name: user.name, at: now.toISOString() }, request, now);
+		await audit(tx, { action: "mfa.disable", outcome: "success", userId: user.id, sessionId: caller.sessionId }, request, now);
+	});
+}

@@ -1,0 +1,124 @@
+/**
+ * Two-step login on real PostgreSQL through the domain modules: turning it on (password, then a
+ * first code, then recovery codes), the login challenge and its second step (codes once each,
+ * five tries, expiry, lockout), recovery codes once each, and turning it off.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { getProfile, registerUser } from "../../services/auth/accounts.ts";
+import { completeMfaLogin, login } from "../../services/auth/login.ts";
+import { confirmTotpEnrolment, disableTotp, startTotpEnrolment } from "../../services/auth/mfa-enrolment.ts";
+import { verifyAccessToken } from "../../services/auth/tokens.ts";
+import { authKit, outboxEvents } from "../support/auth.ts";
+import type { AuthKit } from "../support/auth.ts";
+import { failure } from "../support/infra.ts";
+import { totpCode } from "../support/totp.ts";
+
+const req = { clientIp: "203.0.113.9", requestId: "req-mfa" };
+const PASSWORD = "violet staple kettle";
+
+let kit: AuthKit;
+let counter = 0;
+const email = () => `mfa${++counter}.${Date.now()}@example.com`;
+
+beforeAll(async () => {
+	kit = await authKit();
+});
+afterAll(async () => {
+	await kit?.close();
+});
+
+/** A user with two-step login on: its secret and recovery codes. */
+async function enrolled() {
+	const user = await registerUser(kit.deps, { email: email(), password: PASSWORD }, req);
+	const pair = await login(kit.deps, { email: user.email, password: PASSWORD }, req);
+	const check = (await verifyAccessToken(kit.deps.keys, kit.deps.settings, pair.accessToken, kit.clock.now())) as { claims: { sid: string } };
+	const caller = { userId: user.id, sessionId: check.claims.sid };
+	const { secret, otpauthUrl } = await startTotpEnrolment(kit.deps, caller, { password: PASSWORD }, req);
+	expect(otpauthUrl).toMatch(new RegExp(`^otpauth://totp/Backplane:.+\\?.*secret=${secret}`));
+	const { recoveryCodes } = await confirmTotpEnrolment(kit.deps, caller, { code: totpCode(secret, kit.clock.now()) }, req);
+	return { user, caller, secret, recoveryCodes };
+}
+
+/** The challenge token of a login with the right password. */
+async function challenge(address: string): Promise<string> {
+	const err = await failure(login(kit.deps, { email: address, password: PASSWORD }, req));
+	expect([err.code, err.type]).toEqual([403, "MFA_REQUIRED"]);
+	return (err.data as { extensions: { mfaToken: string } }).extensions.mfaToken;
+}
+
+describe("two-step login", () => {
+	it("turns on only after the password and a first code, and gives ten distinct recovery codes once", async () => {
+		const user = await registerUser(kit.deps, { email: email(), password: PASSWORD }, req);
+		const caller = { userId: user.id, sessionId: "00000000-0000-4000-8000-000000000000" };
+		expect((await failure(startTotpEnrolment(kit.deps, caller, { password: "not the password" }, req))).type).toBe("VALIDATION_ERROR");
+		const { secret } = await startTotpEnrolment(kit.deps, caller, { password: PASSWORD }, req);
+		// Not on yet: login still gives tokens.
+		expect((await login(kit.deps, { email: user.email, password: PASSWORD }, req)).accessToken).toBeTruthy();
+		const wrong = await failure(confirmTotpEnrolment(kit.deps, caller, { code: "000000" }, req));
+		expect([wrong.code, wrong.type]).toEqual([400, "VALIDATION_ERROR"]);
+		const { recoveryCodes } = await confirmTotpEnrolment(kit.deps, caller, { code: totpCode(secret, kit.clock.now()) }, req);
+		expect(recoveryCodes).toHaveLength(10);
+		expect(new Set(recoveryCodes).size).toBe(10);
+		expect((await getProfile(kit.deps, user.id)).mfaEnabled).toBe(true);
+		expect((await failure(startTotpEnrolment(kit.deps, caller, { password: PASSWORD }, req))).type).toBe("MFA_ALREADY_ENABLED");
+		expect((await outboxEvents(kit.pool, "user.mfa_enabled")).filter((e) => e.subject === user.id)).toHaveLength(1);
+		// The secret is stored sealed, never in clear.
+		const { rows } = await kit.pool.query<{ secret_ciphertext: Buffer }>("SELECT secret_ciphertext FROM totp_authenticators WHERE user_id = $1", [user.id]);
+		expect(rows[0]!.secret_ciphertext.toString("latin1")).not.toContain(secret);
+	});
+
+	it("answers the right password with a challenge, and the challenge with tokens for the current code, once", async () => {
+		const { user, secret } = await enrolled();
+		kit.clock.advance(60);
+		const token = await challenge(user.email);
+		const wrong = await failure(completeMfaLogin(kit.deps, { mfaToken: token, code: "123456" }, req));
+		expect([wrong.code, wrong.type]).toEqual([401, "INVALID_MFA_CODE"]);
+		const code = totpCode(secret, kit.clock.now());
+		const pair = await completeMfaLogin(kit.deps, { mfaToken: token, code }, req);
+		expect(pair.accessToken).toBeTruthy();
+		// The challenge is spent, and the same code does not open a second one (replay).
+		expect((await failure(completeMfaLogin(kit.deps, { mfaToken: token, code }, req))).type).toBe("INVALID_MFA_TOKEN");
+		expect((await failure(completeMfaLogin(kit.deps, { mfaToken: await challenge(user.email), code }, req))).type).toBe("INVALID_MFA_CODE");
+		// The next step's code works.
+		kit.clock.advance(30);
+		expect((await completeMfaLogin(kit.deps, { mfaToken: await challenge(user.email), code: totpCode(secret, kit.clock.now()) }, req)).accessToken).toBeTruthy();
+	});
+
+	it("lets a challenge try five codes and live five minutes; wrong codes count towards the lockout", async () => {
+		const { user, secret } = await enrolled();
+		kit.clock.advance(60);
+		// A lockout loose enough to see the challenge's own limit.
+		const loose = { ...kit.deps, lockout: { ...kit.deps.lockout, account: { ...kit.deps.lockout.account, maxFailures: 100 } } };
+		const token = await challenge(user.email);
+		for (let i = 0; i < 5; i++) expect((await failure(completeMfaLogin(loose, { mfaToken: token, code: "000000" }, req))).type).toBe("INVALID_MFA_CODE");
+		expect((await failure(completeMfaLogin(loose, { mfaToken: token, code: totpCode(secret, kit.clock.now()) }, req))).type).toBe("INVALID_MFA_TOKEN");
+		const late = await challenge(user.email);
+		kit.clock.advance(301);
+		expect((await failure(completeMfaLogin(loose, { mfaToken: late, code: totpCode(secret, kit.clock.now()) }, req))).type).toBe("INVALID_MFA_TOKEN");
+
+		// With the real policy (3 here), wrong codes lock the account as wrong passwords do.
+		const other = await enrolled();
+		kit.clock.advance(60);
+		const guessed = await challenge(other.user.email);
+		for (let i = 0; i < 3; i++) await failure(completeMfaLogin(kit.deps, { mfaToken: guessed, code: "000000" }, req));
+		expect((await failure(completeMfaLogin(kit.deps, { mfaToken: guessed, code: totpCode(other.secret, kit.clock.now()) }, req))).type).toBe("TOO_MANY_LOGIN_ATTEMPTS");
+	});
+
+	it("takes each recovery code once, in any case and with or without dashes", async () => {
+		const { user, recoveryCodes } = await enrolled();
+		const [first, second] = recoveryCodes as [string, string];
+		expect((await completeMfaLogin(kit.deps, { mfaToken: await challenge(user.email), recoveryCode: first.toUpperCase().replaceAll("-", " ") }, req)).accessToken).toBeTruthy();
+		expect((await failure(completeMfaLogin(kit.deps, { mfaToken: await challenge(user.email), recoveryCode: first }, req))).type).toBe("INVALID_MFA_CODE");
+		expect((await completeMfaLogin(kit.deps, { mfaToken: await challenge(user.email), recoveryCode: second }, req)).accessToken).toBeTruthy();
+	});
+
+	it("turns off with the password only; login gives tokens again", async () => {
+		const { user, caller } = await enrolled();
+		expect((await failure(disableTotp(kit.deps, caller, { password: "not the password" }, req))).type).toBe("VALIDATION_ERROR");
+		await disableTotp(kit.deps, caller, { password: PASSWORD }, req);
+		expect((await getProfile(kit.deps, user.id)).mfaEnabled).toBe(false);
+		expect((await login(kit.deps, { email: user.email, password: PASSWORD }, req)).accessToken).toBeTruthy();
+		expect((await failure(disableTotp(kit.deps, caller, { password: PASSWORD }, req))).type).toBe("MFA_NOT_ENABLED");
+		expect((await outboxEvents(kit.pool, "user.mfa_disabled")).filter((e) => e.subject === user.id)).toHaveLength(1);
+	});
+});
