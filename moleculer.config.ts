@@ -99,7 +99,15 @@ export function brokerOptions(config: Config, overrides: Partial<BrokerOptions> 
 		},
 		// Spans are exported only when a collector is configured; request ids flow either way.
 		tracing: config.tracingZipkinUrl
-			? { enabled: true, events: true, exporter: { type: "Zipkin", options: { baseURL: config.tracingZipkinUrl } } }
+			? {
+					enabled: true,
+					events: true,
+					exporter: { type: "Zipkin", options: { baseURL: config.tracingZipkinUrl } },
+					// Spans name the action and the outcome, never what was sent: params carry passwords,
+					// codes and tokens, and an error's data can carry a login's mfaToken.
+					tags: { action: { params: false, meta: false }, event: { params: false, meta: false } },
+					errorFields: ["name", "message", "code", "type"],
+				}
 			: { enabled: false },
 
 		middlewares: [

@@ -63,6 +63,14 @@ const newPassword = { type: "string", min: 8, max: 512 };
 const secret = { type: "string", min: 1, max: 512 };
 const displayName = { type: "string", max: 200, trim: true };
 
+/** The code from the app or a recovery code, exactly one (over gRPC an absent string arrives empty). */
+function oneSecondFactor(params: { code?: string; recoveryCode?: string }): { code?: string; recoveryCode?: string } {
+	const code = params.code || undefined;
+	const recoveryCode = params.recoveryCode || undefined;
+	if (!code === !recoveryCode) throw badRequest("Send either the code from your app or a recovery code.", [{ field: code ? "recoveryCode" : "code", message: "send exactly one of code and recoveryCode", type: "oneOf" }]);
+	return { code, recoveryCode };
+}
+
 export default function authService(config: Config, opts: AuthServiceOptions = {}): ServiceSchema<Record<string, never>, AuthMethods> {
 	const clock = opts.clock ?? systemClock;
 	let pool: pg.Pool;
@@ -134,10 +142,7 @@ export default function authService(config: Config, opts: AuthServiceOptions = {
 				rest: "POST /login/mfa", auth: "none", rateLimit: "auth-strict", openapi: { summary: "The second step of a login that answered 403 MFA_REQUIRED: its mfaToken and a code (or a recovery code)" },
 				params: { $$strict: "remove", mfaToken: secret, code: { type: "string", max: 20, optional: true }, recoveryCode: { type: "string", max: 40, optional: true } },
 				handler(ctx: Ctx<{ mfaToken: string; code?: string; recoveryCode?: string }>) {
-					// Over gRPC an absent string arrives empty: either one, not both or none.
-					const { code, recoveryCode } = { code: ctx.params.code || undefined, recoveryCode: ctx.params.recoveryCode || undefined };
-					if (!code === !recoveryCode) throw badRequest("Send either the code from your app or a recovery code.", [{ field: code ? "recoveryCode" : "code", message: "send exactly one of code and recoveryCode", type: "oneOf" }]);
-					return completeMfaLogin(deps, { mfaToken: ctx.params.mfaToken, code, recoveryCode }, this.request(ctx));
+					return completeMfaLogin(deps, { mfaToken: ctx.params.mfaToken, ...oneSecondFactor(ctx.params) }, this.request(ctx));
 				},
 			},
 			startTotp: {
@@ -148,13 +153,13 @@ export default function authService(config: Config, opts: AuthServiceOptions = {
 			confirmTotp: {
 				rest: "POST /mfa/totp/confirm", auth: "required", rateLimit: "auth-strict", openapi: { summary: "Turn two-step login on with a first code from the app; answers ten one-time recovery codes" },
 				params: { $$strict: "remove", code: { type: "string", min: 1, max: 20 } },
-				handler(ctx: Ctx<{ code: string }>) { return confirmTotpEnrolment(deps, this.caller(ctx), ctx.params, this.request(ctx)); },
+				handler(ctx: Ctx<{ code: string }>) { return confirmTotpEnrolment(deps, this.sessionHooks(), this.caller(ctx), ctx.params, this.request(ctx)); },
 			},
 			disableTotp: {
-				rest: "POST /mfa/totp/disable", auth: "required", rateLimit: "auth-strict", openapi: { summary: "Turn two-step login off (needs the password)" },
-				params: { $$strict: "remove", password: secret },
-				async handler(ctx: Ctx<{ password: string }>) {
-					await disableTotp(deps, this.caller(ctx), ctx.params, this.request(ctx));
+				rest: "POST /mfa/totp/disable", auth: "required", rateLimit: "auth-strict", openapi: { summary: "Turn two-step login off (needs the password and a code, or a recovery code)" },
+				params: { $$strict: "remove", password: secret, code: { type: "string", max: 20, optional: true }, recoveryCode: { type: "string", max: 40, optional: true } },
+				async handler(ctx: Ctx<{ password: string; code?: string; recoveryCode?: string }>) {
+					await disableTotp(deps, this.caller(ctx), { password: ctx.params.password, ...oneSecondFactor(ctx.params) }, this.request(ctx));
 					return this.reply(ctx, 204, {});
 				},
 			},

@@ -34,6 +34,8 @@ export const DEFAULT_LOCKOUT: LockoutPolicy = {
 
 export const accountKey = (email: string) => `account:${email}`;
 export const ipKey = (ip: string) => `ip:${ip}`;
+/** Wrong second-factor codes: a key of their own, which a password reset (proof of the mailbox only) does not clear. */
+export const mfaKey = (userId: string) => `mfa:${userId}`;
 
 /** Seconds until every one of `keys` is unlocked (0: none is locked). */
 export async function secondsLocked(db: Db, keys: string[], now: Date): Promise<number> {
@@ -53,24 +55,27 @@ interface ThrottleRow {
 
 /** Counts one failure against `key`; returns when the key is now locked until, if this failure locked it. */
 export async function recordFailure(pool: pg.Pool, key: string, rule: ThrottleRule, now: Date): Promise<Date | undefined> {
-	return withTransaction(pool, async (tx) => {
-		await tx.query("INSERT INTO login_throttles (key, updated_at) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING", [key, now]);
-		const { rows } = await tx.query<ThrottleRow>("SELECT failures, first_failure_at, lockouts FROM login_throttles WHERE key = $1 FOR UPDATE", [key]);
-		const row = rows[0]!;
-		const inWindow = row.first_failure_at !== null && now.getTime() - row.first_failure_at.getTime() < rule.windowS * 1000;
-		const failures = inWindow ? row.failures + 1 : 1;
-		const firstFailureAt = inWindow ? row.first_failure_at : now;
-		if (failures < rule.maxFailures) {
-			await tx.query("UPDATE login_throttles SET failures = $2, first_failure_at = $3, updated_at = $4 WHERE key = $1", [key, failures, firstFailureAt, now]);
-			return undefined;
-		}
-		const lockedUntil = new Date(now.getTime() + Math.min(rule.lockS * 2 ** row.lockouts, rule.maxLockS) * 1000);
-		await tx.query(
-			"UPDATE login_throttles SET failures = 0, first_failure_at = NULL, locked_until = $2, lockouts = lockouts + 1, updated_at = $3 WHERE key = $1",
-			[key, lockedUntil, now],
-		);
-		return lockedUntil;
-	});
+	return withTransaction(pool, (tx) => recordFailureIn(tx, key, rule, now));
+}
+
+/** `recordFailure` inside the caller's transaction (its check and its count then cannot be raced). */
+export async function recordFailureIn(tx: pg.PoolClient, key: string, rule: ThrottleRule, now: Date): Promise<Date | undefined> {
+	await tx.query("INSERT INTO login_throttles (key, updated_at) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING", [key, now]);
+	const { rows } = await tx.query<ThrottleRow>("SELECT failures, first_failure_at, lockouts FROM login_throttles WHERE key = $1 FOR UPDATE", [key]);
+	const row = rows[0]!;
+	const inWindow = row.first_failure_at !== null && now.getTime() - row.first_failure_at.getTime() < rule.windowS * 1000;
+	const failures = inWindow ? row.failures + 1 : 1;
+	const firstFailureAt = inWindow ? row.first_failure_at : now;
+	if (failures < rule.maxFailures) {
+		await tx.query("UPDATE login_throttles SET failures = $2, first_failure_at = $3, updated_at = $4 WHERE key = $1", [key, failures, firstFailureAt, now]);
+		return undefined;
+	}
+	const lockedUntil = new Date(now.getTime() + Math.min(rule.lockS * 2 ** row.lockouts, rule.maxLockS) * 1000);
+	await tx.query(
+		"UPDATE login_throttles SET failures = 0, first_failure_at = NULL, locked_until = $2, lockouts = lockouts + 1, updated_at = $3 WHERE key = $1",
+		[key, lockedUntil, now],
+	);
+	return lockedUntil;
 }
 
 /** A successful login clears the account's failures and its lockout history (never an IP's). */

@@ -16,7 +16,8 @@ import type { AuthDeps, AuthHooks, RequestInfo, RevokedSession } from "./deps.ts
 import { accountKey, ipKey, recordFailure, recordSuccess, secondsLocked } from "./lockout.ts";
 import { hashPassword, verifyAgainstDummy, verifyPassword } from "./passwords.ts";
 import { grantsOf } from "./rbac.ts";
-import { MFA_CHALLENGE_ATTEMPTS, MFA_CHALLENGE_TTL_S, hasConfirmedTotp, loadAuthenticator, matchTotp, spendRecoveryCode } from "./mfa.ts";
+import { MFA_CHALLENGE_ATTEMPTS, MFA_CHALLENGE_TTL_S, checkSecondFactor, hasConfirmedTotp } from "./mfa.ts";
+import type { SecondFactor } from "./mfa.ts";
 import { clientIpOrNull, hashToken, newOpaqueToken } from "./secrets.ts";
 import { openSession, revokeSessions, rotateRefreshToken, sessionIsActive } from "./sessions.ts";
 import type { IssuedRefreshToken } from "./sessions.ts";
@@ -89,9 +90,10 @@ export async function login(deps: AuthDeps, input: { email: string; password: st
 }
 
 export const invalidMfaToken = () => new AppError(401, "INVALID_MFA_TOKEN", "This login step has expired or was already used; log in again.");
+export const invalidMfaCode = () => new AppError(401, "INVALID_MFA_CODE", "The code is not right (or was used already); try the one your app shows now.");
 
 /** The second step of a login: a code from the authenticator app, or one recovery code. */
-export async function completeMfaLogin(deps: AuthDeps, input: { mfaToken: string; code?: string; recoveryCode?: string }, request: RequestInfo): Promise<TokenPair> {
+export async function completeMfaLogin(deps: AuthDeps, input: SecondFactor & { mfaToken: string }, request: RequestInfo): Promise<TokenPair> {
 	const { pool, settings } = deps;
 	const now = deps.clock.now();
 	const hash = hashToken(input.mfaToken);
@@ -102,36 +104,23 @@ export async function completeMfaLogin(deps: AuthDeps, input: { mfaToken: string
 		);
 		const row = rows[0];
 		if (!row || row.used_at || row.expires_at <= now || row.attempts >= MFA_CHALLENGE_ATTEMPTS) return { kind: "invalid" as const, userId: row?.user_id };
-		const key = accountKey(row.email);
-		const locked = await secondsLocked(tx, [key], now);
-		if (locked > 0) return { kind: "locked" as const, locked, userId: row.user_id };
-		let method: "totp" | "recovery_code" | undefined;
-		if (input.code) {
-			const authenticator = await loadAuthenticator(tx, deps.kek, row.user_id, true);
-			const step = authenticator?.confirmed ? matchTotp(authenticator.secret, input.code, authenticator.lastUsedStep, now) : null;
-			if (step !== null) {
-				await tx.query("UPDATE totp_authenticators SET last_used_step = $2 WHERE user_id = $1", [row.user_id, step]);
-				method = "totp";
-			}
-		} else if (input.recoveryCode && (await spendRecoveryCode(tx, row.user_id, input.recoveryCode, now))) {
-			method = "recovery_code";
-		}
-		if (!method) {
+		const check = await checkSecondFactor(tx, deps.kek, row.user_id, input, deps.lockout.account, now);
+		if (!check.ok && check.lockedS > 0) return { kind: "locked" as const, lockedS: check.lockedS, userId: row.user_id };
+		if (!check.ok) {
 			await tx.query("UPDATE mfa_challenges SET attempts = attempts + 1 WHERE token_hash = $1", [hash]);
-			return { kind: "wrong" as const, key, userId: row.user_id };
+			return { kind: "wrong" as const, userId: row.user_id };
 		}
 		await tx.query("UPDATE mfa_challenges SET used_at = $2 WHERE token_hash = $1", [hash, now]);
-		await recordSuccess(tx, key, now);
+		await recordSuccess(tx, accountKey(row.email), now);
 		const issued = await openSession(tx, row.user_id, settings, now, request.clientIp);
-		await audit(tx, { action: "login", outcome: "success", userId: row.user_id, sessionId: issued.sessionId, details: { mfa: method } }, request, now);
+		await audit(tx, { action: "login", outcome: "success", userId: row.user_id, sessionId: issued.sessionId, details: { mfa: check.method } }, request, now);
 		return { kind: "ok" as const, userId: row.user_id, issued };
 	});
 	if (result.kind === "ok") return tokenPair(deps, result.userId, result.issued, now);
 	await audit(pool, { action: "login.mfa", outcome: "failure", userId: result.userId ?? null, details: { reason: result.kind } }, request, now);
-	if (result.kind === "locked") throw tooManyAttempts(result.locked);
+	if (result.kind === "locked") throw tooManyAttempts(result.lockedS);
 	if (result.kind === "invalid") throw invalidMfaToken();
-	await recordFailure(pool, result.key, deps.lockout.account, now);
-	throw new AppError(401, "INVALID_MFA_CODE", "The code is not right (or was used already); try the one your app shows now.");
+	throw invalidMfaCode();
 }
 
 async function tokenPair(deps: AuthDeps, userId: string, refresh: IssuedRefreshToken, now: Date): Promise<TokenPair> {

@@ -1,16 +1,21 @@
 /**
  * Turning the second factor on and off. Starting needs the password again and gives the secret
  * (and its otpauth:// link for a QR code); the factor is on only once a first code from the app
- * confirmed it, which also gives ten recovery codes, shown this once. Turning it off needs the
- * password again. Both publish an event, so the user hears of it by e-mail.
+ * confirmed it, which also gives ten recovery codes, shown this once, and ends the account's other
+ * sessions (one opened before, by someone else, would otherwise keep going). Turning it off needs
+ * the password and a code (or a recovery code). Both publish an event, so the user hears of it by
+ * e-mail.
  */
 import { AppError, badRequest } from "../../lib/errors.ts";
 import { audit } from "./audit.ts";
 import { withTransaction } from "./db.ts";
-import type { AuthDeps, RequestInfo } from "./deps.ts";
+import type { AuthDeps, AuthHooks, RequestInfo } from "./deps.ts";
 import { enqueue } from "./events.ts";
-import { loadAuthenticator, matchTotp, newRecoveryCodes, newTotpSecret, recoveryCodeHash, storeAuthenticator } from "./mfa.ts";
+import { tooManyAttempts } from "./login.ts";
+import { checkSecondFactor, loadAuthenticator, matchTotp, newRecoveryCodes, newTotpSecret, recoveryCodeHash, storeAuthenticator } from "./mfa.ts";
+import type { SecondFactor } from "./mfa.ts";
 import { confirmPassword } from "./recovery.ts";
+import { revokeSessions } from "./sessions.ts";
 
 type Caller = { userId: string; sessionId: string };
 
@@ -29,9 +34,9 @@ export async function startTotpEnrolment(deps: AuthDeps, caller: Caller, input: 
 	});
 }
 
-export async function confirmTotpEnrolment(deps: AuthDeps, caller: Caller, input: { code: string }, request: RequestInfo): Promise<{ recoveryCodes: string[] }> {
+export async function confirmTotpEnrolment(deps: AuthDeps, hooks: AuthHooks, caller: Caller, input: { code: string }, request: RequestInfo): Promise<{ recoveryCodes: string[] }> {
 	const now = deps.clock.now();
-	return withTransaction(deps.pool, async (tx) => {
+	const { recoveryCodes, revoked } = await withTransaction(deps.pool, async (tx) => {
 		const { rows } = await tx.query<{ email: string; name: string | null }>("SELECT email, name FROM users WHERE id = $1 FOR UPDATE", [caller.userId]);
 		const user = rows[0];
 		const pending = user ? await loadAuthenticator(tx, deps.kek, caller.userId, true) : null;
@@ -44,19 +49,30 @@ export async function confirmTotpEnrolment(deps: AuthDeps, caller: Caller, input
 		await tx.query("DELETE FROM recovery_codes WHERE user_id = $1", [caller.userId]);
 		await tx.query("INSERT INTO recovery_codes (user_id, code_hash, created_at) SELECT $1, unnest($2::bytea[]), $3", [caller.userId, recoveryCodes.map(recoveryCodeHash), now]);
 		await enqueue(tx, "user.mfa_enabled", caller.userId, { userId: caller.userId, email: user.email, name: user.name, at: now.toISOString() }, request, now);
-		await audit(tx, { action: "mfa.enable", outcome: "success", userId: caller.userId, sessionId: caller.sessionId }, request, now);
-		return { recoveryCodes };
+		const revoked = await revokeSessions(tx, { userId: caller.userId, exceptSessionId: caller.sessionId }, "mfa_enabled", deps.settings, now);
+		await audit(tx, { action: "mfa.enable", outcome: "success", userId: caller.userId, sessionId: caller.sessionId, details: { revokedSessions: revoked.length } }, request, now);
+		return { recoveryCodes, revoked };
 	});
+	if (revoked.length) hooks.sessionsRevoked(revoked);
+	return { recoveryCodes };
 }
 
-export async function disableTotp(deps: AuthDeps, caller: Caller, input: { password: string }, request: RequestInfo): Promise<void> {
+export async function disableTotp(deps: AuthDeps, caller: Caller, input: SecondFactor & { password: string }, request: RequestInfo): Promise<void> {
 	const user = await confirmPassword(deps, caller, input.password, "password", "mfa.disable", request);
 	const now = deps.clock.now();
-	await withTransaction(deps.pool, async (tx) => {
-		const removed = await tx.query<{ confirmed_at: Date | null }>("DELETE FROM totp_authenticators WHERE user_id = $1 RETURNING confirmed_at", [user.id]);
+	const check = await withTransaction(deps.pool, async (tx) => {
+		if (!(await loadAuthenticator(tx, deps.kek, user.id, true))?.confirmed) throw new AppError(409, "MFA_NOT_ENABLED", "Two-step login is not on.");
+		const factor = await checkSecondFactor(tx, deps.kek, user.id, input, deps.lockout.account, now);
+		if (!factor.ok) return factor;
+		await tx.query("DELETE FROM totp_authenticators WHERE user_id = $1", [user.id]);
 		await tx.query("DELETE FROM recovery_codes WHERE user_id = $1", [user.id]);
-		if (!removed.rows[0]?.confirmed_at) throw new AppError(409, "MFA_NOT_ENABLED", "Two-step login is not on.");
 		await enqueue(tx, "user.mfa_disabled", user.id, { userId: user.id, email: user.email, name: user.name, at: now.toISOString() }, request, now);
+		await tx.query("DELETE FROM mfa_challenges WHERE user_id = $1", [user.id]);
 		await audit(tx, { action: "mfa.disable", outcome: "success", userId: user.id, sessionId: caller.sessionId }, request, now);
+		return factor;
 	});
+	if (check.ok) return;
+	await audit(deps.pool, { action: "mfa.disable", outcome: "failure", userId: user.id, sessionId: caller.sessionId, details: { reason: check.lockedS > 0 ? "locked" : "wrong_code" } }, request, now);
+	if (check.lockedS > 0) throw tooManyAttempts(check.lockedS);
+	throw badRequest("The code is not right; enter the one your app shows now, or a recovery code.", [{ field: "code", message: "is not the current code", type: "mfaCode" }]);
 }

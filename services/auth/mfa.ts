@@ -7,6 +7,8 @@
 import { randomInt } from "node:crypto";
 import { Secret, TOTP } from "otpauth";
 import type pg from "pg";
+import type { ThrottleRule } from "./lockout.ts";
+import { mfaKey, recordFailureIn, recordSuccess, secondsLocked } from "./lockout.ts";
 import { open, seal } from "./sealed.ts";
 import { hashToken } from "./secrets.ts";
 
@@ -99,4 +101,36 @@ export async function hasConfirmedTotp(q: pg.Pool | pg.PoolClient, userId: strin
 export async function spendRecoveryCode(tx: pg.PoolClient, userId: string, code: string, now: Date): Promise<boolean> {
 	const { rowCount } = await tx.query("UPDATE recovery_codes SET used_at = $3 WHERE user_id = $1 AND code_hash = $2 AND used_at IS NULL", [userId, recoveryCodeHash(code), now]);
 	return rowCount === 1;
+}
+
+export type SecondFactor = { code?: string; recoveryCode?: string };
+export type FactorCheck = { ok: true; method: "totp" | "recovery_code" } | { ok: false; lockedS: number };
+
+/**
+ * Checks a code from the app or a recovery code of a user with two-step login on, inside the
+ * caller's transaction. The authenticator row is locked first, so a user's checks run one at a
+ * time: the lockout read and the failure counted cannot be raced by parallel guesses. Wrong codes
+ * count under their own key (`mfaKey`), which a password reset does not clear.
+ */
+export async function checkSecondFactor(tx: pg.PoolClient, kek: Buffer, userId: string, factor: SecondFactor, rule: ThrottleRule, now: Date): Promise<FactorCheck> {
+	const authenticator = await loadAuthenticator(tx, kek, userId, true);
+	const key = mfaKey(userId);
+	const lockedS = await secondsLocked(tx, [key], now);
+	if (lockedS > 0) return { ok: false, lockedS };
+	let method: "totp" | "recovery_code" | undefined;
+	if (factor.code && authenticator?.confirmed) {
+		const step = matchTotp(authenticator.secret, factor.code, authenticator.lastUsedStep, now);
+		if (step !== null) {
+			await tx.query("UPDATE totp_authenticators SET last_used_step = $2 WHERE user_id = $1", [userId, step]);
+			method = "totp";
+		}
+	} else if (factor.recoveryCode && authenticator?.confirmed && (await spendRecoveryCode(tx, userId, factor.recoveryCode, now))) {
+		method = "recovery_code";
+	}
+	if (!method) {
+		await recordFailureIn(tx, key, rule, now);
+		return { ok: false, lockedS: 0 };
+	}
+	await recordSuccess(tx, key, now);
+	return { ok: true, method };
 }

@@ -83,6 +83,7 @@ export async function resetPassword(deps: AuthDeps, hooks: AuthHooks, input: { t
 		// move to another address (asked for by whoever had the old password).
 		await tx.query("UPDATE password_reset_tokens SET used_at = $2 WHERE user_id = $1 AND used_at IS NULL", [row.user_id, now]);
 		await voidEmailChangeLinks(tx, row.user_id, now);
+		await endPendingLogins(tx, row.user_id);
 		const sessions = await revokeSessions(tx, { userId: row.user_id }, "password_reset", deps.settings, now);
 		// Proof of the mailbox lifts a lockout, so an attacker cannot keep the owner out.
 		await recordSuccess(tx, accountKey(row.email), now);
@@ -132,6 +133,7 @@ export async function changePassword(deps: AuthDeps, hooks: AuthHooks, caller: {
 		if (updated.rowCount !== 1) throw badRequest("The password was changed meanwhile; try again.", [{ field: "currentPassword", message: "is not your current password", type: "passwordMismatch" }]);
 		const sessions = input.keepOtherSessions ? [] : await revokeSessions(tx, { userId: user.id, exceptSessionId: caller.sessionId }, "password_change", deps.settings, now);
 		await voidEmailChangeLinks(tx, user.id, now);
+		await endPendingLogins(tx, user.id);
 		await recordSuccess(tx, key, now);
 		await enqueue(tx, "user.password_changed", user.id, { userId: user.id, email: user.email, name: user.name, changedAt: now.toISOString(), method: "change" }, request, now);
 		await audit(tx, { action: "password.change", outcome: "success", userId: user.id, sessionId: caller.sessionId, details: { revokedSessions: sessions.length } }, request, now);
@@ -143,6 +145,11 @@ export async function changePassword(deps: AuthDeps, hooks: AuthHooks, caller: {
 /** Pending moves to another address stop working (a newer request, or the password changed). */
 async function voidEmailChangeLinks(tx: pg.PoolClient, userId: string, now: Date): Promise<void> {
 	await tx.query("UPDATE email_verification_tokens SET used_at = $2 WHERE user_id = $1 AND purpose = 'change' AND used_at IS NULL", [userId, now]);
+}
+
+/** Logins halfway through (password given, code pending) end when the password changes. */
+async function endPendingLogins(tx: pg.PoolClient, userId: string): Promise<void> {
+	await tx.query("DELETE FROM mfa_challenges WHERE user_id = $1", [userId]);
 }
 
 /**

@@ -15,7 +15,7 @@ import { clientIpOrNull, hashToken, newOpaqueToken } from "./secrets.ts";
 
 type SessionSettings = Pick<AuthSettings, "refreshTokenTtlS" | "sessionIdleTimeoutS" | "accessTokenTtlS">;
 
-export type RevokeReason = "logout" | "logout_all" | "refresh_token_reuse" | "password_reset" | "password_change" | "admin";
+export type RevokeReason = "logout" | "logout_all" | "refresh_token_reuse" | "password_reset" | "password_change" | "admin" | "mfa_enabled";
 
 export interface IssuedRefreshToken {
 	sessionId: string;

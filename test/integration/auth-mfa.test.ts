@@ -8,10 +8,12 @@ import { getProfile, registerUser } from "../../services/auth/accounts.ts";
 import { completeMfaLogin, login } from "../../services/auth/login.ts";
 import { confirmTotpEnrolment, disableTotp, startTotpEnrolment } from "../../services/auth/mfa-enrolment.ts";
 import { verifyAccessToken } from "../../services/auth/tokens.ts";
-import { authKit, outboxEvents } from "../support/auth.ts";
+import { forgotPassword, resetPassword } from "../../services/auth/recovery.ts";
+import { authKit, lastLinkToken, outboxEvents } from "../support/auth.ts";
 import type { AuthKit } from "../support/auth.ts";
 import { failure } from "../support/infra.ts";
 import { totpCode } from "../support/totp.ts";
+import { Secret } from "otpauth";
 
 const req = { clientIp: "203.0.113.9", requestId: "req-mfa" };
 const PASSWORD = "violet staple kettle";
@@ -35,7 +37,7 @@ async function enrolled() {
 	const caller = { userId: user.id, sessionId: check.claims.sid };
 	const { secret, otpauthUrl } = await startTotpEnrolment(kit.deps, caller, { password: PASSWORD }, req);
 	expect(otpauthUrl).toMatch(new RegExp(`^otpauth://totp/Backplane:.+\\?.*secret=${secret}`));
-	const { recoveryCodes } = await confirmTotpEnrolment(kit.deps, caller, { code: totpCode(secret, kit.clock.now()) }, req);
+	const { recoveryCodes } = await confirmTotpEnrolment(kit.deps, kit.hooks, caller, { code: totpCode(secret, kit.clock.now()) }, req);
 	return { user, caller, secret, recoveryCodes };
 }
 
@@ -54,9 +56,9 @@ describe("two-step login", () => {
 		const { secret } = await startTotpEnrolment(kit.deps, caller, { password: PASSWORD }, req);
 		// Not on yet: login still gives tokens.
 		expect((await login(kit.deps, { email: user.email, password: PASSWORD }, req)).accessToken).toBeTruthy();
-		const wrong = await failure(confirmTotpEnrolment(kit.deps, caller, { code: "000000" }, req));
+		const wrong = await failure(confirmTotpEnrolment(kit.deps, kit.hooks, caller, { code: "000000" }, req));
 		expect([wrong.code, wrong.type]).toEqual([400, "VALIDATION_ERROR"]);
-		const { recoveryCodes } = await confirmTotpEnrolment(kit.deps, caller, { code: totpCode(secret, kit.clock.now()) }, req);
+		const { recoveryCodes } = await confirmTotpEnrolment(kit.deps, kit.hooks, caller, { code: totpCode(secret, kit.clock.now()) }, req);
 		expect(recoveryCodes).toHaveLength(10);
 		expect(new Set(recoveryCodes).size).toBe(10);
 		expect((await getProfile(kit.deps, user.id)).mfaEnabled).toBe(true);
@@ -64,7 +66,8 @@ describe("two-step login", () => {
 		expect((await outboxEvents(kit.pool, "user.mfa_enabled")).filter((e) => e.subject === user.id)).toHaveLength(1);
 		// The secret is stored sealed, never in clear.
 		const { rows } = await kit.pool.query<{ secret_ciphertext: Buffer }>("SELECT secret_ciphertext FROM totp_authenticators WHERE user_id = $1", [user.id]);
-		expect(rows[0]!.secret_ciphertext.toString("latin1")).not.toContain(secret);
+		expect(rows[0]!.secret_ciphertext.includes(Buffer.from(Secret.fromBase32(secret).bytes))).toBe(false);
+		expect(rows[0]!.secret_ciphertext.length).toBe(20);
 	});
 
 	it("answers the right password with a challenge, and the challenge with tokens for the current code, once", async () => {
@@ -104,6 +107,30 @@ describe("two-step login", () => {
 		expect((await failure(completeMfaLogin(kit.deps, { mfaToken: guessed, code: totpCode(other.secret, kit.clock.now()) }, req))).type).toBe("TOO_MANY_LOGIN_ATTEMPTS");
 	});
 
+	it("ends the account's other sessions when it turns on, and pending logins when the password changes", async () => {
+		const user = await registerUser(kit.deps, { email: email(), password: PASSWORD }, req);
+		const elsewhere = await login(kit.deps, { email: user.email, password: PASSWORD }, req);
+		const here = await login(kit.deps, { email: user.email, password: PASSWORD }, req);
+		const sid = async (t: string) => ((await verifyAccessToken(kit.deps.keys, kit.deps.settings, t, kit.clock.now())) as { claims: { sid: string } }).claims.sid;
+		const caller = { userId: user.id, sessionId: await sid(here.accessToken) };
+		const { secret } = await startTotpEnrolment(kit.deps, caller, { password: PASSWORD }, req);
+		kit.revoked.length = 0;
+		await confirmTotpEnrolment(kit.deps, kit.hooks, caller, { code: totpCode(secret, kit.clock.now()) }, req);
+		expect(kit.revoked.map((r) => r.sessionId)).toEqual([await sid(elsewhere.accessToken)]);
+
+		// A reset ends a login halfway through, and does not clear wrong-code counts.
+		kit.clock.advance(60);
+		const pending = await challenge(user.email);
+		for (let i = 0; i < 2; i++) await failure(completeMfaLogin(kit.deps, { mfaToken: pending, code: "000000" }, req));
+		await forgotPassword(kit.deps, user.email, req);
+		await resetPassword(kit.deps, kit.hooks, { token: await lastLinkToken(kit.pool, "user.password_reset_requested", user.id), password: PASSWORD }, req);
+		expect((await failure(completeMfaLogin(kit.deps, { mfaToken: pending, code: totpCode(secret, kit.clock.now()) }, req))).type).toBe("INVALID_MFA_TOKEN");
+		const next = await challenge(user.email);
+		await failure(completeMfaLogin(kit.deps, { mfaToken: next, code: "000000" }, req));
+		// The third wrong code (policy: 3) locked the second factor, reset or not.
+		expect((await failure(completeMfaLogin(kit.deps, { mfaToken: next, code: totpCode(secret, kit.clock.now()) }, req))).type).toBe("TOO_MANY_LOGIN_ATTEMPTS");
+	});
+
 	it("takes each recovery code once, in any case and with or without dashes", async () => {
 		const { user, recoveryCodes } = await enrolled();
 		const [first, second] = recoveryCodes as [string, string];
@@ -112,13 +139,16 @@ describe("two-step login", () => {
 		expect((await completeMfaLogin(kit.deps, { mfaToken: await challenge(user.email), recoveryCode: second }, req)).accessToken).toBeTruthy();
 	});
 
-	it("turns off with the password only; login gives tokens again", async () => {
-		const { user, caller } = await enrolled();
-		expect((await failure(disableTotp(kit.deps, caller, { password: "not the password" }, req))).type).toBe("VALIDATION_ERROR");
-		await disableTotp(kit.deps, caller, { password: PASSWORD }, req);
+	it("turns off with the password and a code (or a recovery code); login gives tokens again", async () => {
+		const { user, caller, secret, recoveryCodes } = await enrolled();
+		expect((await failure(disableTotp(kit.deps, caller, { password: "not the password", code: totpCode(secret, kit.clock.now()) }, req))).type).toBe("VALIDATION_ERROR");
+		const noCode = await failure(disableTotp(kit.deps, caller, { password: PASSWORD, code: "000000" }, req));
+		expect([noCode.code, noCode.type]).toEqual([400, "VALIDATION_ERROR"]);
+		expect((await getProfile(kit.deps, user.id)).mfaEnabled).toBe(true);
+		await disableTotp(kit.deps, caller, { password: PASSWORD, recoveryCode: recoveryCodes[3] }, req);
 		expect((await getProfile(kit.deps, user.id)).mfaEnabled).toBe(false);
 		expect((await login(kit.deps, { email: user.email, password: PASSWORD }, req)).accessToken).toBeTruthy();
-		expect((await failure(disableTotp(kit.deps, caller, { password: PASSWORD }, req))).type).toBe("MFA_NOT_ENABLED");
+		expect((await failure(disableTotp(kit.deps, caller, { password: PASSWORD, code: totpCode(secret, kit.clock.now()) }, req))).type).toBe("MFA_NOT_ENABLED");
 		expect((await outboxEvents(kit.pool, "user.mfa_disabled")).filter((e) => e.subject === user.id)).toHaveLength(1);
 	});
 });

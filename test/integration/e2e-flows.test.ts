@@ -165,7 +165,8 @@ describe("user journeys through the gateway", () => {
 		const me = (await (await fetch(`${base}/api/v1/auth/me`, { headers: { authorization: `Bearer ${tokens.accessToken}` } })).json()) as { mfaEnabled: boolean };
 		expect(me.mfaEnabled).toBe(true);
 
-		expect((await post("/api/v1/auth/mfa/totp/disable", { password }, tokens.accessToken)).status).toBe(204);
+		expect((await post("/api/v1/auth/mfa/totp/disable", { password }, tokens.accessToken)).status).toBe(400);
+		expect((await post("/api/v1/auth/mfa/totp/disable", { password, recoveryCode: recoveryCodes[1] }, tokens.accessToken)).status).toBe(204);
 		expect((await post("/api/v1/auth/login", { email, password })).status).toBe(200);
 		await mailTo(email, /two-step login was turned off/i);
 		mailIds.push(...(await messagesTo(email)).map((m) => m.ID));

@@ -84,7 +84,7 @@ function Login() {
 			throw err;
 		}
 	}, (result) => (typeof result === "string" ? setMfaToken(result) : signedIn(result)));
-	if (mfaToken) return <SecondStep mfaToken={mfaToken} onDone={signedIn} />;
+	if (mfaToken) return <SecondStep mfaToken={mfaToken} onDone={signedIn} onExpired={() => setMfaToken(null)} />;
 	return (
 		<form class="card" onSubmit={form.onSubmit} aria-labelledby="login-title">
 			<h1 id="login-title">Log in</h1>
@@ -100,10 +100,18 @@ function Login() {
 }
 
 /** The second step of a login with two-step login on: a code from the app, or a recovery code. */
-function SecondStep({ mfaToken, onDone }: { mfaToken: string; onDone: (tokens: { accessToken: string; refreshToken: string }) => void }) {
+function SecondStep({ mfaToken, onDone, onExpired }: { mfaToken: string; onDone: (tokens: { accessToken: string; refreshToken: string }) => void; onExpired: () => void }) {
 	const [code, setCode] = useState("");
 	const [useRecovery, setUseRecovery] = useState(false);
-	const form = useSubmit(() => api<{ accessToken: string; refreshToken: string }>("POST", "/api/v1/auth/login/mfa", useRecovery ? { mfaToken, recoveryCode: code } : { mfaToken, code }), onDone);
+	const form = useSubmit(async () => {
+		try {
+			return await api<{ accessToken: string; refreshToken: string }>("POST", "/api/v1/auth/login/mfa", useRecovery ? { mfaToken, recoveryCode: code } : { mfaToken, code });
+		} catch (err) {
+			// Expired, or five wrong codes: back to the password.
+			if (err instanceof ApiError && err.problem.code === "INVALID_MFA_TOKEN") onExpired();
+			throw err;
+		}
+	}, onDone);
 	return (
 		<form class="card" onSubmit={form.onSubmit} aria-labelledby="second-step-title">
 			<h1 id="second-step-title">Two-step login</h1>

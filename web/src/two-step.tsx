@@ -1,6 +1,6 @@
 /**
  * Two-step login: turning it on (password, then the secret for the authenticator app, then a
- * first code, then the recovery codes, shown this once) and off (password).
+ * first code, then the recovery codes, shown this once) and off (password and a code).
  */
 import { useState } from "preact/hooks";
 import { api } from "./api.ts";
@@ -22,8 +22,9 @@ export function TwoStepLogin({ me, onChanged }: { me: Me; onChanged: () => void 
 		setStep({ name: "codes", recoveryCodes: r.recoveryCodes });
 		onChanged();
 	});
-	const disable = useSubmit(() => api("POST", "/api/v1/auth/mfa/totp/disable", { password }), () => {
+	const disable = useSubmit(() => api("POST", "/api/v1/auth/mfa/totp/disable", { password, code }), () => {
 		setPassword("");
+		setCode("");
 		onChanged();
 	});
 	return (
@@ -50,6 +51,7 @@ export function TwoStepLogin({ me, onChanged }: { me: Me; onChanged: () => void 
 					<ErrorBox error={disable.error} />
 					<p>Signing in needs a code from your authenticator app as well as your password.</p>
 					<Field label="Password to turn it off" name="password" id="f-mfa-password" type="password" autocomplete="current-password" value={password} onInput={setPassword} error={disable.error} />
+					<Field label="Code from the app" name="code" id="f-mfa-code" autocomplete="one-time-code" value={code} onInput={setCode} error={disable.error} />
 					<button type="submit" class="secondary" disabled={disable.busy}>Turn off two-step login</button>
 				</form>
 			) : (

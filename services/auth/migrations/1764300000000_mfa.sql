@@ -36,7 +36,21 @@ CREATE TABLE mfa_challenges (
 );
 CREATE INDEX mfa_challenges_expiry ON mfa_challenges (expires_at);
 
+-- Wrong second-factor codes are throttled under keys of their own (mfa:<user id>).
+ALTER TABLE login_throttles DROP CONSTRAINT login_throttles_key_check,
+	ADD CONSTRAINT login_throttles_key_check CHECK (key ~ '^(account|ip|mfa):.' AND char_length(key) <= 300);
+
+-- Turning two-step login on ends the account's other sessions.
+ALTER TABLE sessions DROP CONSTRAINT sessions_revoked_reason, ADD CONSTRAINT sessions_revoked_reason CHECK (revoked_reason IN
+	('logout', 'logout_all', 'refresh_token_reuse', 'password_reset', 'password_change', 'admin', 'mfa_enabled'));
+
 -- Down Migration
+DELETE FROM login_throttles WHERE key LIKE 'mfa:%';
+ALTER TABLE login_throttles DROP CONSTRAINT login_throttles_key_check,
+	ADD CONSTRAINT login_throttles_key_check CHECK (key ~ '^(account|ip):.' AND char_length(key) <= 300);
+UPDATE sessions SET revoked_reason = 'admin' WHERE revoked_reason = 'mfa_enabled';
+ALTER TABLE sessions DROP CONSTRAINT sessions_revoked_reason, ADD CONSTRAINT sessions_revoked_reason CHECK (revoked_reason IN
+	('logout', 'logout_all', 'refresh_token_reuse', 'password_reset', 'password_change', 'admin'));
 DROP TABLE mfa_challenges;
 DROP TABLE recovery_codes;
 DROP TABLE totp_authenticators;
