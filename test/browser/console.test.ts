@@ -166,8 +166,9 @@ describe("web console in Chromium", () => {
 		await expect.poll(() => page.locator("#f-mfa-code-error").textContent()).toContain("not the current code");
 		await page.getByLabel("Code from the app").fill(totpCode(secret));
 		await page.getByRole("button", { name: "Confirm the code" }).click();
+		// allTextContents does not wait: wait for the list to be there first.
+		await expect.poll(() => page.getByTestId("recovery-codes").locator("li").count(), { timeout: 10_000 }).toBe(10);
 		const codes = await page.getByTestId("recovery-codes").locator("li").allTextContents();
-		expect(codes).toHaveLength(10);
 		await expect.poll(() => page.getByRole("heading", { name: /Two-step login/ }).textContent()).toContain("on");
 		await page.getByRole("heading", { name: /Two-step login/ }).scrollIntoViewIfNeeded();
 		await shot(page, "two-step-recovery-codes");
