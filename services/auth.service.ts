@@ -179,7 +179,7 @@ export default function authService(config: Config, opts: AuthServiceOptions = {
 			verifyEmail: {
 				rest: "POST /verify-email", auth: "none", openapi: { summary: "Confirm the e-mail address with the token of the e-mailed link" },
 				params: { $$strict: "remove", token: secret },
-				async handler(ctx: Ctx<{ token: string }>) { return this.reply(ctx, undefined, await verifyEmail(deps, ctx.params.token, this.request(ctx))); },
+				async handler(ctx: Ctx<{ token: string }>) { return this.reply(ctx, undefined, await verifyEmail(deps, this.sessionHooks(), ctx.params.token, this.request(ctx))); },
 			},
 			resendVerification: {
 				rest: "POST /verify-email/resend", auth: "required", openapi: { summary: "E-mail a new verification link to the caller" },

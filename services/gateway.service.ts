@@ -173,6 +173,7 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 						"GET reset-password": "gateway.console",
 						"GET verify-email": "gateway.console",
 						"GET confirm-email": "gateway.console",
+						"GET revert-email": "gateway.console",
 						"GET assets/:file": "gateway.consoleAsset",
 						"GET sw.js": "gateway.consoleServiceWorker",
 					},

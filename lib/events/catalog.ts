@@ -41,6 +41,8 @@ export interface EmailChangeRequested extends UserRef {
 export interface EmailChanged extends UserRef {
 	previousEmail: string;
 	changedAt: string;
+	/** One-time link for `previousEmail` that moves the account back (null when this was such a move back). */
+	revertUrl: string | null;
 }
 /** Two-step login was turned on or off (`at`: when). */
 export interface MfaChanged extends UserRef {

@@ -10,13 +10,14 @@ import { AppError, badRequest, conflict, notFound } from "../../lib/errors.ts";
 import { audit } from "./audit.ts";
 import { isUniqueViolation, withTransaction } from "./db.ts";
 import { addSeconds } from "./deps.ts";
-import type { AuthDeps, RequestInfo } from "./deps.ts";
+import type { AuthDeps, AuthHooks, RequestInfo, RevokedSession } from "./deps.ts";
 import { enqueue } from "./events.ts";
 import type pg from "pg";
 import { hasConfirmedTotp } from "./mfa.ts";
 import { hashPassword, passwordProblems } from "./passwords.ts";
 import { DEFAULT_ROLE, grantRole, grantsOf } from "./rbac.ts";
 import { hashToken, newOpaqueToken } from "./secrets.ts";
+import { revokeSessions } from "./sessions.ts";
 
 export interface User {
 	id: string;
@@ -103,47 +104,62 @@ export async function sendEmailLink(deps: AuthDeps, tx: pg.PoolClient, user: Pic
 interface LinkRow {
 	user_id: string;
 	used_at: Date | null;
+	created_at: Date;
 	expires_at: Date;
 	token_email: string;
-	purpose: "verify" | "change";
+	purpose: "verify" | "change" | "revert";
 	email: string;
 	name: string | null;
 	email_verified: boolean;
 }
 
+/** How long the address an account left can undo the move ("this was not me"). */
+export const EMAIL_REVERT_TTL_S = 7 * 86_400;
+
 /**
  * Follows an e-mailed link. A verification link marks the account's address verified; it proves
  * only the address it was sent to, so after a move to another address it is void. A change link
- * moves the account to the address it was sent to (now verified) and tells the old address. Both
- * are single-use and expire.
+ * moves the account to the address it was sent to (now verified) and tells the old address, with
+ * a link that moves it back. That revert link ends every session and removes an authenticator set
+ * up since the move: it is the owner taking the account back. All are single-use and expire.
  */
-export async function verifyEmail(deps: AuthDeps, token: string, request: RequestInfo): Promise<{ userId: string }> {
+export async function verifyEmail(deps: AuthDeps, hooks: AuthHooks, token: string, request: RequestInfo): Promise<{ userId: string }> {
 	const now = deps.clock.now();
-	let result: { ok: boolean; userId?: string };
+	let result: { ok: boolean; userId?: string; revoked?: RevokedSession[] };
 	try {
 		result = await withTransaction(deps.pool, async (tx) => {
 			// The user row first, as every other writer of a user's links locks it: the same order everywhere, no deadlock.
 			await tx.query("SELECT 1 FROM users WHERE id = (SELECT user_id FROM email_verification_tokens WHERE token_hash = $1) FOR UPDATE", [hashToken(token)]);
 			const { rows } = await tx.query<LinkRow>(
-				`SELECT t.user_id, t.used_at, t.expires_at, t.email AS token_email, t.purpose, u.email, u.name, u.email_verified
+				`SELECT t.user_id, t.used_at, t.created_at, t.expires_at, t.email AS token_email, t.purpose, u.email, u.name, u.email_verified
 				 FROM email_verification_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1 FOR UPDATE OF t, u`,
 				[hashToken(token)],
 			);
 			const row = rows[0];
 			const sameAddress = row?.token_email.toLowerCase() === row?.email.toLowerCase();
-			if (!row || row.used_at || row.expires_at <= now || (row.purpose === "verify" && !sameAddress)) return { ok: false, userId: row?.user_id };
+			if (!row || row.used_at || row.expires_at <= now || (row.purpose !== "verify") === sameAddress) return { ok: false, userId: row?.user_id };
 			await tx.query("UPDATE email_verification_tokens SET used_at = $2 WHERE token_hash = $1", [hashToken(token), now]);
-			if (row.purpose === "change" && !sameAddress) {
-				await tx.query("UPDATE users SET email = $2, email_verified = true, email_verified_at = $3, updated_at = $3 WHERE id = $1", [row.user_id, row.token_email, now]);
-				// Reset links went to the address the account just left: they stop working.
-				await tx.query("UPDATE password_reset_tokens SET used_at = $2 WHERE user_id = $1 AND used_at IS NULL", [row.user_id, now]);
-				await enqueue(tx, "user.email_changed", row.user_id, { userId: row.user_id, email: row.token_email, previousEmail: row.email, name: row.name, changedAt: now.toISOString() }, request, now);
-				await audit(tx, { action: "email.change", outcome: "success", userId: row.user_id, details: { from: row.email, to: row.token_email } }, request, now);
-			} else if (!row.email_verified) {
+			if (row.purpose === "change") {
+				const revert = newOpaqueToken();
+				await tx.query("INSERT INTO email_verification_tokens (token_hash, user_id, email, purpose, created_at, expires_at) VALUES ($1, $2, $3, 'revert', $4, $5)", [revert.hash, row.user_id, row.email, now, addSeconds(now, EMAIL_REVERT_TTL_S)]);
+				await moveAccount(tx, row, `${deps.settings.publicUrl}/revert-email?token=${encodeURIComponent(revert.token)}`, request, now);
+				return { ok: true, userId: row.user_id };
+			}
+			if (row.purpose === "revert") {
+				await moveAccount(tx, row, null, request, now);
+				await tx.query("UPDATE email_verification_tokens SET used_at = $2 WHERE user_id = $1 AND purpose = 'change' AND used_at IS NULL", [row.user_id, now]);
+				await tx.query("DELETE FROM mfa_challenges WHERE user_id = $1", [row.user_id]);
+				const authenticator = await tx.query("DELETE FROM totp_authenticators WHERE user_id = $1 AND created_at >= $2", [row.user_id, row.created_at]);
+				if (authenticator.rowCount) await tx.query("DELETE FROM recovery_codes WHERE user_id = $1", [row.user_id]);
+				const revoked = await revokeSessions(tx, { userId: row.user_id }, "email_revert", deps.settings, now);
+				await audit(tx, { action: "email.revert", outcome: "success", userId: row.user_id, details: { revokedSessions: revoked.length, removedAuthenticator: authenticator.rowCount === 1 } }, request, now);
+				return { ok: true, userId: row.user_id, revoked };
+			}
+			if (!row.email_verified) {
 				await tx.query("UPDATE users SET email_verified = true, email_verified_at = $2, updated_at = $2 WHERE id = $1", [row.user_id, now]);
 				await enqueue(tx, "user.email_verified", row.user_id, { userId: row.user_id, email: row.email, name: row.name, verifiedAt: now.toISOString() }, request, now);
 			}
-			if (row.purpose === "verify") await audit(tx, { action: "email.verify", outcome: "success", userId: row.user_id }, request, now);
+			await audit(tx, { action: "email.verify", outcome: "success", userId: row.user_id }, request, now);
 			return { ok: true, userId: row.user_id };
 		});
 	} catch (err) {
@@ -155,7 +171,16 @@ export async function verifyEmail(deps: AuthDeps, token: string, request: Reques
 		await audit(deps.pool, { action: "email.verify", outcome: "failure", userId: result.userId ?? null }, request, now);
 		throw invalidLinkToken();
 	}
+	if (result.revoked?.length) hooks.sessionsRevoked(result.revoked);
 	return { userId: result.userId! };
+}
+
+/** Moves the account to the link's address, verified; reset links sent to the old one die. */
+async function moveAccount(tx: pg.PoolClient, row: LinkRow, revertUrl: string | null, request: RequestInfo, now: Date): Promise<void> {
+	await tx.query("UPDATE users SET email = $2, email_verified = true, email_verified_at = $3, updated_at = $3 WHERE id = $1", [row.user_id, row.token_email, now]);
+	await tx.query("UPDATE password_reset_tokens SET used_at = $2 WHERE user_id = $1 AND used_at IS NULL", [row.user_id, now]);
+	await enqueue(tx, "user.email_changed", row.user_id, { userId: row.user_id, email: row.token_email, previousEmail: row.email, name: row.name, changedAt: now.toISOString(), revertUrl }, request, now);
+	await audit(tx, { action: "email.change", outcome: "success", userId: row.user_id, details: { from: row.email, to: row.token_email } }, request, now);
 }
 
 /** Sends a new verification link to the caller, at most once per `emailResendIntervalS`. */

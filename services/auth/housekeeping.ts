@@ -10,7 +10,7 @@ import type { AuthDeps } from "./deps.ts";
 
 /** Rows are kept this long after they stopped mattering, for investigations. */
 const GRACE_S = 86_400;
-const LINK_EVENTS = { "user.password_reset_requested": "resetUrl", "user.email_verification_requested": "verifyUrl", "user.email_change_requested": "confirmUrl" } as const;
+const LINK_EVENTS = { "user.password_reset_requested": "resetUrl", "user.email_verification_requested": "verifyUrl", "user.email_change_requested": "confirmUrl", "user.email_changed": "revertUrl" } as const;
 
 export interface HousekeepingReport {
 	deleted: Record<string, number>;

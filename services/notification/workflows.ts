@@ -129,7 +129,8 @@ export const WORKFLOWS: readonly Workflow[] = [
 		channels: ["email", "push", "in_app"],
 		// The e-mail goes to the address the account left: its owner must learn of the move.
 		recipient: (d: EmailChanged) => ({ userId: d.userId, email: d.previousEmail, name: d.name }),
-		variables: (d: EmailChanged, publicUrl) => ({ name: d.name, email: d.email, previousEmail: d.previousEmail, changedAt: d.changedAt, actionUrl: link(publicUrl, "password", "forgot") }),
+		// The e-mail's button undoes the move (the account's owner taking it back); without one, a reset.
+		variables: (d: EmailChanged, publicUrl) => ({ name: d.name, email: d.email, previousEmail: d.previousEmail, changedAt: d.changedAt, canRevert: Boolean(d.revertUrl), actionUrl: d.revertUrl ? checkedLink(d.revertUrl, "revertUrl") : link(publicUrl, "password", "forgot") }),
 		push: { ttlSeconds: DAY, urgency: "high" },
 	}),
 	define({

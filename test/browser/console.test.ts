@@ -3,7 +3,8 @@
  * whole platform: sign up -> dashboard with the trial and the welcome alert -> a new alert
  * arrives live over SSE -> log out and in; the e-mailed reset link opens the console's reset
  * page and sets a new password; the e-mailed verification link verifies the address; the account
- * card renames the user and moves the account to a new address through the link sent there;
+ * card renames the user and moves the account to a new address through the link sent there (and
+ * the old address's notice moves it back);
  * two-step login is turned on and then asks for a code at login; web push (service worker,
  * opt-in, devices). Screenshots of each screen go to test-results/screenshots/.
  */
@@ -150,6 +151,16 @@ describe("web console in Chromium", () => {
 		await page.getByRole("heading", { name: "New address confirmed" }).waitFor();
 		await page.goto(`${base}/#/`);
 		await expect.poll(() => page.locator(".home .card").first().textContent(), { timeout: 10_000 }).toContain(newEmail);
+
+		// The old address's notice: "this was not me" takes the account back on a click.
+		const notice = await eventually(async () => (await messagesTo(email)).find((m) => /address was changed/i.test(m.Subject)), 15_000, "the notice to the old address");
+		const revert = new URL(/https?:\/\/\S+revert-email\?token=[A-Za-z0-9_-]+/.exec((await getMessage(notice.ID)).Text)![0]);
+		await page.goto(`${base}${revert.pathname}${revert.search}`);
+		await page.getByRole("button", { name: "Move it back to this address" }).click();
+		await page.getByRole("heading", { name: "Your account is back" }).waitFor();
+		await shot(page, "account-reverted");
+		const login = await fetch(`${base}/api/v1/auth/login`, { method: "POST", headers: json, body: JSON.stringify({ email, password }) });
+		expect(login.status).toBe(200);
 		await page.close();
 	});
 

@@ -8,6 +8,8 @@ import { login } from "../../services/auth/login.ts";
 import { bootstrapAdmin, setUserRoles } from "../../services/auth/rbac.ts";
 import { changePassword, forgotPassword, requestEmailChange, resetPassword } from "../../services/auth/recovery.ts";
 import { verifyAccessToken } from "../../services/auth/tokens.ts";
+import { confirmTotpEnrolment, startTotpEnrolment } from "../../services/auth/mfa-enrolment.ts";
+import { totpCode } from "../support/totp.ts";
 import { authKit, lastLinkToken, outboxEvents } from "../support/auth.ts";
 import type { AuthKit } from "../support/auth.ts";
 import { failure } from "../support/infra.ts";
@@ -75,12 +77,12 @@ describe("e-mail verification", () => {
 	it("verifies once with the e-mailed token, publishes user.email_verified, refuses the token again", async () => {
 		const user = await registerUser(kit.deps, { email: email(), password: PASSWORD }, req);
 		const token = await lastLinkToken(kit.pool, "user.email_verification_requested", user.id);
-		expect(await verifyEmail(kit.deps, token, req)).toEqual({ userId: user.id });
+		expect(await verifyEmail(kit.deps, kit.hooks, token, req)).toEqual({ userId: user.id });
 		expect((await getProfile(kit.deps, user.id)).emailVerified).toBe(true);
 		expect((await outboxEvents(kit.pool, "user.email_verified")).filter((e) => e.subject === user.id)).toHaveLength(1);
-		const again = await failure(verifyEmail(kit.deps, token, req));
+		const again = await failure(verifyEmail(kit.deps, kit.hooks, token, req));
 		expect([again.code, again.type]).toEqual([400, "INVALID_OR_EXPIRED_TOKEN"]);
-		expect((await failure(verifyEmail(kit.deps, "not-a-token", req))).type).toBe("INVALID_OR_EXPIRED_TOKEN");
+		expect((await failure(verifyEmail(kit.deps, kit.hooks, "not-a-token", req))).type).toBe("INVALID_OR_EXPIRED_TOKEN");
 		expect(await resendVerification(kit.deps, user.id, req)).toEqual({ sent: false });
 	});
 
@@ -90,11 +92,11 @@ describe("e-mail verification", () => {
 		const tooSoon = await failure(resendVerification(kit.deps, user.id, req));
 		expect([tooSoon.code, tooSoon.type]).toEqual([429, "TOO_MANY_REQUESTS"]);
 		kit.clock.advance(24 * 3600 + 1);
-		expect((await failure(verifyEmail(kit.deps, first, req))).type).toBe("INVALID_OR_EXPIRED_TOKEN");
+		expect((await failure(verifyEmail(kit.deps, kit.hooks, first, req))).type).toBe("INVALID_OR_EXPIRED_TOKEN");
 		expect(await resendVerification(kit.deps, user.id, req)).toEqual({ sent: true });
 		const second = await lastLinkToken(kit.pool, "user.email_verification_requested", user.id);
 		expect(second).not.toBe(first);
-		await verifyEmail(kit.deps, second, req);
+		await verifyEmail(kit.deps, kit.hooks, second, req);
 		expect((await getProfile(kit.deps, user.id)).emailVerified).toBe(true);
 	});
 });
@@ -139,19 +141,19 @@ describe("profile and e-mail address", () => {
 		kit.clock.advance(61);
 		await requestEmailChange(kit.deps, caller, { newEmail: next, password: PASSWORD }, req);
 		const link = await lastLinkToken(kit.pool, "user.email_change_requested", user.id);
-		expect((await failure(verifyEmail(kit.deps, firstLink, req))).type).toBe("INVALID_OR_EXPIRED_TOKEN");
+		expect((await failure(verifyEmail(kit.deps, kit.hooks, firstLink, req))).type).toBe("INVALID_OR_EXPIRED_TOKEN");
 
-		expect(await verifyEmail(kit.deps, link, req)).toEqual({ userId: user.id });
+		expect(await verifyEmail(kit.deps, kit.hooks, link, req)).toEqual({ userId: user.id });
 		expect(await getProfile(kit.deps, user.id)).toMatchObject({ email: next, emailVerified: true });
 		const changed = (await outboxEvents<{ email: string; previousEmail: string }>(kit.pool, "user.email_changed")).filter((e) => e.subject === user.id);
 		expect(changed.map((e) => [e.data.previousEmail, e.data.email])).toEqual([[old, next]]);
-		expect((await failure(verifyEmail(kit.deps, link, req))).type).toBe("INVALID_OR_EXPIRED_TOKEN");
+		expect((await failure(verifyEmail(kit.deps, kit.hooks, link, req))).type).toBe("INVALID_OR_EXPIRED_TOKEN");
 		// The account signs in with the new address only.
 		await login(kit.deps, { email: next, password: PASSWORD }, req);
 		expect((await failure(login(kit.deps, { email: old, password: PASSWORD }, req))).code).toBe(401);
 		// The verification link of the old address can never move it back.
 		const verifyOld = await lastLinkToken(kit.pool, "user.email_verification_requested", user.id);
-		expect((await failure(verifyEmail(kit.deps, verifyOld, req))).type).toBe("INVALID_OR_EXPIRED_TOKEN");
+		expect((await failure(verifyEmail(kit.deps, kit.hooks, verifyOld, req))).type).toBe("INVALID_OR_EXPIRED_TOKEN");
 	});
 
 	it("voids a pending move when the password is reset or changed, and old reset links when the account moves", async () => {
@@ -164,7 +166,7 @@ describe("profile and e-mail address", () => {
 		await forgotPassword(kit.deps, user.email, req);
 		const newPassword = "a whole new passphrase 5";
 		await resetPassword(kit.deps, kit.hooks, { token: await lastLinkToken(kit.pool, "user.password_reset_requested", user.id), password: newPassword }, req);
-		expect((await failure(verifyEmail(kit.deps, hijack, req))).type).toBe("INVALID_OR_EXPIRED_TOKEN");
+		expect((await failure(verifyEmail(kit.deps, kit.hooks, hijack, req))).type).toBe("INVALID_OR_EXPIRED_TOKEN");
 		expect((await getProfile(kit.deps, user.id)).email).toBe(user.email);
 
 		// The same after a password change.
@@ -174,15 +176,39 @@ describe("profile and e-mail address", () => {
 		await requestEmailChange(kit.deps, me, { newEmail: email(), password: newPassword }, req);
 		const pending = await lastLinkToken(kit.pool, "user.email_change_requested", user.id);
 		await changePassword(kit.deps, kit.hooks, me, { currentPassword: newPassword, newPassword: PASSWORD, keepOtherSessions: true }, req);
-		expect((await failure(verifyEmail(kit.deps, pending, req))).type).toBe("INVALID_OR_EXPIRED_TOKEN");
+		expect((await failure(verifyEmail(kit.deps, kit.hooks, pending, req))).type).toBe("INVALID_OR_EXPIRED_TOKEN");
 
 		// A reset link sent to the old address dies when the account moves.
 		kit.clock.advance(61);
 		await forgotPassword(kit.deps, user.email, req);
 		const oldReset = await lastLinkToken(kit.pool, "user.password_reset_requested", user.id);
 		await requestEmailChange(kit.deps, me, { newEmail: email(), password: PASSWORD }, req);
-		await verifyEmail(kit.deps, await lastLinkToken(kit.pool, "user.email_change_requested", user.id), req);
+		await verifyEmail(kit.deps, kit.hooks, await lastLinkToken(kit.pool, "user.email_change_requested", user.id), req);
 		expect((await failure(resetPassword(kit.deps, kit.hooks, { token: oldReset, password: "yet another passphrase 6" }, req))).type).toBe("INVALID_OR_EXPIRED_TOKEN");
+	});
+
+	it("lets the address an account left move it back, once: every session ends and an authenticator set up since is removed", async () => {
+		const old = email();
+		const user = await registerUser(kit.deps, { email: old, password: PASSWORD }, req);
+		const session = await login(kit.deps, { email: old, password: PASSWORD }, req);
+		const caller = { userId: user.id, sessionId: await sessionIdOf(session.accessToken) };
+		const attacker = email();
+		await requestEmailChange(kit.deps, caller, { newEmail: attacker, password: PASSWORD }, req);
+		await verifyEmail(kit.deps, kit.hooks, await lastLinkToken(kit.pool, "user.email_change_requested", user.id), req);
+		const changed = (await outboxEvents<{ revertUrl: string | null }>(kit.pool, "user.email_changed")).filter((e) => e.subject === user.id).at(-1)!;
+		expect(changed.data.revertUrl).toMatch(/^http:\/\/app\.test\/revert-email\?token=[A-Za-z0-9_-]{43}$/);
+		const revert = new URL(changed.data.revertUrl!).searchParams.get("token")!;
+		// Whoever moved it turns on two-step login to keep the owner out.
+		const { secret } = await startTotpEnrolment(kit.deps, caller, { password: PASSWORD }, req);
+		await confirmTotpEnrolment(kit.deps, kit.hooks, caller, { code: totpCode(secret, kit.clock.now()) }, req);
+
+		kit.revoked.length = 0;
+		await verifyEmail(kit.deps, kit.hooks, revert, req);
+		expect(await getProfile(kit.deps, user.id)).toMatchObject({ email: old, emailVerified: true, mfaEnabled: false });
+		expect(kit.revoked.map((r) => r.sessionId)).toContain(caller.sessionId);
+		const back = (await outboxEvents<{ email: string; revertUrl: string | null }>(kit.pool, "user.email_changed")).filter((e) => e.subject === user.id).at(-1)!;
+		expect(back.data).toMatchObject({ email: old, revertUrl: null });
+		expect((await failure(verifyEmail(kit.deps, kit.hooks, revert, req))).type).toBe("INVALID_OR_EXPIRED_TOKEN");
 	});
 
 	it("refuses the link when another account took the address meanwhile, and an expired link", async () => {
@@ -193,14 +219,14 @@ describe("profile and e-mail address", () => {
 		await requestEmailChange(kit.deps, caller, { newEmail: contested, password: PASSWORD }, req);
 		const link = await lastLinkToken(kit.pool, "user.email_change_requested", user.id);
 		await registerUser(kit.deps, { email: contested, password: PASSWORD }, req);
-		expect((await failure(verifyEmail(kit.deps, link, req))).type).toBe("EMAIL_ALREADY_REGISTERED");
+		expect((await failure(verifyEmail(kit.deps, kit.hooks, link, req))).type).toBe("EMAIL_ALREADY_REGISTERED");
 		expect((await getProfile(kit.deps, user.id)).email).toBe(user.email);
 
 		kit.clock.advance(61);
 		await requestEmailChange(kit.deps, caller, { newEmail: email(), password: PASSWORD }, req);
 		const late = await lastLinkToken(kit.pool, "user.email_change_requested", user.id);
 		kit.clock.advance(24 * 3600 + 1);
-		expect((await failure(verifyEmail(kit.deps, late, req))).type).toBe("INVALID_OR_EXPIRED_TOKEN");
+		expect((await failure(verifyEmail(kit.deps, kit.hooks, late, req))).type).toBe("INVALID_OR_EXPIRED_TOKEN");
 		expect((await getProfile(kit.deps, user.id)).email).toBe(user.email);
 	});
 });

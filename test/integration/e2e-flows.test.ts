@@ -125,8 +125,10 @@ describe("user journeys through the gateway", () => {
 
 		expect((await post("/api/v1/auth/verify-email", { token: new URL(link!).searchParams.get("token") })).status).toBe(204);
 		expect(await me()).toMatchObject({ email: newEmail, emailVerified: true, name: "Ada Lovelace" });
-		const notice = await mailTo(email, /e-mail address was changed/i);
-		expect((await getMessage(notice.ID)).Text).toContain(newEmail);
+		const notice = await getMessage((await mailTo(email, /e-mail address was changed/i)).ID);
+		expect(notice.Text).toContain(newEmail);
+		const revert = /https?:\/\/\S+revert-email\?token=[A-Za-z0-9_-]+/.exec(notice.Text)?.[0];
+		expect(revert?.startsWith("http://app.backplane.test/")).toBe(true);
 		expect((await post("/api/v1/auth/login", { email: newEmail, password })).status).toBe(200);
 		expect((await post("/api/v1/auth/login", { email, password })).status).toBe(401);
 		const customer = await eventually(async () => {
@@ -134,6 +136,11 @@ describe("user journeys through the gateway", () => {
 			return c?.email === newEmail ? c : undefined;
 		}, 10_000, "the billing customer's new address");
 		expect(customer.name).toBe("Ada Lovelace");
+
+		// "This was not me": the old address takes the account back, and every session ends.
+		expect((await post("/api/v1/auth/verify-email", { token: new URL(revert!).searchParams.get("token") })).status).toBe(204);
+		expect((await post("/api/v1/auth/login", { email, password })).status).toBe(200);
+		await eventually(async () => ((await fetch(`${base}/api/v1/auth/me`, { headers: { authorization: `Bearer ${token}` } })).status === 401 ? true : undefined), 10_000, "the old session's token to be refused");
 		mailIds.push(...(await messagesTo(email)).map((m) => m.ID), ...(await messagesTo(newEmail)).map((m) => m.ID));
 	});
 

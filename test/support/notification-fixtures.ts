@@ -11,7 +11,7 @@ export const SAMPLE_DATA: { [K in EventType]: EventCatalog[K] } = {
 	"user.email_verification_requested": { ...user, verifyUrl: "https://app.example.com/verify?token=abc", expiresAt: "2026-11-26T12:00:00.000Z" },
 	"user.email_verified": { ...user, verifiedAt: "2026-11-25T12:00:00.000Z" },
 	"user.email_change_requested": { ...user, newEmail: "ada@new.example.com", confirmUrl: "https://app.example.com/verify-email?token=chg", expiresAt: "2026-11-26T12:00:00.000Z" },
-	"user.email_changed": { ...user, email: "ada@new.example.com", previousEmail: "ada@example.com", changedAt: "2026-11-25T12:00:00.000Z" },
+	"user.email_changed": { ...user, email: "ada@new.example.com", previousEmail: "ada@example.com", changedAt: "2026-11-25T12:00:00.000Z", revertUrl: "https://app.example.com/revert-email?token=rev" },
 	"user.updated": { ...user, name: "Ada Lovelace", updatedAt: "2026-11-25T12:00:00.000Z" },
 	"user.mfa_enabled": { ...user, at: "2026-11-25T12:00:00.000Z" },
 	"user.mfa_disabled": { ...user, at: "2026-11-25T12:00:00.000Z" },

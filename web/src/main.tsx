@@ -17,7 +17,7 @@ import { Sessions } from "./sessions.tsx";
 import { ErrorBox, Field, money, useSubmit } from "./ui.tsx";
 import "./styles.css";
 
-type Route = { name: "login" | "signup" | "forgot" | "reset" | "verify" | "confirm-email" | "home"; token?: string } | { name: "admin"; section: AdminSection };
+type Route = { name: "login" | "signup" | "forgot" | "reset" | "verify" | "confirm-email" | "revert-email" | "home"; token?: string } | { name: "admin"; section: AdminSection };
 
 function currentRoute(): Route {
 	const url = new URL(location.href);
@@ -25,6 +25,7 @@ function currentRoute(): Route {
 	if (url.pathname === "/reset-password") return { name: "reset", token };
 	if (url.pathname === "/verify-email") return { name: "verify", token };
 	if (url.pathname === "/confirm-email") return { name: "confirm-email", token };
+	if (url.pathname === "/revert-email") return { name: "revert-email", token };
 	const hash = location.hash.replace(/^#\/?/, "");
 	if (hash === "signup" || hash === "forgot") return { name: hash };
 	const admin = /^admin(?:\/([a-z-]+))?$/.exec(hash);
@@ -60,6 +61,7 @@ function App() {
 				{route.name === "reset" && <Reset token={route.token} />}
 				{route.name === "verify" && <Verify token={route.token} />}
 				{route.name === "confirm-email" && <ConfirmEmail token={route.token} />}
+				{route.name === "revert-email" && <RevertEmail token={route.token} />}
 				{route.name === "admin" && <Admin section={route.section} />}
 				{route.name === "home" && <Home />}
 			</main>
@@ -211,6 +213,21 @@ function ConfirmEmail({ token }: { token?: string }) {
 			<ErrorBox error={form.error} />
 			<p>Your account will use the address this link was sent to, and stop using its current one.</p>
 			<button type="submit" disabled={form.busy}>Confirm the new address</button>
+		</form>
+	);
+}
+
+/** The link e-mailed to the address an account left: "this was not me" moves it back. */
+function RevertEmail({ token }: { token?: string }) {
+	const [done, setDone] = useState(false);
+	const form = useSubmit(() => api("POST", "/api/v1/auth/verify-email", { token }), () => setDone(true));
+	if (done) return <section class="card"><h1>Your account is back</h1><p>It uses this e-mail address again, and every session was ended. Choose a new password now: whoever moved it knew the old one. <a href="/#/forgot">Reset your password</a></p></section>;
+	return (
+		<form class="card" onSubmit={form.onSubmit} aria-labelledby="revert-email-title">
+			<h1 id="revert-email-title">Take your account back?</h1>
+			<ErrorBox error={form.error} />
+			<p>The account will use this e-mail address again, and every session of it will end, wherever it is signed in.</p>
+			<button type="submit" disabled={form.busy}>Move it back to this address</button>
 		</form>
 	);
 }
