@@ -277,8 +277,6 @@ export default function billingService(config: Config, deps: BillingDeps = {}): 
 				const { userId, email, name } = event.data;
 				if (typeof userId !== "string" || !userId || userId.length > 100 || typeof email !== "string" || !email) throw new MalformedEventError(`${event.type} needs data.userId and data.email`);
 				const result = await updateCustomerContact(db, { userId, email, name: typeof name === "string" ? name : null }, new Date(event.time), now());
-				// user.created has not been handled yet: retried with back-off until it has.
-				if (result.outcome === "unknown") throw new Error(`billing customer ${userId} does not exist yet`);
 				if (result.outcome === "updated") await syncStripeCustomer(stripe, result.customer);
 				this.logger.info(`user ${userId}: customer contact ${result.outcome} (${event.type})`);
 			},

@@ -71,6 +71,22 @@ describe("billing: sign-up trial and subscription actions", () => {
 		expect(created[0]).toMatchObject({ source: "/backplane/billing", subject: subs[0]!._id, data: { userId, planId: "pro", status: "trialing", cancelAtPeriodEnd: false } });
 	});
 
+	it("applies a new address that arrives before user.created once the customer exists, and ignores an older one", async () => {
+		const userId = uniqueId("u-");
+		const at = (ms: number) => new Date(Date.now() + ms);
+		const contact = (type: string, email: string, time: Date) => createCloudEvent({ type, source: "/backplane/auth", subject: userId, time, data: { userId, email, name: "Ada", previousEmail: `${userId}@example.com`, changedAt: time.toISOString(), revertUrl: null } });
+		// The move comes first (queues of different event types keep no order between them), an older update after it.
+		await publisher.publish([{ event: contact("user.email_changed", `${userId}@moved.example.com`, at(2_000)) }, { event: contact("user.updated", `${userId}@example.com`, at(1_000)) }]);
+		await eventually(async () => ((await db.collection("pending_contacts").findOne({ _id: userId as never })) ? true : undefined), 10_000, "the pending contact");
+		await signUp(userId);
+		const customer = await eventually(async () => {
+			const c = await db.collection<{ email: string }>("customers").findOne({ _id: userId as never });
+			return c?.email === `${userId}@moved.example.com` ? c : undefined;
+		}, 10_000, "the moved address on the customer");
+		expect(customer.email).toBe(`${userId}@moved.example.com`);
+		expect(await db.collection("pending_contacts").findOne({ _id: userId as never })).toBeNull();
+	});
+
 	it("lists the seeded catalog to anyone, in integer minor units", async () => {
 		const { plans } = await node.call<{ plans: { id: string; prices: { unitAmount?: number; currency: string }[] }[] }, object>("billing.listPlans", {});
 		expect(plans.map((p) => p.id)).toEqual(["free", "starter", "pro", "scale"]);
