@@ -13,7 +13,7 @@ import { addSeconds } from "./deps.ts";
 import type { AuthDeps, AuthHooks, RequestInfo, RevokedSession } from "./deps.ts";
 import { enqueue } from "./events.ts";
 import type pg from "pg";
-import { hasConfirmedTotp } from "./mfa.ts";
+import { endPendingLogins, hasConfirmedTotp } from "./mfa.ts";
 import { hashPassword, passwordProblems } from "./passwords.ts";
 import { DEFAULT_ROLE, grantRole, grantsOf } from "./rbac.ts";
 import { hashToken, newOpaqueToken } from "./secrets.ts";
@@ -114,7 +114,7 @@ interface LinkRow {
 }
 
 /** How long the address an account left can undo the move ("this was not me"). */
-export const EMAIL_REVERT_TTL_S = 7 * 86_400;
+const EMAIL_REVERT_TTL_S = 7 * 86_400;
 
 /**
  * Follows an e-mailed link. A verification link marks the account's address verified; it proves
@@ -147,8 +147,8 @@ export async function verifyEmail(deps: AuthDeps, hooks: AuthHooks, token: strin
 			}
 			if (row.purpose === "revert") {
 				await moveAccount(tx, row, null, request, now);
-				await tx.query("UPDATE email_verification_tokens SET used_at = $2 WHERE user_id = $1 AND purpose = 'change' AND used_at IS NULL", [row.user_id, now]);
-				await tx.query("DELETE FROM mfa_challenges WHERE user_id = $1", [row.user_id]);
+				await voidEmailChangeLinks(tx, row.user_id, now);
+				await endPendingLogins(tx, row.user_id);
 				const authenticator = await tx.query("DELETE FROM totp_authenticators WHERE user_id = $1 AND created_at >= $2", [row.user_id, row.created_at]);
 				if (authenticator.rowCount) await tx.query("DELETE FROM recovery_codes WHERE user_id = $1", [row.user_id]);
 				const revoked = await revokeSessions(tx, { userId: row.user_id }, "email_revert", deps.settings, now);
@@ -175,10 +175,20 @@ export async function verifyEmail(deps: AuthDeps, hooks: AuthHooks, token: strin
 	return { userId: result.userId! };
 }
 
+/** Pending moves to another address stop working (a newer request, the password changed, a move back). */
+export async function voidEmailChangeLinks(tx: pg.PoolClient, userId: string, now: Date): Promise<void> {
+	await tx.query("UPDATE email_verification_tokens SET used_at = $2 WHERE user_id = $1 AND purpose = 'change' AND used_at IS NULL", [userId, now]);
+}
+
+/** Every outstanding password reset link of the user stops working. */
+export async function voidPasswordResetLinks(tx: pg.PoolClient, userId: string, now: Date): Promise<void> {
+	await tx.query("UPDATE password_reset_tokens SET used_at = $2 WHERE user_id = $1 AND used_at IS NULL", [userId, now]);
+}
+
 /** Moves the account to the link's address, verified; reset links sent to the old one die. */
 async function moveAccount(tx: pg.PoolClient, row: LinkRow, revertUrl: string | null, request: RequestInfo, now: Date): Promise<void> {
 	await tx.query("UPDATE users SET email = $2, email_verified = true, email_verified_at = $3, updated_at = $3 WHERE id = $1", [row.user_id, row.token_email, now]);
-	await tx.query("UPDATE password_reset_tokens SET used_at = $2 WHERE user_id = $1 AND used_at IS NULL", [row.user_id, now]);
+	await voidPasswordResetLinks(tx, row.user_id, now);
 	await enqueue(tx, "user.email_changed", row.user_id, { userId: row.user_id, email: row.token_email, previousEmail: row.email, name: row.name, changedAt: now.toISOString(), revertUrl }, request, now);
 	await audit(tx, { action: "email.change", outcome: "success", userId: row.user_id, details: { from: row.email, to: row.token_email } }, request, now);
 }

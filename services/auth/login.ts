@@ -89,8 +89,8 @@ export async function login(deps: AuthDeps, input: { email: string; password: st
 	return tokenPair(deps, user.id, refresh, at);
 }
 
-export const invalidMfaToken = () => new AppError(401, "INVALID_MFA_TOKEN", "This login step has expired or was already used; log in again.");
-export const invalidMfaCode = () => new AppError(401, "INVALID_MFA_CODE", "The code is not right (or was used already); try the one your app shows now.");
+const invalidMfaToken = () => new AppError(401, "INVALID_MFA_TOKEN", "This login step has expired or was already used; log in again.");
+const invalidMfaCode = () => new AppError(401, "INVALID_MFA_CODE", "The code is not right (or was used already); try the one your app shows now.");
 
 /** The second step of a login: a code from the authenticator app, or one recovery code. */
 export async function completeMfaLogin(deps: AuthDeps, input: SecondFactor & { mfaToken: string }, request: RequestInfo): Promise<TokenPair> {

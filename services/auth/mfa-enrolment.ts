@@ -12,7 +12,7 @@ import { withTransaction } from "./db.ts";
 import type { AuthDeps, AuthHooks, RequestInfo } from "./deps.ts";
 import { enqueue } from "./events.ts";
 import { tooManyAttempts } from "./login.ts";
-import { checkSecondFactor, loadAuthenticator, matchTotp, newRecoveryCodes, newTotpSecret, recoveryCodeHash, storeAuthenticator } from "./mfa.ts";
+import { checkSecondFactor, endPendingLogins, loadAuthenticator, matchTotp, newRecoveryCodes, newTotpSecret, recoveryCodeHash, storeAuthenticator } from "./mfa.ts";
 import type { SecondFactor } from "./mfa.ts";
 import { confirmPassword } from "./recovery.ts";
 import { revokeSessions } from "./sessions.ts";
@@ -67,7 +67,7 @@ export async function disableTotp(deps: AuthDeps, caller: Caller, input: SecondF
 		await tx.query("DELETE FROM totp_authenticators WHERE user_id = $1", [user.id]);
 		await tx.query("DELETE FROM recovery_codes WHERE user_id = $1", [user.id]);
 		await enqueue(tx, "user.mfa_disabled", user.id, { userId: user.id, email: user.email, name: user.name, at: now.toISOString() }, request, now);
-		await tx.query("DELETE FROM mfa_challenges WHERE user_id = $1", [user.id]);
+		await endPendingLogins(tx, user.id);
 		await audit(tx, { action: "mfa.disable", outcome: "success", userId: user.id, sessionId: caller.sessionId }, request, now);
 		return factor;
 	});

@@ -12,10 +12,10 @@ import { mfaKey, recordFailureIn, recordSuccess, secondsLocked } from "./lockout
 import { open, seal } from "./sealed.ts";
 import { hashToken } from "./secrets.ts";
 
-export const TOTP_PERIOD_S = 30;
+const TOTP_PERIOD_S = 30;
 /** Steps of drift accepted either side of the server's. */
 const TOTP_WINDOW = 1;
-export const RECOVERY_CODE_COUNT = 10;
+const RECOVERY_CODE_COUNT = 10;
 /** How long the second step of a login may take, and how many codes it may try. */
 export const MFA_CHALLENGE_TTL_S = 300;
 export const MFA_CHALLENGE_ATTEMPTS = 5;
@@ -98,9 +98,14 @@ export async function hasConfirmedTotp(q: pg.Pool | pg.PoolClient, userId: strin
 }
 
 /** Spends a recovery code of the user; true when it was theirs and unused. */
-export async function spendRecoveryCode(tx: pg.PoolClient, userId: string, code: string, now: Date): Promise<boolean> {
+async function spendRecoveryCode(tx: pg.PoolClient, userId: string, code: string, now: Date): Promise<boolean> {
 	const { rowCount } = await tx.query("UPDATE recovery_codes SET used_at = $3 WHERE user_id = $1 AND code_hash = $2 AND used_at IS NULL", [userId, recoveryCodeHash(code), now]);
 	return rowCount === 1;
+}
+
+/** Logins halfway through (password given, code pending) end: the password changed, or the factor went. */
+export async function endPendingLogins(tx: pg.PoolClient, userId: string): Promise<void> {
+	await tx.query("DELETE FROM mfa_challenges WHERE user_id = $1", [userId]);
 }
 
 export type SecondFactor = { code?: string; recoveryCode?: string };

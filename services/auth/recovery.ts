@@ -6,19 +6,19 @@
  * sessions unless asked not to. Both publish `user.password_changed`.
  */
 import { AppError, badRequest, conflict, notFound } from "../../lib/errors.ts";
-import { invalidLinkToken, normalizeEmail, sendEmailLink } from "./accounts.ts";
+import { invalidLinkToken, normalizeEmail, sendEmailLink, voidEmailChangeLinks, voidPasswordResetLinks } from "./accounts.ts";
 import { audit } from "./audit.ts";
 import { withTransaction } from "./db.ts";
 import { addSeconds } from "./deps.ts";
 import type { AuthDeps, AuthHooks, RequestInfo } from "./deps.ts";
 import { enqueue } from "./events.ts";
 import { accountKey, recordFailure, recordSuccess, secondsLocked } from "./lockout.ts";
+import { endPendingLogins } from "./mfa.ts";
 import { tooManyAttempts } from "./login.ts";
 import { hashPassword, passwordProblems, verifyPassword } from "./passwords.ts";
 import { clientIpOrNull, hashToken, newOpaqueToken } from "./secrets.ts";
 import { ADMIN_ROLE } from "./rbac.ts";
 import { revokeSessions } from "./sessions.ts";
-import type pg from "pg";
 
 interface AccountRow {
 	id: string;
@@ -81,7 +81,7 @@ export async function resetPassword(deps: AuthDeps, hooks: AuthHooks, input: { t
 		await tx.query("UPDATE users SET password_hash = $2, password_changed_at = $3, updated_at = $3 WHERE id = $1", [row.user_id, passwordHash, now]);
 		// This link and any other outstanding one die with the old password, and so does a pending
 		// move to another address (asked for by whoever had the old password).
-		await tx.query("UPDATE password_reset_tokens SET used_at = $2 WHERE user_id = $1 AND used_at IS NULL", [row.user_id, now]);
+		await voidPasswordResetLinks(tx, row.user_id, now);
 		await voidEmailChangeLinks(tx, row.user_id, now);
 		await endPendingLogins(tx, row.user_id);
 		const sessions = await revokeSessions(tx, { userId: row.user_id }, "password_reset", deps.settings, now);
@@ -140,16 +140,6 @@ export async function changePassword(deps: AuthDeps, hooks: AuthHooks, caller: {
 		return sessions;
 	});
 	if (revoked.length) hooks.sessionsRevoked(revoked);
-}
-
-/** Pending moves to another address stop working (a newer request, or the password changed). */
-async function voidEmailChangeLinks(tx: pg.PoolClient, userId: string, now: Date): Promise<void> {
-	await tx.query("UPDATE email_verification_tokens SET used_at = $2 WHERE user_id = $1 AND purpose = 'change' AND used_at IS NULL", [userId, now]);
-}
-
-/** Logins halfway through (password given, code pending) end when the password changes. */
-async function endPendingLogins(tx: pg.PoolClient, userId: string): Promise<void> {
-	await tx.query("DELETE FROM mfa_challenges WHERE user_id = $1", [userId]);
 }
 
 /**
