@@ -5,6 +5,7 @@
  * and dead letters (admin.tsx). Every screen is a thin view over the public API.
  */
 import { render } from "preact";
+import type { JSX } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import { Admin, ADMIN_SECTIONS, isAdmin } from "./admin.tsx";
 import type { AdminSection } from "./admin.tsx";
@@ -202,35 +203,46 @@ function Verify({ token }: { token?: string }) {
 	);
 }
 
-/** The link that moves an account to a new address: only a click here makes the move. */
-function ConfirmEmail({ token }: { token?: string }) {
-	const [done, setDone] = useState(false);
-	const form = useSubmit(() => api("POST", "/api/v1/auth/verify-email", { token }), () => setDone(true));
-	if (done) return <section class="card"><h1>New address confirmed</h1><p>Your account now uses this e-mail address; log in with it from now on. <a href="/#/">Continue</a></p></section>;
+/**
+ * An e-mailed link that moves the account (to a new address, or back to the one it left): the page
+ * posts its token only on a click, so a mail scanner opening links cannot make the move.
+ */
+function MoveAccountLink({ token, id, title, text, button, done }: { token?: string; id: string; title: string; text: string; button: string; done: JSX.Element }) {
+	const [moved, setMoved] = useState(false);
+	const form = useSubmit(() => api("POST", "/api/v1/auth/verify-email", { token }), () => setMoved(true));
+	if (moved) return done;
 	return (
-		<form class="card" onSubmit={form.onSubmit} aria-labelledby="confirm-email-title">
-			<h1 id="confirm-email-title">Use this e-mail address?</h1>
+		<form class="card" onSubmit={form.onSubmit} aria-labelledby={id}>
+			<h1 id={id}>{title}</h1>
 			<ErrorBox error={form.error} />
-			<p>Your account will use the address this link was sent to, and stop using its current one.</p>
-			<button type="submit" disabled={form.busy}>Confirm the new address</button>
+			<p>{text}</p>
+			<button type="submit" disabled={form.busy}>{button}</button>
 		</form>
 	);
 }
 
+const ConfirmEmail = ({ token }: { token?: string }) => (
+	<MoveAccountLink
+		token={token}
+		id="confirm-email-title"
+		title="Use this e-mail address?"
+		text="Your account will use the address this link was sent to, and stop using its current one."
+		button="Confirm the new address"
+		done={<section class="card"><h1>New address confirmed</h1><p>Your account now uses this e-mail address; log in with it from now on. <a href="/#/">Continue</a></p></section>}
+	/>
+);
+
 /** The link e-mailed to the address an account left: "this was not me" moves it back. */
-function RevertEmail({ token }: { token?: string }) {
-	const [done, setDone] = useState(false);
-	const form = useSubmit(() => api("POST", "/api/v1/auth/verify-email", { token }), () => setDone(true));
-	if (done) return <section class="card"><h1>Your account is back</h1><p>It uses this e-mail address again, and every session was ended. Choose a new password now: whoever moved it knew the old one. <a href="/#/forgot">Reset your password</a></p></section>;
-	return (
-		<form class="card" onSubmit={form.onSubmit} aria-labelledby="revert-email-title">
-			<h1 id="revert-email-title">Take your account back?</h1>
-			<ErrorBox error={form.error} />
-			<p>The account will use this e-mail address again, and every session of it will end, wherever it is signed in.</p>
-			<button type="submit" disabled={form.busy}>Move it back to this address</button>
-		</form>
-	);
-}
+const RevertEmail = ({ token }: { token?: string }) => (
+	<MoveAccountLink
+		token={token}
+		id="revert-email-title"
+		title="Take your account back?"
+		text="The account will use this e-mail address again, and every session of it will end, wherever it is signed in."
+		button="Move it back to this address"
+		done={<section class="card"><h1>Your account is back</h1><p>It uses this e-mail address again, and every session was ended. Choose a new password now: whoever moved it knew the old one. <a href="/#/forgot">Reset your password</a></p></section>}
+	/>
+);
 
 const daysLeft = (iso: string) => Math.max(0, Math.ceil((Date.parse(iso) - Date.now()) / 86_400_000));
 
