@@ -24,7 +24,7 @@ import { DEV_KEY_ENCRYPTION_KEY, KeyRing } from "./auth/keys.ts";
 import { DEFAULT_LOCKOUT } from "./auth/lockout.ts";
 import type { LockoutPolicy } from "./auth/lockout.ts";
 import { completeMfaLogin, introspect, login, logout, refresh } from "./auth/login.ts";
-import { confirmTotpEnrolment, disableTotp, startTotpEnrolment } from "./auth/mfa-enrolment.ts";
+import { confirmTotpEnrolment, disableTotp, regenerateRecoveryCodes, startTotpEnrolment } from "./auth/mfa-enrolment.ts";
 import { dummyHash, limitHashing } from "./auth/passwords.ts";
 import { bootstrapAdmin, setUserRoles } from "./auth/rbac.ts";
 import { findUser, listOutbox, replayEvent } from "./auth/operations.ts";
@@ -89,7 +89,7 @@ export default function authService(config: Config, opts: AuthServiceOptions = {
 					Ping: "ping", Register: "register", Login: "login", Refresh: "refresh", Logout: "logout", VerifyEmail: "verifyEmail",
 					ResendVerification: "resendVerification", ForgotPassword: "forgotPassword", ResetPassword: "resetPassword",
 					ChangePassword: "changePassword", Me: "me", UpdateProfile: "updateProfile", RequestEmailChange: "requestEmailChange", CompleteMfaLogin: "completeMfaLogin",
-					StartTotp: "startTotp", ConfirmTotp: "confirmTotp", DisableTotp: "disableTotp", DeleteAccount: "deleteAccount", SetUserRoles: "setUserRoles", ListUsers: "listUsers", ListRoles: "listRoles",
+					StartTotp: "startTotp", ConfirmTotp: "confirmTotp", DisableTotp: "disableTotp", RegenerateRecoveryCodes: "regenerateRecoveryCodes", DeleteAccount: "deleteAccount", SetUserRoles: "setUserRoles", ListUsers: "listUsers", ListRoles: "listRoles",
 					RevokeUserSessions: "revokeUserSessions", ListSessions: "sessions", RevokeSession: "revokeSession", Introspect: "introspect", GetJwks: "jwks",
 				},
 				host: config.grpc.host,
@@ -161,6 +161,13 @@ export default function authService(config: Config, opts: AuthServiceOptions = {
 				async handler(ctx: Ctx<{ password: string; code?: string; recoveryCode?: string }>) {
 					await disableTotp(deps, this.caller(ctx), { password: ctx.params.password, ...oneSecondFactor(ctx.params) }, this.request(ctx));
 					return this.reply(ctx, 204, {});
+				},
+			},
+			regenerateRecoveryCodes: {
+				rest: "POST /mfa/recovery-codes", auth: "required", rateLimit: "auth-strict", openapi: { summary: "Ten new recovery codes (needs the password and a code, or a recovery code); the old ones stop working" },
+				params: { $$strict: "remove", password: secret, code: { type: "string", max: 20, optional: true }, recoveryCode: { type: "string", max: 40, optional: true } },
+				handler(ctx: Ctx<{ password: string; code?: string; recoveryCode?: string }>) {
+					return regenerateRecoveryCodes(deps, this.caller(ctx), { password: ctx.params.password, ...oneSecondFactor(ctx.params) }, this.request(ctx));
 				},
 			},
 			refresh: {

@@ -44,9 +44,13 @@ export interface EmailChanged extends UserRef {
 	/** One-time link for `previousEmail` that moves the account back (null when this was such a move back). */
 	revertUrl: string | null;
 }
-/** Two-step login was turned on or off (`at`: when). */
+/** Two-step login was turned on or off, or its recovery codes were replaced (`at`: when). */
 export interface MfaChanged extends UserRef {
 	at: string;
+}
+/** Wrong second-factor codes locked the account's second factor until `lockedUntil`: someone had the password. */
+export interface MfaLocked extends MfaChanged {
+	lockedUntil: string;
 }
 /** The profile changed (today: the display name). */
 export interface UserUpdated extends UserRef {
@@ -84,6 +88,8 @@ export interface EventCatalog {
 	"user.updated": UserUpdated;
 	"user.mfa_enabled": MfaChanged;
 	"user.mfa_disabled": MfaChanged;
+	"user.mfa_recovery_codes_regenerated": MfaChanged;
+	"user.mfa_locked": MfaLocked;
 	"user.password_reset_requested": PasswordResetRequested;
 	"user.password_changed": PasswordChanged;
 	"user.deleted": UserDeleted;

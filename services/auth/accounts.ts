@@ -13,7 +13,7 @@ import { addSeconds } from "./deps.ts";
 import type { AuthDeps, AuthHooks, RequestInfo, RevokedSession } from "./deps.ts";
 import { enqueue } from "./events.ts";
 import type pg from "pg";
-import { endPendingLogins, hasConfirmedTotp } from "./mfa.ts";
+import { endPendingLogins, hasConfirmedTotp, recoveryCodesLeft } from "./mfa.ts";
 import { hashPassword, passwordProblems } from "./passwords.ts";
 import { DEFAULT_ROLE, grantRole, grantsOf } from "./rbac.ts";
 import { hashToken, newOpaqueToken } from "./secrets.ts";
@@ -32,6 +32,8 @@ export interface Profile extends User {
 	permissions: string[];
 	/** Two-step login (an authenticator app) is on. */
 	mfaEnabled: boolean;
+	/** Recovery codes not used yet (0 while two-step login is off): few left, make new ones. */
+	recoveryCodesLeft: number;
 }
 
 export interface RegisterInput {
@@ -229,7 +231,8 @@ export async function updateProfile(deps: AuthDeps, userId: string, input: { nam
 export async function getProfile(deps: AuthDeps, userId: string): Promise<Profile> {
 	const { rows } = await deps.pool.query<UserRow>(`SELECT ${USER_COLUMNS} FROM users WHERE id = $1`, [userId]);
 	if (!rows[0]) throw notFound("User");
-	return { ...toUser(rows[0]), ...(await grantsOf(deps.pool, userId)), mfaEnabled: await hasConfirmedTotp(deps.pool, userId) };
+	const [grants, mfaEnabled, recoveryCodes] = await Promise.all([grantsOf(deps.pool, userId), hasConfirmedTotp(deps.pool, userId), recoveryCodesLeft(deps.pool, userId)]);
+	return { ...toUser(rows[0]), ...grants, mfaEnabled, recoveryCodesLeft: mfaEnabled ? recoveryCodes : 0 };
 }
 
 function toUser(row: UserRow): User {

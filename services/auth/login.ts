@@ -4,7 +4,8 @@
  * per client IP (lockout.ts). With two-step login on, the right password gives a short-lived
  * challenge (403 MFA_REQUIRED with `mfaToken`) instead of tokens; `completeMfaLogin` spends it with
  * a code from the app or a recovery code; wrong codes count against the account's lockout and the
- * challenge dies after five. Every outcome lands in the audit log.
+ * client IP's (the owner is told when they lock it: mfa.ts), and the challenge dies after five.
+ * Every outcome lands in the audit log.
  */
 import { AppError, notFound } from "../../lib/errors.ts";
 import { tokenCacheKey } from "../../lib/expiring-cache.ts";
@@ -104,7 +105,7 @@ export async function completeMfaLogin(deps: AuthDeps, input: SecondFactor & { m
 		);
 		const row = rows[0];
 		if (!row || row.used_at || row.expires_at <= now || row.attempts >= MFA_CHALLENGE_ATTEMPTS) return { kind: "invalid" as const, userId: row?.user_id };
-		const check = await checkSecondFactor(tx, deps.kek, row.user_id, input, deps.lockout.account, now);
+		const check = await checkSecondFactor(tx, deps, row.user_id, input, request, now);
 		if (!check.ok && check.lockedS > 0) return { kind: "locked" as const, lockedS: check.lockedS, userId: row.user_id };
 		if (!check.ok) {
 			await tx.query("UPDATE mfa_challenges SET attempts = attempts + 1 WHERE token_hash = $1", [hash]);

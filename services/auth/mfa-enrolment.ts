@@ -1,18 +1,20 @@
 /**
- * Turning the second factor on and off. Starting needs the password again and gives the secret
- * (and its otpauth:// link for a QR code); the factor is on only once a first code from the app
- * confirmed it, which also gives ten recovery codes, shown this once, and ends the account's other
- * sessions (one opened before, by someone else, would otherwise keep going). Turning it off needs
- * the password and a code (or a recovery code). Both publish an event, so the user hears of it by
+ * Turning the second factor on and off, and replacing its recovery codes. Starting needs the
+ * password again and gives the secret (and its otpauth:// link for a QR code); the factor is on
+ * only once a first code from the app confirmed it, which also gives ten recovery codes, shown this
+ * once, and ends the account's other sessions (one opened before, by someone else, would otherwise
+ * keep going). Turning it off, or making new recovery codes (the old ones stop working), needs the
+ * password and a code (or a recovery code). Each publishes an event, so the user hears of it by
  * e-mail.
  */
+import type pg from "pg";
 import { AppError, badRequest } from "../../lib/errors.ts";
 import { audit } from "./audit.ts";
 import { withTransaction } from "./db.ts";
 import type { AuthDeps, AuthHooks, RequestInfo } from "./deps.ts";
 import { enqueue } from "./events.ts";
 import { tooManyAttempts } from "./login.ts";
-import { checkSecondFactor, endPendingLogins, loadAuthenticator, matchTotp, newRecoveryCodes, newTotpSecret, recoveryCodeHash, storeAuthenticator } from "./mfa.ts";
+import { checkSecondFactor, endPendingLogins, loadAuthenticator, matchTotp, newTotpSecret, replaceRecoveryCodes, storeAuthenticator } from "./mfa.ts";
 import type { SecondFactor } from "./mfa.ts";
 import { confirmPassword } from "./recovery.ts";
 import { revokeSessions } from "./sessions.ts";
@@ -45,9 +47,7 @@ export async function confirmTotpEnrolment(deps: AuthDeps, hooks: AuthHooks, cal
 		const step = matchTotp(pending.secret, input.code, pending.lastUsedStep, now);
 		if (step === null) throw badRequest("The code is not right; enter the one your app shows now.", [{ field: "code", message: "is not the current code", type: "mfaCode" }]);
 		await tx.query("UPDATE totp_authenticators SET confirmed_at = $2, last_used_step = $3 WHERE user_id = $1", [caller.userId, now, step]);
-		const recoveryCodes = newRecoveryCodes();
-		await tx.query("DELETE FROM recovery_codes WHERE user_id = $1", [caller.userId]);
-		await tx.query("INSERT INTO recovery_codes (user_id, code_hash, created_at) SELECT $1, unnest($2::bytea[]), $3", [caller.userId, recoveryCodes.map(recoveryCodeHash), now]);
+		const recoveryCodes = await replaceRecoveryCodes(tx, caller.userId, now);
 		await enqueue(tx, "user.mfa_enabled", caller.userId, { userId: caller.userId, email: user.email, name: user.name, at: now.toISOString() }, request, now);
 		const revoked = await revokeSessions(tx, { userId: caller.userId, exceptSessionId: caller.sessionId }, "mfa_enabled", deps.settings, now);
 		await audit(tx, { action: "mfa.enable", outcome: "success", userId: caller.userId, sessionId: caller.sessionId, details: { revokedSessions: revoked.length } }, request, now);
@@ -58,21 +58,47 @@ export async function confirmTotpEnrolment(deps: AuthDeps, hooks: AuthHooks, cal
 }
 
 export async function disableTotp(deps: AuthDeps, caller: Caller, input: SecondFactor & { password: string }, request: RequestInfo): Promise<void> {
-	const user = await confirmPassword(deps, caller, input.password, "password", "mfa.disable", request);
-	const now = deps.clock.now();
-	const check = await withTransaction(deps.pool, async (tx) => {
-		if (!(await loadAuthenticator(tx, deps.kek, user.id, true))?.confirmed) throw new AppError(409, "MFA_NOT_ENABLED", "Two-step login is not on.");
-		const factor = await checkSecondFactor(tx, deps.kek, user.id, input, deps.lockout.account, now);
-		if (!factor.ok) return factor;
+	await withBothFactors(deps, caller, input, "mfa.disable", request, async (tx, user, now) => {
 		await tx.query("DELETE FROM totp_authenticators WHERE user_id = $1", [user.id]);
 		await tx.query("DELETE FROM recovery_codes WHERE user_id = $1", [user.id]);
 		await enqueue(tx, "user.mfa_disabled", user.id, { userId: user.id, email: user.email, name: user.name, at: now.toISOString() }, request, now);
 		await endPendingLogins(tx, user.id);
-		await audit(tx, { action: "mfa.disable", outcome: "success", userId: user.id, sessionId: caller.sessionId }, request, now);
-		return factor;
 	});
-	if (check.ok) return;
-	await audit(deps.pool, { action: "mfa.disable", outcome: "failure", userId: user.id, sessionId: caller.sessionId, details: { reason: check.lockedS > 0 ? "locked" : "wrong_code" } }, request, now);
-	if (check.lockedS > 0) throw tooManyAttempts(check.lockedS);
+}
+
+/** Ten new recovery codes (shown this once); the old ones, used or not, stop working. */
+export async function regenerateRecoveryCodes(deps: AuthDeps, caller: Caller, input: SecondFactor & { password: string }, request: RequestInfo): Promise<{ recoveryCodes: string[] }> {
+	const recoveryCodes = await withBothFactors(deps, caller, input, "mfa.recovery_codes", request, async (tx, user, now) => {
+		const codes = await replaceRecoveryCodes(tx, user.id, now);
+		await enqueue(tx, "user.mfa_recovery_codes_regenerated", user.id, { userId: user.id, email: user.email, name: user.name, at: now.toISOString() }, request, now);
+		return codes;
+	});
+	return { recoveryCodes };
+}
+
+/**
+ * Runs `change` (in one transaction, audited as `action`) once the caller proved both factors:
+ * the password, and a code from the app or a recovery code. Wrong codes count as at login.
+ */
+async function withBothFactors<T>(
+	deps: AuthDeps,
+	caller: Caller,
+	input: SecondFactor & { password: string },
+	action: string,
+	request: RequestInfo,
+	change: (tx: pg.PoolClient, user: { id: string; email: string; name: string | null }, now: Date) => Promise<T>,
+): Promise<T> {
+	const user = await confirmPassword(deps, caller, input.password, "password", action, request);
+	const now = deps.clock.now();
+	const outcome = await withTransaction(deps.pool, async (tx) => {
+		const check = await checkSecondFactor(tx, deps, user.id, input, request, now);
+		if (!check.ok) return { check };
+		const result = await change(tx, user, now);
+		await audit(tx, { action, outcome: "success", userId: user.id, sessionId: caller.sessionId, details: { with: check.method } }, request, now);
+		return { check, result };
+	});
+	if (outcome.check.ok) return outcome.result as T;
+	await audit(deps.pool, { action, outcome: "failure", userId: user.id, sessionId: caller.sessionId, details: { reason: outcome.check.lockedS > 0 ? "locked" : "wrong_code" } }, request, now);
+	if (outcome.check.lockedS > 0) throw tooManyAttempts(outcome.check.lockedS);
 	throw badRequest("The code is not right; enter the one your app shows now, or a recovery code.", [{ field: "code", message: "is not the current code", type: "mfaCode" }]);
 }

@@ -7,10 +7,12 @@
 import { randomInt } from "node:crypto";
 import { Secret, TOTP } from "otpauth";
 import type pg from "pg";
-import type { ThrottleRule } from "./lockout.ts";
-import { mfaKey, recordFailureIn, recordSuccess, secondsLocked } from "./lockout.ts";
+import { AppError } from "../../lib/errors.ts";
+import type { AuthDeps, RequestInfo } from "./deps.ts";
+import { enqueue } from "./events.ts";
+import { ipKey, mfaKey, recordFailureIn, recordSuccess, secondsLocked } from "./lockout.ts";
 import { open, seal } from "./sealed.ts";
-import { hashToken } from "./secrets.ts";
+import { clientIpOrNull, hashToken } from "./secrets.ts";
 
 const TOTP_PERIOD_S = 30;
 /** Steps of drift accepted either side of the server's. */
@@ -45,7 +47,7 @@ export function matchTotp(secret: Buffer, code: string, lastUsedStep: number, no
  * Ten codes like `k7f2-9qxw-3mab-cd45-efgh-jk67`: 24 characters from 31 no one misreads, 118 bits
  * each, so a plain SHA-256 may store them (ASVS 6.5.2 asks for 112 bits, else a password hash).
  */
-export function newRecoveryCodes(): string[] {
+function newRecoveryCodes(): string[] {
 	const alphabet = "23456789abcdefghjkmnpqrstuvwxyz";
 	return Array.from({ length: RECOVERY_CODE_COUNT }, () => {
 		const chars = Array.from({ length: 24 }, () => alphabet[randomInt(alphabet.length)]).join("");
@@ -54,7 +56,7 @@ export function newRecoveryCodes(): string[] {
 }
 
 /** Codes are compared without case, spaces or dashes. */
-export const recoveryCodeHash = (code: string) => hashToken(code.toLowerCase().replace(/[\s-]+/g, ""));
+const recoveryCodeHash = (code: string) => hashToken(code.toLowerCase().replace(/[\s-]+/g, ""));
 
 export interface Authenticator {
 	secret: Buffer;
@@ -97,6 +99,20 @@ export async function hasConfirmedTotp(q: pg.Pool | pg.PoolClient, userId: strin
 	return rowCount === 1;
 }
 
+/** Ten new recovery codes in place of the user's old ones (used or not); answered in clear this once. */
+export async function replaceRecoveryCodes(tx: pg.PoolClient, userId: string, now: Date): Promise<string[]> {
+	const codes = newRecoveryCodes();
+	await tx.query("DELETE FROM recovery_codes WHERE user_id = $1", [userId]);
+	await tx.query("INSERT INTO recovery_codes (user_id, code_hash, created_at) SELECT $1, unnest($2::bytea[]), $3", [userId, codes.map(recoveryCodeHash), now]);
+	return codes;
+}
+
+/** Recovery codes the user has not used yet. */
+export async function recoveryCodesLeft(q: pg.Pool | pg.PoolClient, userId: string): Promise<number> {
+	const { rows } = await q.query<{ left: number }>("SELECT count(*)::int AS left FROM recovery_codes WHERE user_id = $1 AND used_at IS NULL", [userId]);
+	return rows[0]?.left ?? 0;
+}
+
 /** Spends a recovery code of the user; true when it was theirs and unused. */
 async function spendRecoveryCode(tx: pg.PoolClient, userId: string, code: string, now: Date): Promise<boolean> {
 	const { rowCount } = await tx.query("UPDATE recovery_codes SET used_at = $3 WHERE user_id = $1 AND code_hash = $2 AND used_at IS NULL", [userId, recoveryCodeHash(code), now]);
@@ -115,25 +131,35 @@ export type FactorCheck = { ok: true; method: "totp" | "recovery_code" } | { ok:
  * Checks a code from the app or a recovery code of a user with two-step login on, inside the
  * caller's transaction. The authenticator row is locked first, so a user's checks run one at a
  * time: the lockout read and the failure counted cannot be raced by parallel guesses. Wrong codes
- * count under their own key (`mfaKey`), which a password reset does not clear.
+ * count under their own key (`mfaKey`), which a password reset does not clear, and under the
+ * client's IP, as wrong passwords do (one IP trying codes across many stolen passwords). When
+ * they lock the account's second factor, its owner is told (`user.mfa_locked`): whoever typed
+ * them had the password.
  */
-export async function checkSecondFactor(tx: pg.PoolClient, kek: Buffer, userId: string, factor: SecondFactor, rule: ThrottleRule, now: Date): Promise<FactorCheck> {
-	const authenticator = await loadAuthenticator(tx, kek, userId, true);
+export async function checkSecondFactor(tx: pg.PoolClient, deps: Pick<AuthDeps, "kek" | "lockout">, userId: string, factor: SecondFactor, request: RequestInfo, now: Date): Promise<FactorCheck> {
+	const authenticator = await loadAuthenticator(tx, deps.kek, userId, true);
+	if (!authenticator?.confirmed) throw new AppError(409, "MFA_NOT_ENABLED", "Two-step login is not on.");
 	const key = mfaKey(userId);
-	const lockedS = await secondsLocked(tx, [key], now);
+	const ip = clientIpOrNull(request.clientIp);
+	const lockedS = await secondsLocked(tx, ip ? [key, ipKey(ip)] : [key], now);
 	if (lockedS > 0) return { ok: false, lockedS };
 	let method: "totp" | "recovery_code" | undefined;
-	if (factor.code && authenticator?.confirmed) {
+	if (factor.code) {
 		const step = matchTotp(authenticator.secret, factor.code, authenticator.lastUsedStep, now);
 		if (step !== null) {
 			await tx.query("UPDATE totp_authenticators SET last_used_step = $2 WHERE user_id = $1", [userId, step]);
 			method = "totp";
 		}
-	} else if (factor.recoveryCode && authenticator?.confirmed && (await spendRecoveryCode(tx, userId, factor.recoveryCode, now))) {
+	} else if (factor.recoveryCode && (await spendRecoveryCode(tx, userId, factor.recoveryCode, now))) {
 		method = "recovery_code";
 	}
 	if (!method) {
-		await recordFailureIn(tx, key, rule, now);
+		const lockedUntil = await recordFailureIn(tx, key, deps.lockout.account, now);
+		if (ip) await recordFailureIn(tx, ipKey(ip), deps.lockout.ip, now);
+		if (lockedUntil) {
+			const { rows } = await tx.query<{ email: string; name: string | null }>("SELECT email, name FROM users WHERE id = $1", [userId]);
+			if (rows[0]) await enqueue(tx, "user.mfa_locked", userId, { userId, email: rows[0].email, name: rows[0].name, at: now.toISOString(), lockedUntil: lockedUntil.toISOString() }, request, now);
+		}
 		return { ok: false, lockedS: 0 };
 	}
 	await recordSuccess(tx, key, now);

@@ -4,7 +4,7 @@
  * is read in one table; the texts live in the locale catalogs (locales/<lang>.json) under the
  * workflow's id.
  */
-import type { EmailChanged, EmailChangeRequested, EmailVerificationRequested, EventCatalog, MfaChanged, EventType, InvoiceData, PasswordChanged, PasswordResetRequested, SubscriptionData, UserRef } from "../../lib/events/catalog.ts";
+import type { EmailChanged, EmailChangeRequested, EmailVerificationRequested, EventCatalog, MfaChanged, MfaLocked, EventType, InvoiceData, PasswordChanged, PasswordResetRequested, SubscriptionData, UserRef } from "../../lib/events/catalog.ts";
 
 export const CHANNELS = ["email", "push", "in_app"] as const;
 export type Channel = (typeof CHANNELS)[number];
@@ -148,6 +148,24 @@ export const WORKFLOWS: readonly Workflow[] = [
 		channels: ["email", "push", "in_app"],
 		recipient: fromUser,
 		variables: (d: MfaChanged, publicUrl) => ({ name: d.name, at: d.at, actionUrl: link(publicUrl, "password", "forgot") }),
+		push: { ttlSeconds: DAY, urgency: "high" },
+	}),
+	define({
+		id: "mfa-recovery-codes",
+		event: "user.mfa_recovery_codes_regenerated",
+		category: "security",
+		channels: ["email", "in_app"],
+		recipient: fromUser,
+		variables: (d: MfaChanged, publicUrl) => ({ name: d.name, at: d.at, actionUrl: link(publicUrl, "password", "forgot") }),
+	}),
+	define({
+		id: "mfa-locked",
+		event: "user.mfa_locked",
+		category: "security",
+		channels: ["email", "push", "in_app"],
+		// Whoever typed the wrong codes had the password: its owner should change it.
+		recipient: fromUser,
+		variables: (d: MfaLocked, publicUrl) => ({ name: d.name, at: d.at, lockedUntil: d.lockedUntil, actionUrl: link(publicUrl, "password", "forgot") }),
 		push: { ttlSeconds: DAY, urgency: "high" },
 	}),
 	define({

@@ -5,9 +5,11 @@
  * page and sets a new password; the e-mailed verification link verifies the address; the account
  * card renames the user and moves the account to a new address through the link sent there (and
  * the old address's notice moves it back);
- * two-step login is turned on and then asks for a code at login; web push (service worker,
+ * two-step login is turned on (its QR code scanned), makes new recovery codes, and then asks for
+ * a code at login; web push (service worker,
  * opt-in, devices). Screenshots of each screen go to test-results/screenshots/.
  */
+import jsQR from "jsqr";
 import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startConsolePlatform, JSON_HEADERS as json, PASSWORD as password } from "../support/console.ts";
@@ -175,6 +177,10 @@ describe("web console in Chromium", () => {
 		await page.getByLabel("Code from the app").fill("000000");
 		await page.getByRole("button", { name: "Confirm the code" }).click();
 		await expect.poll(() => page.locator("#f-mfa-code-error").textContent()).toContain("not the current code");
+		// The QR code is what an authenticator app scans: an independent decoder reads the otpauth link from it.
+		expect(await scanQrCode(page)).toMatch(new RegExp(`^otpauth://totp/Backplane:[^?]+\\?.*secret=${secret}`));
+		await page.getByTestId("totp-qr").scrollIntoViewIfNeeded();
+		await shot(page, "two-step-setup");
 		await page.getByLabel("Code from the app").fill(totpCode(secret));
 		await page.getByRole("button", { name: "Confirm the code" }).click();
 		// allTextContents does not wait: wait for the list to be there first.
@@ -184,7 +190,17 @@ describe("web console in Chromium", () => {
 		await page.getByRole("heading", { name: /Two-step login/ }).scrollIntoViewIfNeeded();
 		await shot(page, "two-step-recovery-codes");
 		await page.getByRole("button", { name: "I have saved them" }).click();
-		await page.getByLabel("Password to turn it off").waitFor();
+		await expect.poll(() => page.getByTestId("recovery-codes-left").textContent()).toContain("10 recovery codes are left");
+
+		// New recovery codes, proven with a recovery code (the app's current code was just used): the old ones stop working.
+		await page.getByLabel("Password to change two-step login").fill(password);
+		await page.getByLabel("Code from the app").fill(codes[1]!);
+		await page.getByRole("button", { name: "Make new recovery codes" }).click();
+		await expect.poll(() => page.getByTestId("recovery-codes").locator("li").count(), { timeout: 10_000 }).toBe(10);
+		const fresh = await page.getByTestId("recovery-codes").locator("li").allTextContents();
+		expect(fresh.filter((c) => codes.includes(c))).toEqual([]);
+		await page.getByRole("button", { name: "I have saved them" }).click();
+		await expect.poll(() => page.getByTestId("recovery-codes-left").textContent()).toContain("10 recovery codes are left");
 
 		await page.getByRole("button", { name: "Log out" }).click();
 		await page.getByRole("heading", { name: "Log in" }).waitFor();
@@ -195,6 +211,9 @@ describe("web console in Chromium", () => {
 		await shot(page, "two-step-login");
 		await page.getByRole("link", { name: "Use a recovery code instead" }).click();
 		await page.getByLabel("Recovery code").fill(codes[0]!);
+		await page.getByRole("button", { name: "Continue" }).click();
+		await expect.poll(() => page.getByRole("alert").textContent()).toContain("not right");
+		await page.getByLabel("Recovery code").fill(fresh[0]!);
 		await page.getByRole("button", { name: "Continue" }).click();
 		await page.getByRole("heading", { name: "Hello, Ida" }).waitFor();
 		await page.close();
@@ -294,3 +313,33 @@ describe("web console in Chromium", () => {
 		await context.close();
 	});
 });
+
+/**
+ * Reads the page's QR code the way a phone would: the SVG drawn onto a canvas in the page, its
+ * pixels decoded by jsQR (a decoder that shares nothing with the encoder the console uses). The
+ * page sends one grey byte a pixel, base64: an array of every RGBA value took this process (which
+ * hosts the platform's nodes) long enough to make the gateway shed requests.
+ */
+async function scanQrCode(page: Page): Promise<string | undefined> {
+	const side = 300;
+	// Runs in the page (a string: the tests are type-checked without the DOM library).
+	const grey = await page.evaluate<string>(`(async () => {
+		const svg = document.querySelector('[data-testid="totp-qr"]');
+		const image = new Image();
+		image.src = "data:image/svg+xml;base64," + btoa(new XMLSerializer().serializeToString(svg));
+		await image.decode();
+		const canvas = document.createElement("canvas");
+		canvas.width = canvas.height = ${side};
+		const g = canvas.getContext("2d");
+		g.drawImage(image, 0, 0, ${side}, ${side});
+		const rgba = g.getImageData(0, 0, ${side}, ${side}).data;
+		let bytes = "";
+		for (let i = 0; i < rgba.length; i += 4) bytes += String.fromCharCode(rgba[i]);
+		return btoa(bytes);
+	})()`);
+	const pixels = Buffer.from(grey, "base64");
+	const rgba = new Uint8ClampedArray(pixels.length * 4);
+	pixels.forEach((v, i) => rgba.fill(v, i * 4, i * 4 + 3).fill(255, i * 4 + 3, i * 4 + 4));
+	// jsqr is CommonJS: its function is the module's default export.
+	return jsQR.default(rgba, side, side)?.data;
+}

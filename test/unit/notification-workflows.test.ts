@@ -35,6 +35,8 @@ describe("notification workflows", () => {
 			"email-changed": "security",
 			"mfa-enabled": "security",
 			"mfa-disabled": "security",
+			"mfa-recovery-codes": "security",
+			"mfa-locked": "security",
 			"password-reset": "security",
 			"password-changed": "security",
 			"trial-ending": "billing",

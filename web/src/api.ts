@@ -127,6 +127,8 @@ export interface Me {
 	roles: string[];
 	permissions: string[];
 	mfaEnabled: boolean;
+	/** Recovery codes not used yet (0 while two-step login is off). */
+	recoveryCodesLeft: number;
 }
 
 export interface Plan {
