@@ -18,20 +18,20 @@ import { healthMixin } from "../mixins/health.mixin.ts";
 import { getProfile, registerUser, resendVerification, updateProfile, verifyEmail } from "./auth/accounts.ts";
 import { listRoles, listUsers } from "./auth/directory.ts";
 import { DEFAULT_LINK_SETTINGS, callerFrom, systemClock } from "./auth/deps.ts";
-import type { AuthDeps, AuthHooks, CallerIdentity, Clock, RequestInfo, RevokedSession } from "./auth/deps.ts";
+import type { Actor, AuthDeps, AuthHooks, CallerIdentity, Clock, RequestInfo, RevokedSession } from "./auth/deps.ts";
 import { startMaintenance } from "./auth/housekeeping.ts";
 import { DEV_KEY_ENCRYPTION_KEY, KeyRing } from "./auth/keys.ts";
 import { DEFAULT_LOCKOUT } from "./auth/lockout.ts";
 import type { LockoutPolicy } from "./auth/lockout.ts";
-import { completeMfaLogin, introspect, login, logout, refresh } from "./auth/login.ts";
-import { confirmTotpEnrolment, disableTotp, regenerateRecoveryCodes, startTotpEnrolment } from "./auth/mfa-enrolment.ts";
+import { completeMfaLogin, endUserSessions, introspect, login, logout, refresh } from "./auth/login.ts";
+import { confirmTotpEnrolment, disableTotp, regenerateRecoveryCodes, resetSecondFactor, startTotpEnrolment } from "./auth/mfa-enrolment.ts";
 import { dummyHash, limitHashing } from "./auth/passwords.ts";
 import { bootstrapAdmin, setUserRoles } from "./auth/rbac.ts";
 import { findUser, listOutbox, replayEvent } from "./auth/operations.ts";
 import { changePassword, deleteAccount, forgotPassword, requestEmailChange, resetPassword } from "./auth/recovery.ts";
 import { ActiveSessionCache } from "./auth/session-cache.ts";
 import { ExpiringCache } from "../lib/expiring-cache.ts";
-import { listSessions, revokeSessions } from "./auth/sessions.ts";
+import { listSessions } from "./auth/sessions.ts";
 
 /** Verified tokens introspection remembers (by hash, until their exp). */
 const TOKEN_CACHE_ENTRIES = 10_000;
@@ -48,6 +48,7 @@ type Ctx<P = Record<string, never>> = Context<P, AuthMeta>;
 interface AuthMethods extends OutboxMethods {
 	request(ctx: Ctx<unknown>): RequestInfo;
 	caller(ctx: Ctx<unknown>): CallerIdentity;
+	actor(ctx: Ctx<unknown>): Actor;
 	sessionHooks(): AuthHooks;
 	reply<T>(ctx: Ctx<unknown>, status: number | undefined, result: T): T;
 }
@@ -90,7 +91,7 @@ export default function authService(config: Config, opts: AuthServiceOptions = {
 					ResendVerification: "resendVerification", ForgotPassword: "forgotPassword", ResetPassword: "resetPassword",
 					ChangePassword: "changePassword", Me: "me", UpdateProfile: "updateProfile", RequestEmailChange: "requestEmailChange", CompleteMfaLogin: "completeMfaLogin",
 					StartTotp: "startTotp", ConfirmTotp: "confirmTotp", DisableTotp: "disableTotp", RegenerateRecoveryCodes: "regenerateRecoveryCodes", DeleteAccount: "deleteAccount", SetUserRoles: "setUserRoles", ListUsers: "listUsers", ListRoles: "listRoles",
-					RevokeUserSessions: "revokeUserSessions", ListSessions: "sessions", RevokeSession: "revokeSession", Introspect: "introspect", GetJwks: "jwks",
+					RevokeUserSessions: "revokeUserSessions", ResetUserMfa: "resetUserMfa", ListSessions: "sessions", RevokeSession: "revokeSession", Introspect: "introspect", GetJwks: "jwks",
 				},
 				host: config.grpc.host,
 				port: config.grpc.port,
@@ -256,10 +257,7 @@ export default function authService(config: Config, opts: AuthServiceOptions = {
 				rest: "PUT /users/:userId/roles", auth: "required", permissions: ["roles:write"], openapi: { summary: "Replace a user's roles" },
 				params: { $$strict: "remove", userId: { type: "uuid" }, roles: { type: "array", max: 20, unique: true, items: { type: "string", pattern: /^[a-z][a-z0-9_-]{0,49}$/ } } },
 				handler(ctx: Ctx<{ userId: string; roles: string[] }>) {
-					// Users are UUIDs; an operator at the REPL is not a user and is named in the audit instead.
-					const caller = this.caller(ctx).userId;
-					const isUser = UUID.test(caller);
-					return setUserRoles(deps, { ...ctx.params, actorId: isUser ? caller : null, operator: isUser ? undefined : caller }, this.request(ctx));
+					return setUserRoles(deps, { ...ctx.params, ...this.actor(ctx) }, this.request(ctx));
 				},
 			},
 			listUsers: {
@@ -277,10 +275,16 @@ export default function authService(config: Config, opts: AuthServiceOptions = {
 			revokeUserSessions: {
 				rest: "DELETE /users/:userId/sessions", auth: "required", permissions: ["users:write"], openapi: { summary: "End every session of a user" },
 				params: { $$strict: "remove", userId: { type: "uuid" } },
+				handler(ctx: Ctx<{ userId: string }>) {
+					return endUserSessions(deps, this.sessionHooks(), { userId: ctx.params.userId, ...this.actor(ctx) }, this.request(ctx));
+				},
+			},
+			resetUserMfa: {
+				rest: "DELETE /users/:userId/mfa", auth: "required", permissions: ["users:write"], openapi: { summary: "Turn off a user's two-step login (for a user who lost the phone and the recovery codes; the user is told)" },
+				params: { $$strict: "remove", userId: { type: "uuid" } },
 				async handler(ctx: Ctx<{ userId: string }>) {
-					const revoked = await revokeSessions(pool, { userId: ctx.params.userId }, "admin", config.auth, clock.now());
-					this.sessionHooks().sessionsRevoked(revoked);
-					return { revokedSessions: revoked.length };
+					await resetSecondFactor(deps, { userId: ctx.params.userId, ...this.actor(ctx) }, this.request(ctx));
+					return this.reply(ctx, 204, {});
 				},
 			},
 			introspect: {
@@ -343,6 +347,11 @@ export default function authService(config: Config, opts: AuthServiceOptions = {
 				const caller = callerFrom(ctx.meta.caller);
 				if (!caller) throw unauthorized();
 				return caller;
+			},
+			/** Who acts on another account: users are UUIDs; an operator at the REPL is not a user and is named in the audit instead. */
+			actor(ctx: Ctx<unknown>) {
+				const caller = this.caller(ctx).userId;
+				return UUID.test(caller) ? { actorId: caller } : { actorId: null, operator: caller };
 			},
 			/** Relays what the action committed to the outbox, sets the REST status, returns the result. */
 			reply<T>(ctx: Ctx<unknown>, status: number | undefined, result: T): T {

@@ -48,6 +48,10 @@ export interface EmailChanged extends UserRef {
 export interface MfaChanged extends UserRef {
 	at: string;
 }
+/** Two-step login was turned off: by the user, or by an administrator for a user who lost every factor. */
+export interface MfaDisabled extends MfaChanged {
+	by: "user" | "administrator";
+}
 /** Wrong second-factor codes locked the account's second factor until `lockedUntil`: someone had the password. */
 export interface MfaLocked extends MfaChanged {
 	lockedUntil: string;
@@ -87,7 +91,7 @@ export interface EventCatalog {
 	"user.email_changed": EmailChanged;
 	"user.updated": UserUpdated;
 	"user.mfa_enabled": MfaChanged;
-	"user.mfa_disabled": MfaChanged;
+	"user.mfa_disabled": MfaDisabled;
 	"user.mfa_recovery_codes_regenerated": MfaChanged;
 	"user.mfa_locked": MfaLocked;
 	"user.password_reset_requested": PasswordResetRequested;

@@ -59,6 +59,12 @@ export interface RequestInfo {
 	requestId?: string;
 }
 
+/** Who acts on another user's account: an administrator, or an operator at the REPL (not a user; named in the audit details). */
+export interface Actor {
+	actorId: string | null;
+	operator?: string;
+}
+
 /** A session that ended; the service broadcasts it so gateways refuse its access tokens. */
 export interface RevokedSession {
 	sessionId: string;

@@ -1,6 +1,6 @@
 /**
- * What administrators see of accounts: the users, by e-mail address, with their roles and live
- * sessions, in keyset pages (stable under inserts, no OFFSET scans); and the role catalog.
+ * What administrators see of accounts: the users, by e-mail address, with their roles, live
+ * sessions and whether two-step login is on, in keyset pages (stable under inserts, no OFFSET scans); and the role catalog.
  */
 import type pg from "pg";
 import { badRequest } from "../../lib/errors.ts";
@@ -9,6 +9,7 @@ import type { User } from "./accounts.ts";
 export interface UserSummary extends User {
 	roles: string[];
 	activeSessions: number;
+	mfaEnabled: boolean;
 }
 
 export interface ListUsersInput {
@@ -44,10 +45,11 @@ export async function listUsers(pool: pg.Pool, input: ListUsersInput, now: Date)
 		params.push(decodeCursor(input.cursor));
 		where.push(`u.email > $${params.length}`);
 	}
-	const { rows } = await pool.query<{ id: string; email: string; name: string | null; email_verified: boolean; created_at: Date; roles: string[]; active_sessions: string }>(
+	const { rows } = await pool.query<{ id: string; email: string; name: string | null; email_verified: boolean; created_at: Date; roles: string[]; active_sessions: string; mfa_enabled: boolean }>(
 		`SELECT u.id, u.email, u.name, u.email_verified, u.created_at,
 		        coalesce((SELECT array_agg(r.role ORDER BY r.role) FROM user_roles r WHERE r.user_id = u.id), '{}') AS roles,
-		        (SELECT count(*) FROM sessions s WHERE s.user_id = u.id AND s.revoked_at IS NULL AND s.expires_at > $1) AS active_sessions
+		        (SELECT count(*) FROM sessions s WHERE s.user_id = u.id AND s.revoked_at IS NULL AND s.expires_at > $1) AS active_sessions,
+		        EXISTS (SELECT 1 FROM totp_authenticators t WHERE t.user_id = u.id AND t.confirmed_at IS NOT NULL) AS mfa_enabled
 		 FROM users u ${where.length ? `WHERE ${where.join(" AND ")}` : ""}
 		 ORDER BY u.email LIMIT $2`,
 		params,
@@ -60,6 +62,7 @@ export async function listUsers(pool: pg.Pool, input: ListUsersInput, now: Date)
 		createdAt: r.created_at.toISOString(),
 		roles: r.roles,
 		activeSessions: Number(r.active_sessions),
+		mfaEnabled: r.mfa_enabled,
 	}));
 	return { items: page, nextCursor: rows.length > input.limit ? encodeCursor(page.at(-1)!.email) : null };
 }

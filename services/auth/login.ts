@@ -13,7 +13,7 @@ import { normalizeEmail } from "./accounts.ts";
 import { audit } from "./audit.ts";
 import { withTransaction } from "./db.ts";
 import { addSeconds } from "./deps.ts";
-import type { AuthDeps, AuthHooks, RequestInfo, RevokedSession } from "./deps.ts";
+import type { Actor, AuthDeps, AuthHooks, RequestInfo, RevokedSession } from "./deps.ts";
 import { accountKey, ipKey, recordFailure, recordSuccess, secondsLocked } from "./lockout.ts";
 import { hashPassword, verifyAgainstDummy, verifyPassword } from "./passwords.ts";
 import { grantsOf } from "./rbac.ts";
@@ -186,6 +186,18 @@ export async function logout(deps: AuthDeps, hooks: AuthHooks, caller: { userId:
 		}
 		const action = input.allSessions ? "logout.all" : input.otherSessions ? "logout.others" : "logout";
 		await audit(tx, { action, outcome: "success", userId: caller.userId, sessionId: caller.sessionId, details: { revoked: sessions.length } }, request, now);
+		return sessions;
+	});
+	if (revoked.length) hooks.sessionsRevoked(revoked);
+	return { revokedSessions: revoked.length };
+}
+
+/** An administrator (or an operator) ends every session of a user: a lost device, a leaver. */
+export async function endUserSessions(deps: AuthDeps, hooks: AuthHooks, input: { userId: string } & Actor, request: RequestInfo): Promise<{ revokedSessions: number }> {
+	const now = deps.clock.now();
+	const revoked = await withTransaction(deps.pool, async (tx) => {
+		const sessions = await revokeSessions(tx, { userId: input.userId }, "admin", deps.settings, now);
+		await audit(tx, { action: "sessions.revoke_user", outcome: "success", userId: input.userId, actorId: input.actorId, details: { revoked: sessions.length, ...(input.operator ? { operator: input.operator } : {}) } }, request, now);
 		return sessions;
 	});
 	if (revoked.length) hooks.sessionsRevoked(revoked);

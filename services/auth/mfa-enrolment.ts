@@ -8,13 +8,13 @@
  * e-mail.
  */
 import type pg from "pg";
-import { AppError, badRequest } from "../../lib/errors.ts";
+import { AppError, badRequest, notFound } from "../../lib/errors.ts";
 import { audit } from "./audit.ts";
 import { withTransaction } from "./db.ts";
-import type { AuthDeps, AuthHooks, RequestInfo } from "./deps.ts";
+import type { Actor, AuthDeps, AuthHooks, RequestInfo } from "./deps.ts";
 import { enqueue } from "./events.ts";
 import { tooManyAttempts } from "./login.ts";
-import { checkSecondFactor, endPendingLogins, loadAuthenticator, matchTotp, newTotpSecret, replaceRecoveryCodes, storeAuthenticator } from "./mfa.ts";
+import { checkSecondFactor, endPendingLogins, hasConfirmedTotp, loadAuthenticator, matchTotp, newTotpSecret, replaceRecoveryCodes, storeAuthenticator } from "./mfa.ts";
 import type { SecondFactor } from "./mfa.ts";
 import { confirmPassword } from "./recovery.ts";
 import { revokeSessions } from "./sessions.ts";
@@ -58,12 +58,32 @@ export async function confirmTotpEnrolment(deps: AuthDeps, hooks: AuthHooks, cal
 }
 
 export async function disableTotp(deps: AuthDeps, caller: Caller, input: SecondFactor & { password: string }, request: RequestInfo): Promise<void> {
-	await withBothFactors(deps, caller, input, "mfa.disable", request, async (tx, user, now) => {
-		await tx.query("DELETE FROM totp_authenticators WHERE user_id = $1", [user.id]);
-		await tx.query("DELETE FROM recovery_codes WHERE user_id = $1", [user.id]);
-		await enqueue(tx, "user.mfa_disabled", user.id, { userId: user.id, email: user.email, name: user.name, at: now.toISOString() }, request, now);
-		await endPendingLogins(tx, user.id);
+	await withBothFactors(deps, caller, input, "mfa.disable", request, (tx, user, now) => removeSecondFactor(tx, user, "user", request, now));
+}
+
+/**
+ * An administrator turns off a user's two-step login: the way back for a user who lost the phone
+ * and the recovery codes, once the administrator has proven who they are some other way (NIST SP
+ * 800-63B 6.1.2.3). The user is told, and sets it up again after logging in with the password.
+ */
+export async function resetSecondFactor(deps: AuthDeps, input: { userId: string } & Actor, request: RequestInfo): Promise<void> {
+	const now = deps.clock.now();
+	await withTransaction(deps.pool, async (tx) => {
+		const { rows } = await tx.query<{ id: string; email: string; name: string | null }>("SELECT id, email, name FROM users WHERE id = $1 FOR UPDATE", [input.userId]);
+		const user = rows[0];
+		if (!user) throw notFound("User");
+		if (!(await hasConfirmedTotp(tx, user.id))) throw new AppError(409, "MFA_NOT_ENABLED", "Two-step login is not on for this user.");
+		await removeSecondFactor(tx, user, "administrator", request, now);
+		await audit(tx, { action: "mfa.reset", outcome: "success", userId: user.id, actorId: input.actorId, details: input.operator ? { operator: input.operator } : {} }, request, now);
 	});
+}
+
+/** The authenticator and the recovery codes go, and logins halfway through end; the user is told. */
+async function removeSecondFactor(tx: pg.PoolClient, user: { id: string; email: string; name: string | null }, by: "user" | "administrator", request: RequestInfo, now: Date): Promise<void> {
+	await tx.query("DELETE FROM totp_authenticators WHERE user_id = $1", [user.id]);
+	await tx.query("DELETE FROM recovery_codes WHERE user_id = $1", [user.id]);
+	await enqueue(tx, "user.mfa_disabled", user.id, { userId: user.id, email: user.email, name: user.name, at: now.toISOString(), by }, request, now);
+	await endPendingLogins(tx, user.id);
 }
 
 /** Ten new recovery codes (shown this once); the old ones, used or not, stop working. */

@@ -7,7 +7,7 @@ import { AppError, badRequest, notFound } from "../../lib/errors.ts";
 import { audit } from "./audit.ts";
 import { withTransaction } from "./db.ts";
 import type { Db } from "./db.ts";
-import type { AuthDeps, RequestInfo } from "./deps.ts";
+import type { Actor, AuthDeps, RequestInfo } from "./deps.ts";
 
 export const DEFAULT_ROLE = "user";
 export const ADMIN_ROLE = "admin";
@@ -33,12 +33,9 @@ export async function grantRole(db: Db, userId: string, role: string, at: Date, 
 	await db.query("INSERT INTO user_roles (user_id, role, granted_at, granted_by) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING", [userId, role, at, grantedBy]);
 }
 
-export interface SetRolesInput {
+export interface SetRolesInput extends Actor {
 	userId: string;
 	roles: string[];
-	/** The administrator making the change; null for an operator at the REPL (named in the audit details). */
-	actorId: string | null;
-	operator?: string;
 }
 
 /** Replaces a user's roles. Refuses unknown roles and removing the last administrator. */

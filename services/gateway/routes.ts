@@ -43,6 +43,7 @@ export const AUTH_ROUTES: GrpcRoute[] = [
 	{ route: "PUT auth/users/:userId/roles", rpc: "SetUserRoles", action: "auth.setUserRoles", auth: "required", permissions: ["roles:write"], summary: "Replace a user's roles" },
 	{ route: "GET auth/users", rpc: "ListUsers", action: "auth.listUsers", auth: "required", permissions: ["users:read"], summary: "Users by e-mail address (`query`: part of an address or an id), cursor pages" },
 	{ route: "DELETE auth/users/:userId/sessions", rpc: "RevokeUserSessions", action: "auth.revokeUserSessions", auth: "required", permissions: ["users:write"], summary: "End every session of a user" },
+	{ route: "DELETE auth/users/:userId/mfa", rpc: "ResetUserMfa", action: "auth.resetUserMfa", auth: "required", permissions: ["users:write"], successStatus: 204, summary: "Turn off a user's two-step login (for a user who lost the phone and the recovery codes; the user is told)" },
 	{ route: "GET auth/roles", rpc: "ListRoles", action: "auth.listRoles", auth: "required", permissions: ["roles:read"], summary: "Every role with its permissions and how many users hold it" },
 	{ route: "GET /.well-known/jwks.json", rpc: "GetJwks", action: "auth.jwks", auth: "none", summary: "Public keys that verify access tokens" },
 ];

@@ -4,7 +4,7 @@
  * is read in one table; the texts live in the locale catalogs (locales/<lang>.json) under the
  * workflow's id.
  */
-import type { EmailChanged, EmailChangeRequested, EmailVerificationRequested, EventCatalog, MfaChanged, MfaLocked, EventType, InvoiceData, PasswordChanged, PasswordResetRequested, SubscriptionData, UserRef } from "../../lib/events/catalog.ts";
+import type { EmailChanged, EmailChangeRequested, EmailVerificationRequested, EventCatalog, MfaChanged, MfaDisabled, MfaLocked, EventType, InvoiceData, PasswordChanged, PasswordResetRequested, SubscriptionData, UserRef } from "../../lib/events/catalog.ts";
 
 export const CHANNELS = ["email", "push", "in_app"] as const;
 export type Channel = (typeof CHANNELS)[number];
@@ -147,7 +147,7 @@ export const WORKFLOWS: readonly Workflow[] = [
 		category: "security",
 		channels: ["email", "push", "in_app"],
 		recipient: fromUser,
-		variables: (d: MfaChanged, publicUrl) => ({ name: d.name, at: d.at, actionUrl: link(publicUrl, "password", "forgot") }),
+		variables: (d: MfaDisabled, publicUrl) => ({ name: d.name, at: d.at, byAdministrator: d.by === "administrator", actionUrl: link(publicUrl, "password", "forgot") }),
 		push: { ttlSeconds: DAY, urgency: "high" },
 	}),
 	define({

@@ -1,7 +1,8 @@
 /**
  * The console's administration area in Chromium against the whole platform: only administrators
  * see it; an administrator finds a user, changes their roles (and is told why the last
- * administrator cannot step down), ends their sessions, reads the roles, creates, edits and
+ * administrator cannot step down), turns off the two-step login of a user who lost every factor,
+ * ends their sessions, reads the roles, creates, edits and
  * archives a plan, and re-queues a failed push delivery. Screenshots go to test-results/screenshots/.
  */
 import type { Page } from "playwright-core";
@@ -10,6 +11,7 @@ import { startConsolePlatform, JSON_HEADERS as json, PASSWORD as password } from
 import type { ConsolePlatform } from "../support/console.ts";
 import { createBrowserSubscription } from "../support/push-service.ts";
 import { eventually, uniqueId } from "../support/infra.ts";
+import { totpCode } from "../support/totp.ts";
 
 describe("console administration in Chromium", () => {
 	let platform: ConsolePlatform;
@@ -48,8 +50,14 @@ describe("console administration in Chromium", () => {
 		expect(await page.getByRole("link", { name: "Administration" }).count()).toBe(1);
 	});
 
-	it("finds a user, refuses to demote the last administrator, changes roles and ends sessions", async () => {
+	it("finds a user, refuses to demote the last administrator, changes roles, turns off two-step login and ends sessions", async () => {
 		const ada = await register("ada");
+		// Ada has two-step login on (and, in this story, lost her phone and her recovery codes).
+		const authed = { ...json, authorization: `Bearer ${ada.accessToken}` };
+		const { secret } = (await (await fetch(`${base}/api/v1/auth/mfa/totp`, { method: "POST", headers: authed, body: JSON.stringify({ password }) })).json()) as { secret: string };
+		expect((await fetch(`${base}/api/v1/auth/mfa/totp/confirm`, { method: "POST", headers: authed, body: JSON.stringify({ code: totpCode(secret) }) })).status).toBe(200);
+		const adaLogin = () => fetch(`${base}/api/v1/auth/login`, { method: "POST", headers: json, body: JSON.stringify({ email: ada.email, password }) });
+		expect((await adaLogin()).status).toBe(403);
 		await page.getByRole("link", { name: "Administration" }).click();
 		await page.getByRole("heading", { name: "Users" }).waitFor();
 		await expect.poll(() => page.locator("tbody tr").count(), { timeout: 10_000 }).toBeGreaterThanOrEqual(2);
@@ -75,8 +83,15 @@ describe("console administration in Chromium", () => {
 		const found = await fetch(`${base}/api/v1/auth/users?query=${ada.id}`, { headers: { authorization: `Bearer ${admin.accessToken}` } });
 		expect(((await found.json()) as { items: { roles: string[] }[] }).items[0]!.roles).toEqual(["admin", "user"]);
 
+		expect(await page.locator("tbody tr").first().locator("td").nth(5).textContent()).toBe("on");
+		await page.getByRole("button", { name: `Turn off the two-step login of ${ada.email}` }).click();
+		await expect.poll(() => status(page), { timeout: 10_000 }).toBe(`Two-step login of ${ada.email} is off; they have been told by e-mail.`);
+		expect(await page.locator("tbody tr").first().locator("td").nth(5).textContent()).toBe("off");
+		expect((await adaLogin()).status).toBe(200);
+
 		await page.getByRole("button", { name: `End every session of ${ada.email}` }).click();
-		await expect.poll(() => status(page), { timeout: 10_000 }).toBe(`1 session(s) of ${ada.email} ended.`);
+		// Hers, and the one the password alone just opened.
+		await expect.poll(() => status(page), { timeout: 10_000 }).toBe(`2 session(s) of ${ada.email} ended.`);
 		await eventually(async () => (await fetch(`${base}/api/v1/auth/me`, { headers: { authorization: `Bearer ${ada.accessToken}` } })).status === 401, 5_000, "ada's token to be refused");
 
 		// On a phone the table scrolls sideways inside its card; the page itself does not.

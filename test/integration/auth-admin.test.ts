@@ -1,17 +1,22 @@
 /**
  * The administrators' user directory through the gateway (REST -> gRPC -> auth, real PostgreSQL):
  * find users by part of their address or by id, page through them by cursor, see every role,
- * end a user's sessions; each route refused without its permission.
+ * end a user's sessions, turn off the two-step login of a user who lost every factor (audited, the
+ * user told); each route refused without its permission.
  */
 import type { ServiceBroker } from "moleculer";
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestDatabase, eventually, gatewayUrl, startNode, testEnv, uniqueId, waitForCluster } from "../support/infra.ts";
+import { outboxEvents } from "../support/auth.ts";
+import { totpCode } from "../support/totp.ts";
 
 interface UserSummary {
 	id: string;
 	email: string;
 	roles: string[];
 	activeSessions: number;
+	mfaEnabled: boolean;
 }
 
 describe("admin user directory over the gateway", () => {
@@ -19,6 +24,8 @@ describe("admin user directory over the gateway", () => {
 	let gateway: ServiceBroker;
 	let base: string;
 	let adminToken: string;
+	let adminId: string;
+	let db: pg.Pool;
 	const password = "a perfectly long passphrase";
 	// One domain per run, so the tests see only their own users.
 	const domain = `${uniqueId("dir")}.example.com`;
@@ -36,6 +43,7 @@ describe("admin user directory over the gateway", () => {
 
 	beforeAll(async () => {
 		const env = testEnv(uniqueId("authadm"), { DATABASE_URL: await createTestDatabase() });
+		db = new pg.Pool({ connectionString: env.DATABASE_URL, max: 2 });
 		auth = await startNode(["auth"], env);
 		gateway = await startNode(["gateway"], env);
 		// Both ways: auth broadcasts revoked sessions only to the gateways it has discovered.
@@ -43,11 +51,12 @@ describe("admin user directory over the gateway", () => {
 		base = gatewayUrl(gateway);
 		const admin = await register("root");
 		await auth.call("auth.bootstrapAdmin", { email: admin.email });
+		adminId = admin.id;
 		const login = await fetch(`${base}/api/v1/auth/login`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ email: admin.email, password }) });
 		adminToken = ((await login.json()) as { accessToken: string }).accessToken;
 	});
 	afterAll(async () => {
-		await Promise.all([gateway?.stop(), auth?.stop()]);
+		await Promise.all([gateway?.stop(), auth?.stop(), db?.end()]);
 	});
 
 	it("finds users by part of the address or by id, with roles and live sessions", async () => {
@@ -102,11 +111,33 @@ describe("admin user directory over the gateway", () => {
 		expect(res.status).toBe(200);
 		expect(await res.json()).toEqual({ revokedSessions: 1 });
 		await eventually(async () => (await call("GET", "/api/v1/auth/me", bob.accessToken)).status === 401, 5_000, "the revoked token to be refused");
+		const { rows } = await db.query<{ actor_id: string }>("SELECT actor_id FROM audit_log WHERE action = 'sessions.revoke_user' AND user_id = $1", [bob.id]);
+		expect(rows).toEqual([{ actor_id: adminId }]);
+	});
+
+	it("turns off the two-step login of a user who lost every factor; audited, the user told, the password alone signs in", async () => {
+		const cy = await register("cy");
+		const { secret } = (await (await call("POST", "/api/v1/auth/mfa/totp", cy.accessToken, { password })).json()) as { secret: string };
+		expect((await call("POST", "/api/v1/auth/mfa/totp/confirm", cy.accessToken, { code: totpCode(secret) })).status).toBe(200);
+		const login = () => fetch(`${base}/api/v1/auth/login`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ email: cy.email, password }) });
+		expect((await login()).status).toBe(403);
+		const listed = async () => ((await (await call("GET", `/api/v1/auth/users?query=${cy.id}`, adminToken)).json()) as { items: UserSummary[] }).items[0]!.mfaEnabled;
+		expect(await listed()).toBe(true);
+
+		expect((await call("DELETE", `/api/v1/auth/users/${cy.id}/mfa`, adminToken)).status).toBe(204);
+		expect(await listed()).toBe(false);
+		expect((await login()).status).toBe(200);
+		const again = await call("DELETE", `/api/v1/auth/users/${cy.id}/mfa`, adminToken);
+		expect([again.status, ((await again.json()) as { code: string }).code]).toEqual([409, "MFA_NOT_ENABLED"]);
+		const audited = await db.query<{ actor_id: string }>("SELECT actor_id FROM audit_log WHERE action = 'mfa.reset' AND user_id = $1", [cy.id]);
+		expect(audited.rows).toEqual([{ actor_id: adminId }]);
+		const told = await outboxEvents<{ by: string }>(db, "user.mfa_disabled");
+		expect(told.filter((e) => e.subject === cy.id).map((e) => e.data.by)).toEqual(["administrator"]);
 	});
 
 	it("refuses every admin route to a user without the permission", async () => {
 		const eve = await register("eve");
-		for (const [method, path] of [["GET", "/api/v1/auth/users"], ["GET", "/api/v1/auth/roles"], ["DELETE", `/api/v1/auth/users/${eve.id}/sessions`]] as const) {
+		for (const [method, path] of [["GET", "/api/v1/auth/users"], ["GET", "/api/v1/auth/roles"], ["DELETE", `/api/v1/auth/users/${eve.id}/sessions`], ["DELETE", `/api/v1/auth/users/${eve.id}/mfa`]] as const) {
 			const res = await call(method, path, eve.accessToken);
 			expect(res.status, `${method} ${path}`).toBe(403);
 			expect(((await res.json()) as { code: string }).code).toBe("MISSING_PERMISSION");

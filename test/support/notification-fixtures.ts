@@ -14,7 +14,7 @@ export const SAMPLE_DATA: { [K in EventType]: EventCatalog[K] } = {
 	"user.email_changed": { ...user, email: "ada@new.example.com", previousEmail: "ada@example.com", changedAt: "2026-11-25T12:00:00.000Z", revertUrl: "https://app.example.com/revert-email?token=rev" },
 	"user.updated": { ...user, name: "Ada Lovelace", updatedAt: "2026-11-25T12:00:00.000Z" },
 	"user.mfa_enabled": { ...user, at: "2026-11-25T12:00:00.000Z" },
-	"user.mfa_disabled": { ...user, at: "2026-11-25T12:00:00.000Z" },
+	"user.mfa_disabled": { ...user, at: "2026-11-25T12:00:00.000Z", by: "user" },
 	"user.mfa_recovery_codes_regenerated": { ...user, at: "2026-11-25T12:00:00.000Z" },
 	"user.mfa_locked": { ...user, at: "2026-11-25T12:00:00.000Z", lockedUntil: "2026-11-25T12:15:00.000Z" },
 	"user.password_reset_requested": { ...user, resetUrl: "https://app.example.com/reset?token=xyz", expiresAt: "2026-11-25T13:00:00.000Z" },

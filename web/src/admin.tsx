@@ -1,6 +1,6 @@
 /**
  * The administration area, for users whose token carries an admin permission: users (find, see
- * and change roles, end sessions), roles, plans (create, edit, archive) and notification dead
+ * and change roles, end sessions, turn off the two-step login of a user who lost every factor), roles, plans (create, edit, archive) and notification dead
  * letters (re-queue). Each section shows only with its permission; the API enforces them anyway.
  */
 import { Fragment } from "preact";
@@ -96,6 +96,17 @@ function Users({ canWriteRoles, canEndSessions }: { canWriteRoles: boolean; canE
 			setError(asApiError(err));
 		}
 	};
+	// For a user who lost the phone and the recovery codes, once they proved who they are another way.
+	const resetTwoStep = async (user: AdminUser) => {
+		setError(null);
+		try {
+			await api("DELETE", `/api/v1/auth/users/${user.id}/mfa`);
+			setUsers((list) => list.map((u) => (u.id === user.id ? { ...u, mfaEnabled: false } : u)));
+			setNotice(`Two-step login of ${user.email} is off; they have been told by e-mail.`);
+		} catch (err) {
+			setError(asApiError(err));
+		}
+	};
 	return (
 		<section class="card wide" aria-labelledby="users-title">
 			<h1 id="users-title">Users</h1>
@@ -108,7 +119,7 @@ function Users({ canWriteRoles, canEndSessions }: { canWriteRoles: boolean; canE
 			<div class="table-scroll">
 				<table>
 					<caption class="sr-only">Users, by e-mail address</caption>
-					<thead><tr><th scope="col">E-mail</th><th scope="col">Name</th><th scope="col">Verified</th><th scope="col">Roles</th><th scope="col">Sessions</th><th scope="col">Actions</th></tr></thead>
+					<thead><tr><th scope="col">E-mail</th><th scope="col">Name</th><th scope="col">Verified</th><th scope="col">Roles</th><th scope="col">Sessions</th><th scope="col">Two-step login</th><th scope="col">Actions</th></tr></thead>
 					<tbody>
 						{users.map((u) => (
 							<Fragment key={u.id}>
@@ -118,6 +129,7 @@ function Users({ canWriteRoles, canEndSessions }: { canWriteRoles: boolean; canE
 									<td>{u.emailVerified ? "yes" : "no"}</td>
 									<td>{u.roles.map((r) => <span key={r} class="badge">{r}</span>)}</td>
 									<td>{u.activeSessions}</td>
+									<td>{u.mfaEnabled ? "on" : "off"}</td>
 									<td class="actions">
 										{canWriteRoles && (
 											<button type="button" class="secondary" aria-expanded={editing === u.id} aria-label={`Edit the roles of ${u.email}`} onClick={() => setEditing(editing === u.id ? null : u.id)}>Roles…</button>
@@ -125,11 +137,14 @@ function Users({ canWriteRoles, canEndSessions }: { canWriteRoles: boolean; canE
 										{canEndSessions && (
 											<button type="button" class="secondary" aria-label={`End every session of ${u.email}`} disabled={u.activeSessions === 0} onClick={() => void endSessions(u)}>End sessions</button>
 										)}
+										{canEndSessions && u.mfaEnabled && (
+											<button type="button" class="secondary" aria-label={`Turn off the two-step login of ${u.email}`} onClick={() => void resetTwoStep(u)}>Turn off two-step</button>
+										)}
 									</td>
 								</tr>
 								{editing === u.id && (
 									<tr>
-										<td colSpan={6}>
+										<td colSpan={7}>
 											<RoleEditor
 												user={u}
 												roles={roles}

@@ -177,6 +177,7 @@ export interface AdminUser {
 	createdAt: string;
 	roles: string[];
 	activeSessions: number;
+	mfaEnabled: boolean;
 }
 
 export interface Role {
