@@ -7,6 +7,8 @@ export interface Caller {
 	sessionId: string;
 	roles: string[];
 	permissions: string[];
+	/** How the session was authenticated (RFC 8176): "mfa" in it when a second factor was used. */
+	amr?: string[];
 }
 
 export interface CallerMeta {

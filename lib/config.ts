@@ -33,6 +33,8 @@ export interface Config {
 		corsOrigins: string[];
 		trustedProxies: string[];
 		hsts: boolean;
+		/** Routes that need a permission (the administration) refuse a session signed in without two-step login. */
+		adminRequiresMfa: boolean;
 		/** Rate limits as "requests/window", e.g. "600/60s". */
 		rateLimits: { anonymous: string; user: string; authStrict: string };
 		/** Access tokens are accepted only from this issuer, for this audience. */
@@ -162,6 +164,7 @@ const perServiceSchema: Record<ServiceName, ValidationSchema> = {
 		CORS_ORIGINS: { type: "string", default: "" },
 		TRUSTED_PROXIES: { type: "string", default: "" },
 		HSTS: { type: "boolean", convert: true, default: false },
+		ADMIN_REQUIRES_MFA: { type: "boolean", convert: true, default: false },
 		RATE_LIMIT_ANONYMOUS: { type: "string", pattern: RATE, default: "120/60s", messages: { stringPattern: "must look like 120/60s, 10/1m or 5000/1h" } },
 		RATE_LIMIT_USER: { type: "string", pattern: RATE, default: "600/60s", messages: { stringPattern: "must look like 600/60s" } },
 		RATE_LIMIT_AUTH_STRICT: { type: "string", pattern: RATE, default: "10/60s", messages: { stringPattern: "must look like 10/60s" } },
@@ -297,6 +300,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, opts: { service
 			corsOrigins: list(v.CORS_ORIGINS),
 			trustedProxies: list(v.TRUSTED_PROXIES),
 			hsts: input.HSTS === true,
+			adminRequiresMfa: input.ADMIN_REQUIRES_MFA === true,
 			rateLimits: {
 				anonymous: String(v.RATE_LIMIT_ANONYMOUS ?? "120/60s"),
 				user: String(v.RATE_LIMIT_USER ?? "600/60s"),

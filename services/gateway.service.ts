@@ -312,14 +312,19 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 				const token = bearerToken(req);
 				const caller = token ? await verifier.verify(token) : undefined;
 				if (!caller && policy.auth !== "none") throw unauthorized("This request needs `Authorization: Bearer <access token>`.");
-				if (caller) ctx.meta.caller = { userId: caller.userId, sessionId: caller.sessionId, roles: caller.roles, permissions: caller.permissions };
+				if (caller) ctx.meta.caller = { userId: caller.userId, sessionId: caller.sessionId, roles: caller.roles, permissions: caller.permissions, amr: caller.amr };
 				const limit = rateLimitOf(policy, caller, ctx.meta.clientIp, policies);
 				if (limit) await this.applyRateLimit(res, limit.policy, limit.subject);
 				return null;
 			},
 			async authorize(ctx: Context<unknown, Meta>, _route: unknown, req: Request) {
-				const missing = (req.$action?.permissions ?? []).filter((p: string) => !ctx.meta.caller?.permissions.includes(p));
+				const needed = req.$action?.permissions ?? [];
+				const missing = needed.filter((p: string) => !ctx.meta.caller?.permissions.includes(p));
 				if (missing.length) throw forbidden(`This needs the permission${missing.length > 1 ? "s" : ""} ${missing.join(", ")}.`, "MISSING_PERMISSION");
+				// ADMIN_REQUIRES_MFA: a stolen password alone must not reach the administration.
+				if (needed.length && config.gateway.adminRequiresMfa && !ctx.meta.caller?.amr?.includes("mfa")) {
+					throw forbidden("The administration needs a session signed in with two-step login: turn it on in your account, then log in again.", "SECOND_FACTOR_REQUIRED");
+				}
 			},
 			async applyRateLimit(res: ServerResponse, policy: RatePolicy, subject: string) {
 				const decision = await limiter.take(policy, subject);

@@ -20,7 +20,7 @@ import { grantsOf } from "./rbac.ts";
 import { MFA_CHALLENGE_ATTEMPTS, MFA_CHALLENGE_TTL_S, checkSecondFactor, hasConfirmedTotp } from "./mfa.ts";
 import type { SecondFactor } from "./mfa.ts";
 import { clientIpOrNull, hashToken, newOpaqueToken } from "./secrets.ts";
-import { openSession, revokeSessions, rotateRefreshToken, sessionIsActive } from "./sessions.ts";
+import { PASSWORD_ONLY, WITH_SECOND_FACTOR, openSession, revokeSessions, rotateRefreshToken, sessionIsActive } from "./sessions.ts";
 import type { IssuedRefreshToken } from "./sessions.ts";
 import { issueAccessToken, verifyAccessToken } from "./tokens.ts";
 
@@ -83,7 +83,7 @@ export async function login(deps: AuthDeps, input: { email: string; password: st
 	}
 	const refresh = await withTransaction(pool, async (tx) => {
 		await recordSuccess(tx, keys.account, at);
-		const issued = await openSession(tx, user.id, settings, at, request.clientIp);
+		const issued = await openSession(tx, user.id, settings, at, request.clientIp, PASSWORD_ONLY);
 		await audit(tx, { action: "login", outcome: "success", userId: user.id, sessionId: issued.sessionId }, request, at);
 		return issued;
 	});
@@ -113,7 +113,7 @@ export async function completeMfaLogin(deps: AuthDeps, input: SecondFactor & { m
 		}
 		await tx.query("UPDATE mfa_challenges SET used_at = $2 WHERE token_hash = $1", [hash, now]);
 		await recordSuccess(tx, accountKey(row.email), now);
-		const issued = await openSession(tx, row.user_id, settings, now, request.clientIp);
+		const issued = await openSession(tx, row.user_id, settings, now, request.clientIp, WITH_SECOND_FACTOR);
 		await audit(tx, { action: "login", outcome: "success", userId: row.user_id, sessionId: issued.sessionId, details: { mfa: check.method } }, request, now);
 		return { kind: "ok" as const, userId: row.user_id, issued };
 	});
@@ -126,7 +126,7 @@ export async function completeMfaLogin(deps: AuthDeps, input: SecondFactor & { m
 
 async function tokenPair(deps: AuthDeps, userId: string, refresh: IssuedRefreshToken, now: Date): Promise<TokenPair> {
 	const grants = await grantsOf(deps.pool, userId);
-	const access = await issueAccessToken(deps.keys, deps.settings, { sub: userId, sid: refresh.sessionId, ...grants }, now);
+	const access = await issueAccessToken(deps.keys, deps.settings, { sub: userId, sid: refresh.sessionId, amr: refresh.amr, ...grants }, now);
 	return {
 		accessToken: access.token,
 		refreshToken: refresh.refreshToken,
@@ -215,6 +215,7 @@ export interface Introspection {
 	exp?: number;
 	roles?: string[];
 	permissions?: string[];
+	amr?: string[];
 	tokenType?: "access_token";
 }
 
@@ -226,6 +227,6 @@ export async function introspect(deps: AuthDeps, token: string): Promise<Introsp
 	const check = cached ? { valid: true as const, claims: cached } : await verifyAccessToken(deps.keys, deps.settings, token, now);
 	if (check.valid && !cached) deps.tokenCache?.set(key, check.claims, check.claims.exp * 1000);
 	if (!check.valid || !(await sessionIsActive(deps.pool, check.claims.sid, now, deps.sessionCache))) return { active: false };
-	const { sub, sid, jti, iss, aud, iat, exp, roles, permissions } = check.claims;
-	return { active: true, sub, sid, jti, iss, aud, iat, exp, roles, permissions, tokenType: "access_token" };
+	const { sub, sid, jti, iss, aud, iat, exp, roles, permissions, amr } = check.claims;
+	return { active: true, sub, sid, jti, iss, aud, iat, exp, roles, permissions, amr, tokenType: "access_token" };
 }

@@ -21,24 +21,30 @@ export interface IssuedRefreshToken {
 	sessionId: string;
 	refreshToken: string;
 	expiresAt: Date;
+	/** The session's authentication methods, which its access tokens carry. */
+	amr: string[];
 }
 
-export async function openSession(tx: pg.PoolClient, userId: string, settings: SessionSettings, now: Date, clientIp?: string): Promise<IssuedRefreshToken> {
+/** How the user proved who they are (RFC 8176): the password alone, or the password and a second factor. */
+export const PASSWORD_ONLY = ["pwd"];
+export const WITH_SECOND_FACTOR = ["pwd", "otp", "mfa"];
+
+export async function openSession(tx: pg.PoolClient, userId: string, settings: SessionSettings, now: Date, clientIp: string | undefined, amr: string[]): Promise<IssuedRefreshToken> {
 	const sessionId = randomUUID();
 	const sessionEnd = addSeconds(now, settings.refreshTokenTtlS);
 	await tx.query(
-		"INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, client_ip) VALUES ($1, $2, $3, $3, $4, $5)",
-		[sessionId, userId, now, sessionEnd, clientIpOrNull(clientIp)],
+		"INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, client_ip, amr) VALUES ($1, $2, $3, $3, $4, $5, $6)",
+		[sessionId, userId, now, sessionEnd, clientIpOrNull(clientIp), amr],
 	);
-	return issueRefreshToken(tx, sessionId, sessionEnd, settings, now);
+	return issueRefreshToken(tx, sessionId, sessionEnd, amr, settings, now);
 }
 
-async function issueRefreshToken(tx: pg.PoolClient, sessionId: string, sessionEnd: Date, settings: SessionSettings, now: Date): Promise<IssuedRefreshToken> {
+async function issueRefreshToken(tx: pg.PoolClient, sessionId: string, sessionEnd: Date, amr: string[], settings: SessionSettings, now: Date): Promise<IssuedRefreshToken> {
 	const { token, hash } = newOpaqueToken();
 	const idleEnd = addSeconds(now, settings.sessionIdleTimeoutS);
 	const expiresAt = idleEnd < sessionEnd ? idleEnd : sessionEnd;
 	await tx.query("INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES ($1, $2, $3, $4)", [hash, sessionId, now, expiresAt]);
-	return { sessionId, refreshToken: token, expiresAt };
+	return { sessionId, refreshToken: token, expiresAt, amr };
 }
 
 export type Rotation =
@@ -52,6 +58,7 @@ interface PresentedRow {
 	user_id: string;
 	session_expires_at: Date;
 	revoked_at: Date | null;
+	amr: string[];
 }
 
 /**
@@ -60,7 +67,7 @@ interface PresentedRow {
  */
 export async function rotateRefreshToken(tx: pg.PoolClient, refreshToken: string, settings: SessionSettings, now: Date): Promise<Rotation> {
 	const { rows } = await tx.query<PresentedRow>(
-		`SELECT rt.session_id, rt.expires_at, rt.used_at, s.user_id, s.expires_at AS session_expires_at, s.revoked_at
+		`SELECT rt.session_id, rt.expires_at, rt.used_at, s.user_id, s.expires_at AS session_expires_at, s.revoked_at, s.amr
 		 FROM refresh_tokens rt JOIN sessions s ON s.id = rt.session_id
 		 WHERE rt.token_hash = $1 FOR UPDATE OF rt, s`,
 		[hashToken(refreshToken)],
@@ -76,7 +83,7 @@ export async function rotateRefreshToken(tx: pg.PoolClient, refreshToken: string
 	if (row.expires_at <= now || row.session_expires_at <= now) return { ok: false, reason: "expired", ...who };
 	await tx.query("UPDATE refresh_tokens SET used_at = $2 WHERE token_hash = $1", [hashToken(refreshToken), now]);
 	await tx.query("UPDATE sessions SET last_used_at = $2 WHERE id = $1", [row.session_id, now]);
-	return { ok: true, userId: row.user_id, token: await issueRefreshToken(tx, row.session_id, row.session_expires_at, settings, now) };
+	return { ok: true, userId: row.user_id, token: await issueRefreshToken(tx, row.session_id, row.session_expires_at, row.amr, settings, now) };
 }
 
 export type SessionSelector = { sessionId: string; userId?: string } | { userId: string; exceptSessionId?: string };

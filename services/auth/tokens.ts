@@ -1,7 +1,7 @@
 /**
  * Access tokens: JWTs (RFC 9068 profile, `typ: at+jwt`) signed with the key ring's active
  * Ed25519 key, `kid` in the header. Claims: iss, aud, sub (user id), sid (session id), jti,
- * iat, nbf, exp, roles, permissions. Verifiers (the gateway, `introspect`) accept only EdDSA,
+ * iat, nbf, exp, roles, permissions, amr (how the session was authenticated, RFC 8176). Verifiers (the gateway, `introspect`) accept only EdDSA,
  * only our issuer and audience, only this token type, within its validity period.
  */
 import { randomUUID } from "node:crypto";
@@ -21,6 +21,8 @@ export interface AccessClaims {
 	sid: string;
 	roles: string[];
 	permissions: string[];
+	/** RFC 8176 method references: ["pwd"], or ["pwd", "otp", "mfa"] after a second factor. */
+	amr: string[];
 }
 
 export interface IssuedAccessToken {
@@ -35,7 +37,7 @@ export async function issueAccessToken(keys: KeyRing, settings: TokenSettings, c
 	const iat = Math.floor(now.getTime() / 1000);
 	const exp = iat + settings.accessTokenTtlS;
 	const jti = randomUUID();
-	const token = await new SignJWT({ sid: claims.sid, roles: claims.roles, permissions: claims.permissions })
+	const token = await new SignJWT({ sid: claims.sid, roles: claims.roles, permissions: claims.permissions, amr: claims.amr })
 		.setProtectedHeader({ alg: SIGNING_ALGORITHM, kid, typ: ACCESS_TOKEN_TYPE })
 		.setIssuer(settings.issuer)
 		.setAudience(settings.audience)
@@ -82,12 +84,14 @@ export async function verifyAccessToken(keys: KeyRing, settings: TokenSettings, 
 		const strings = (v: unknown) => (Array.isArray(v) && v.every((s) => typeof s === "string") ? v : undefined);
 		const roles = strings(payload.roles);
 		const permissions = strings(payload.permissions);
-		if (typeof payload.sid !== "string" || !roles || !permissions) return { valid: false, reason: "claims" };
+		// Tokens signed before sessions recorded it were all password-only.
+		const amr = payload.amr === undefined ? ["pwd"] : strings(payload.amr);
+		if (typeof payload.sid !== "string" || !roles || !permissions || !amr) return { valid: false, reason: "claims" };
 		return {
 			valid: true,
 			claims: {
 				sub: payload.sub!, sid: payload.sid, jti: payload.jti!, iss: payload.iss!, aud: settings.audience,
-				iat: payload.iat!, nbf: payload.nbf!, exp: payload.exp!, roles, permissions,
+				iat: payload.iat!, nbf: payload.nbf!, exp: payload.exp!, roles, permissions, amr,
 			},
 		};
 	} catch (err) {

@@ -119,8 +119,10 @@ function toVerified(p: JWTPayload): VerifiedToken {
 	const strings = (v: unknown): string[] | undefined => (Array.isArray(v) && v.every((s): s is string => typeof s === "string") ? v : undefined);
 	const roles = strings(p.roles);
 	const permissions = strings(p.permissions);
-	if (typeof p.sub !== "string" || typeof p.sid !== "string" || !roles || !permissions || typeof p.exp !== "number") {
+	// Tokens signed before sessions recorded it were all password-only.
+	const amr = p.amr === undefined ? ["pwd"] : strings(p.amr);
+	if (typeof p.sub !== "string" || typeof p.sid !== "string" || !roles || !permissions || !amr || typeof p.exp !== "number") {
 		throw invalidToken("The access token lacks required claims.");
 	}
-	return { userId: p.sub, sessionId: p.sid, roles, permissions, exp: p.exp };
+	return { userId: p.sub, sessionId: p.sid, roles, permissions, amr, exp: p.exp };
 }

@@ -2,7 +2,8 @@
  * The administrators' user directory through the gateway (REST -> gRPC -> auth, real PostgreSQL):
  * find users by part of their address or by id, page through them by cursor, see every role,
  * end a user's sessions, turn off the two-step login of a user who lost every factor (audited, the
- * user told); each route refused without its permission.
+ * user told); each route refused without its permission, and, on a gateway with
+ * ADMIN_REQUIRES_MFA, to a session signed in without two-step login.
  */
 import type { ServiceBroker } from "moleculer";
 import pg from "pg";
@@ -22,6 +23,7 @@ interface UserSummary {
 describe("admin user directory over the gateway", () => {
 	let auth: ServiceBroker;
 	let gateway: ServiceBroker;
+	let strictGateway: ServiceBroker;
 	let base: string;
 	let adminToken: string;
 	let adminId: string;
@@ -46,8 +48,9 @@ describe("admin user directory over the gateway", () => {
 		db = new pg.Pool({ connectionString: env.DATABASE_URL, max: 2 });
 		auth = await startNode(["auth"], env);
 		gateway = await startNode(["gateway"], env);
+		strictGateway = await startNode(["gateway"], { ...env, ADMIN_REQUIRES_MFA: "true" });
 		// Both ways: auth broadcasts revoked sessions only to the gateways it has discovered.
-		await waitForCluster([auth, gateway]);
+		await waitForCluster([auth, gateway, strictGateway]);
 		base = gatewayUrl(gateway);
 		const admin = await register("root");
 		await auth.call("auth.bootstrapAdmin", { email: admin.email });
@@ -56,7 +59,7 @@ describe("admin user directory over the gateway", () => {
 		adminToken = ((await login.json()) as { accessToken: string }).accessToken;
 	});
 	afterAll(async () => {
-		await Promise.all([gateway?.stop(), auth?.stop(), db?.end()]);
+		await Promise.all([gateway?.stop(), strictGateway?.stop(), auth?.stop(), db?.end()]);
 	});
 
 	it("finds users by part of the address or by id, with roles and live sessions", async () => {
@@ -142,5 +145,31 @@ describe("admin user directory over the gateway", () => {
 			expect(res.status, `${method} ${path}`).toBe(403);
 			expect(((await res.json()) as { code: string }).code).toBe("MISSING_PERMISSION");
 		}
+	});
+
+	// Last: it turns two-step login on for the administrator.
+	it("with ADMIN_REQUIRES_MFA, lets only a session signed in with two-step login into the administration, also after a refresh", async () => {
+		const strict = gatewayUrl(strictGateway);
+		const listUsers = (token: string) => fetch(`${strict}/api/v1/auth/users`, { headers: { authorization: `Bearer ${token}` } });
+		const refused = await listUsers(adminToken);
+		expect([refused.status, ((await refused.json()) as { code: string }).code]).toEqual([403, "SECOND_FACTOR_REQUIRED"]);
+		// The other gateway has no such policy; routes without a permission are not concerned.
+		expect((await call("GET", "/api/v1/auth/users", adminToken)).status).toBe(200);
+		expect((await fetch(`${strict}/api/v1/auth/me`, { headers: { authorization: `Bearer ${adminToken}` } })).status).toBe(200);
+
+		const { secret } = (await (await call("POST", "/api/v1/auth/mfa/totp", adminToken, { password })).json()) as { secret: string };
+		const { recoveryCodes } = (await (await call("POST", "/api/v1/auth/mfa/totp/confirm", adminToken, { code: totpCode(secret) })).json()) as { recoveryCodes: string[] };
+		// Turning it on does not upgrade the session that did it: only a login with the second factor counts.
+		expect((await listUsers(adminToken)).status).toBe(403);
+		const { email } = (await (await call("GET", "/api/v1/auth/me", adminToken)).json()) as { email: string };
+		const challenge = await fetch(`${strict}/api/v1/auth/login`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ email, password }) });
+		const { mfaToken } = (await challenge.json()) as { mfaToken: string };
+		const pair = (await (await fetch(`${strict}/api/v1/auth/login/mfa`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ mfaToken, recoveryCode: recoveryCodes[0] }) })).json()) as { accessToken: string; refreshToken: string };
+		const claims = JSON.parse(Buffer.from(pair.accessToken.split(".")[1]!, "base64url").toString()) as { amr: string[] };
+		expect(claims.amr).toEqual(["pwd", "otp", "mfa"]);
+		expect((await listUsers(pair.accessToken)).status).toBe(200);
+		// The session keeps how it was signed in: a refreshed token still passes.
+		const refreshed = (await (await fetch(`${strict}/api/v1/auth/refresh`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ refreshToken: pair.refreshToken }) })).json()) as { accessToken: string };
+		expect((await listUsers(refreshed.accessToken)).status).toBe(200);
 	});
 });

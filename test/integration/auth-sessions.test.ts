@@ -42,7 +42,8 @@ describe("login", () => {
 		expect(pair.refreshToken).toMatch(/^[A-Za-z0-9_-]{43}$/);
 		const [header, payload] = pair.accessToken.split(".").slice(0, 2).map((p) => JSON.parse(Buffer.from(p, "base64url").toString()) as Record<string, unknown>);
 		expect(header).toMatchObject({ alg: "EdDSA", typ: "at+jwt", kid: expect.any(String) as unknown });
-		expect(Object.keys(payload!).sort()).toEqual(["aud", "exp", "iat", "iss", "jti", "nbf", "permissions", "roles", "sid", "sub"]);
+		expect(Object.keys(payload!).sort()).toEqual(["amr", "aud", "exp", "iat", "iss", "jti", "nbf", "permissions", "roles", "sid", "sub"]);
+		expect(payload!.amr).toEqual(["pwd"]);
 		expect(payload).toMatchObject({ sub: user.id, iss: "http://auth.test", aud: "backplane-api", roles: ["user"], permissions: [] });
 		expect((payload!.exp as number) - (payload!.iat as number)).toBe(900);
 		const { rows } = await kit.pool.query<{ outcome: string; client_ip: string }>("SELECT outcome, client_ip FROM audit_log WHERE user_id = $1 AND action = 'login'", [user.id]);

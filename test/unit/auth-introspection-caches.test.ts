@@ -41,7 +41,7 @@ describe("ActiveSessionCache", () => {
 });
 
 describe("introspection's verified-token cache (ExpiringCache by token hash)", () => {
-	const claims = (exp: number): VerifiedClaims => ({ sub: "u", sid: "s", jti: "j", iss: "i", aud: "a", iat: 0, nbf: 0, exp, roles: [], permissions: [] });
+	const claims = (exp: number): VerifiedClaims => ({ sub: "u", sid: "s", jti: "j", iss: "i", aud: "a", iat: 0, nbf: 0, exp, roles: [], permissions: [], amr: ["pwd"] });
 	const remember = (cache: ExpiringCache<VerifiedClaims>, token: string, c: VerifiedClaims) => cache.set(tokenCacheKey(token), c, c.exp * 1000);
 
 	it("answers a verified token until its exp, and only that token", () => {
