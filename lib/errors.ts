@@ -52,9 +52,11 @@ export function isDependencyOutage(err: unknown): boolean {
 	const e = err as { code?: unknown; name?: unknown; message?: unknown };
 	if (typeof e.code === "string" && OUTAGE_CODES.has(e.code)) return true;
 	if (typeof e.name === "string" && OUTAGE_NAMES.has(e.name)) return true;
-	// node-postgres, when the server ends a connection under a running query.
-	return typeof e.message === "string" && e.message.startsWith("Connection terminated");
+	// node-postgres, when the server ends a connection under a running query, and when a query
+	// is sent on a client whose connection already failed (a PostgreSQL restart mid-transaction).
+	return typeof e.message === "string" && (e.message.startsWith("Connection terminated") || PG_CLIENT_GONE.has(e.message));
 }
+const PG_CLIENT_GONE = new Set(["Client has encountered a connection error and is not queryable", "Client was closed and is not queryable"]);
 
 /**
  * Moleculer's "no endpoint for this action right now" (its node starting or stopping, its circuit
