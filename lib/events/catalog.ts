@@ -40,6 +40,8 @@ export interface EmailChangeRequested extends UserRef {
 /** The account moved to `email` (verified by the link sent to it). */
 export interface EmailChanged extends UserRef {
 	previousEmail: string;
+	/** The account had proven it received mail there (absent in events of earlier versions: treat as true). */
+	previousEmailVerified?: boolean;
 	changedAt: string;
 	/** One-time link for `previousEmail` that moves the account back (null when this was such a move back). */
 	revertUrl: string | null;

@@ -142,9 +142,15 @@ export async function verifyEmail(deps: AuthDeps, hooks: AuthHooks, token: strin
 			if (!row || row.used_at || row.expires_at <= now || (row.purpose !== "verify") === sameAddress) return { ok: false, userId: row?.user_id };
 			await tx.query("UPDATE email_verification_tokens SET used_at = $2 WHERE token_hash = $1", [hashToken(token), now]);
 			if (row.purpose === "change") {
-				const revert = newOpaqueToken();
-				await tx.query("INSERT INTO email_verification_tokens (token_hash, user_id, email, purpose, created_at, expires_at) VALUES ($1, $2, $3, 'revert', $4, $5)", [revert.hash, row.user_id, row.email, now, addSeconds(now, EMAIL_REVERT_TTL_S)]);
-				await moveAccount(tx, row, `${deps.settings.publicUrl}/revert-email?token=${encodeURIComponent(revert.token)}`, request, now);
+				// The way back goes only to an address the user proved: one never verified (a typo, say)
+				// may be someone else's, who could then move the account to it and reset its password.
+				let revertUrl: string | null = null;
+				if (row.email_verified) {
+					const revert = newOpaqueToken();
+					await tx.query("INSERT INTO email_verification_tokens (token_hash, user_id, email, purpose, created_at, expires_at) VALUES ($1, $2, $3, 'revert', $4, $5)", [revert.hash, row.user_id, row.email, now, addSeconds(now, EMAIL_REVERT_TTL_S)]);
+					revertUrl = `${deps.settings.publicUrl}/revert-email?token=${encodeURIComponent(revert.token)}`;
+				}
+				await moveAccount(tx, row, revertUrl, request, now);
 				return { ok: true, userId: row.user_id };
 			}
 			if (row.purpose === "revert") {
@@ -191,7 +197,7 @@ export async function voidPasswordResetLinks(tx: pg.PoolClient, userId: string, 
 async function moveAccount(tx: pg.PoolClient, row: LinkRow, revertUrl: string | null, request: RequestInfo, now: Date): Promise<void> {
 	await tx.query("UPDATE users SET email = $2, email_verified = true, email_verified_at = $3, updated_at = $3 WHERE id = $1", [row.user_id, row.token_email, now]);
 	await voidPasswordResetLinks(tx, row.user_id, now);
-	await enqueue(tx, "user.email_changed", row.user_id, { userId: row.user_id, email: row.token_email, previousEmail: row.email, name: row.name, changedAt: now.toISOString(), revertUrl }, request, now);
+	await enqueue(tx, "user.email_changed", row.user_id, { userId: row.user_id, email: row.token_email, previousEmail: row.email, previousEmailVerified: row.email_verified, name: row.name, changedAt: now.toISOString(), revertUrl }, request, now);
 	await audit(tx, { action: "email.change", outcome: "success", userId: row.user_id, details: { from: row.email, to: row.token_email } }, request, now);
 }
 

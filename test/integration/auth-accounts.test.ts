@@ -187,9 +187,23 @@ describe("profile and e-mail address", () => {
 		expect((await failure(resetPassword(kit.deps, kit.hooks, { token: oldReset, password: "yet another passphrase 6" }, req))).type).toBe("INVALID_OR_EXPIRED_TOKEN");
 	});
 
+	it("sends no way back to an address that was never verified: it may be someone else's", async () => {
+		const typo = email();
+		const user = await registerUser(kit.deps, { email: typo, password: PASSWORD }, req);
+		const session = await login(kit.deps, { email: typo, password: PASSWORD }, req);
+		await requestEmailChange(kit.deps, { userId: user.id, sessionId: await sessionIdOf(session.accessToken) }, { newEmail: email(), password: PASSWORD }, req);
+		await verifyEmail(kit.deps, kit.hooks, await lastLinkToken(kit.pool, "user.email_change_requested", user.id), req);
+		const changed = (await outboxEvents<{ revertUrl: string | null; previousEmailVerified: boolean }>(kit.pool, "user.email_changed")).filter((e) => e.subject === user.id);
+		expect(changed.map((e) => e.data)).toEqual([expect.objectContaining({ previousEmail: typo, revertUrl: null, previousEmailVerified: false })]);
+		const { rowCount } = await kit.pool.query("SELECT 1 FROM email_verification_tokens WHERE user_id = $1 AND purpose = 'revert'", [user.id]);
+		expect(rowCount).toBe(0);
+	});
+
 	it("lets the address an account left move it back, once: every session ends and an authenticator set up since is removed", async () => {
 		const old = email();
 		const user = await registerUser(kit.deps, { email: old, password: PASSWORD }, req);
+		// The way back goes only to an address the user proved.
+		await verifyEmail(kit.deps, kit.hooks, await lastLinkToken(kit.pool, "user.email_verification_requested", user.id), req);
 		const session = await login(kit.deps, { email: old, password: PASSWORD }, req);
 		const caller = { userId: user.id, sessionId: await sessionIdOf(session.accessToken) };
 		const attacker = email();

@@ -103,6 +103,10 @@ describe("user journeys through the gateway", () => {
 		const reg = await post("/api/v1/auth/register", { email, password, name: "Ada" });
 		const userId = ((await reg.json()) as { user: { id: string } }).user.id;
 		const token = await login(email, password);
+		// The old address is verified: only a proven address gets the way back after a move.
+		const welcome = await mailTo(email, /confirm your e-mail address/i);
+		const verifyLink = /https?:\/\/\S+verify-email\?token=[A-Za-z0-9_-]+/.exec((await getMessage(welcome.ID)).Text)![0];
+		expect((await post("/api/v1/auth/verify-email", { token: new URL(verifyLink).searchParams.get("token") })).status).toBe(204);
 		const billing = nodes[1]!;
 		await eventually(async () => (await billing.call<{ email: string } | null, object>("billing.getCustomer", { userId })) ?? undefined, 10_000, "the billing customer");
 
