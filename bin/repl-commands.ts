@@ -88,6 +88,15 @@ export function operatorReplCommands(opts: { rabbitmqUrl: string }): ReplCommand
 			},
 		},
 		{
+			command: "user-mfa-reset <user>",
+			description: "Turn off a user's two-step login, for one who lost the phone and the recovery codes (prove who they are first); they are told by e-mail",
+			async action(broker, args) {
+				const { id } = await userOf(broker, String(args.user));
+				await broker.call("auth.resetUserMfa", { userId: id }, asOperator);
+				print("two-step login turned off; the user was told by e-mail");
+			},
+		},
+		{
 			command: "keys-rotate",
 			description: "Start signing access tokens with a new key (old keys stay published until their tokens expire)",
 			async action(broker) {

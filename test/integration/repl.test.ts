@@ -12,6 +12,7 @@ import { brokerOptions } from "../../moleculer.config.ts";
 import { createCloudEvent } from "../../lib/events/cloudevents.ts";
 import { eventQueueNames } from "../../mixins/events.mixin.ts";
 import { createTestDatabase, eventually, gatewayUrl, infra, startNode, testConfig, testEnv, uniqueId, waitForCluster } from "../support/infra.ts";
+import { totpCode } from "../support/totp.ts";
 
 describe("REPL commands", () => {
 	const nodes: ServiceBroker[] = [];
@@ -47,12 +48,12 @@ describe("REPL commands", () => {
 	});
 
 	it("lists every command in help with a description", () => {
-		for (const name of ["user-find", "user-roles", "user-sessions-revoke", "keys-rotate", "outbox", "event-replay", "breakers", "queues", "events-dead-letters", "events-replay", "health", "notifications-failed", "notifications-retry"]) {
+		for (const name of ["user-find", "user-roles", "user-sessions-revoke", "user-mfa-reset", "keys-rotate", "outbox", "event-replay", "breakers", "queues", "events-dead-letters", "events-replay", "health", "notifications-failed", "notifications-retry"]) {
 			expect(commands.get(name)?.description.length).toBeGreaterThan(10);
 		}
 	});
 
-	it("finds a user, changes their roles and ends their sessions", async () => {
+	it("finds a user, changes their roles, turns off their two-step login and ends their sessions", async () => {
 		const email = `${uniqueId("op")}@example.com`;
 		const password = "correct horse battery staple 42";
 		const json = { "content-type": "application/json" };
@@ -65,7 +66,16 @@ describe("REPL commands", () => {
 		expect(((JSON.parse(await run("user-find", { user: email })) as { roles: string[] }).roles).sort()).toEqual(["admin", "user"]);
 
 		expect((await fetch(`${base}/api/v1/auth/me`, { headers: { authorization: `Bearer ${accessToken}` } })).status).toBe(200);
-		expect(await run("user-sessions-revoke", { user: email })).toContain("1 session(s) ended");
+		// Two-step login on, then the user loses every factor: the operator turns it off.
+		const authed = { ...json, authorization: `Bearer ${accessToken}` };
+		const { secret } = (await (await fetch(`${base}/api/v1/auth/mfa/totp`, { method: "POST", headers: authed, body: JSON.stringify({ password }) })).json()) as { secret: string };
+		expect((await fetch(`${base}/api/v1/auth/mfa/totp/confirm`, { method: "POST", headers: authed, body: JSON.stringify({ code: totpCode(secret) }) })).status).toBe(200);
+		const login = () => fetch(`${base}/api/v1/auth/login`, { method: "POST", headers: json, body: JSON.stringify({ email, password }) });
+		expect((await login()).status).toBe(403);
+		expect(await run("user-mfa-reset", { user: email })).toContain("two-step login turned off");
+		expect((await login()).status).toBe(200);
+		// Its own session and the one the password alone just opened.
+		expect(await run("user-sessions-revoke", { user: email })).toContain("2 session(s) ended");
 		await eventually(async () => (await fetch(`${base}/api/v1/auth/me`, { headers: { authorization: `Bearer ${accessToken}` } })).status === 401 || undefined, 5_000, "the token to be refused");
 	});
 
