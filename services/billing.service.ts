@@ -16,6 +16,8 @@ import { eventHandlersMixin, outboxMixin } from "../mixins/events.mixin.ts";
 import type { OutboxMethods } from "../mixins/events.mixin.ts";
 import { healthMixin } from "../mixins/health.mixin.ts";
 import { payInvoiceNow } from "./billing/collection.ts";
+import { CREDIT_NOTE_REASONS, creditNotesOf, creditNoteView, issueCreditNote } from "./billing/credit-notes.ts";
+import type { CreditNoteReason, Refund } from "./billing/credit-notes.ts";
 import { customers, eraseCustomer, updateCustomerContact } from "./billing/customers.ts";
 import { renderInvoiceHtml, renderInvoicePdf } from "./billing/invoice-render.ts";
 import { getUserInvoice, invoiceView, listInvoices } from "./billing/invoices.ts";
@@ -24,7 +26,7 @@ import { BILLING_COUNTERS, BILLING_HISTOGRAMS, onRevenue, SWEEP_STEPS } from "./
 import { archivePlan, getPlan, listPlans, planCache, planSchema, planView, seedPlans, upsertPlan } from "./billing/plans.ts";
 import { ensureIndexes, OUTBOX_COLLECTIONS } from "./billing/store.ts";
 import type { Clock } from "./billing/store.ts";
-import { chargeInvoice, createPortalSession, createStripeClient, syncStripeCustomer } from "./billing/stripe.ts";
+import { chargeInvoice, createPortalSession, createStripeClient, refundPayment, syncStripeCustomer } from "./billing/stripe.ts";
 import type { ChargeInput, ChargeResult, StripeClient } from "./billing/stripe.ts";
 import { cancelSubscription, changePlan, findSubscription, onboardUser, pauseSubscription, resumeSubscription, startCheckout, subscriptionView } from "./billing/subscriptions.ts";
 import { currentUsage, recordUsage } from "./billing/usage.ts";
@@ -39,9 +41,11 @@ export interface BillingDeps {
 	sweepBatchSize?: number;
 	/** How our invoices are charged (Stripe PaymentIntents by default). */
 	charge?: (input: ChargeInput) => Promise<ChargeResult>;
+	/** How credit notes are refunded (Stripe Refunds or credit notes by default). */
+	refund?: Refund;
 }
 
-type Ctx<P = Record<string, never>> = Context<P, CallerMeta & { $responseType?: string; $responseHeaders?: Record<string, string> }>;
+type Ctx<P = Record<string, never>> = Context<P, CallerMeta & { $responseType?: string; $responseHeaders?: Record<string, string>; $statusCode?: number }>;
 
 const SLUG = { type: "string", pattern: /^[a-z0-9][a-z0-9_-]{0,63}$/ } as const;
 const INTERVAL = { type: "enum", values: ["month", "year"], optional: true } as const;
@@ -71,7 +75,8 @@ export default function billingService(config: Config, deps: BillingDeps = {}): 
 	const stripe = deps.stripe ?? createStripeClient({ apiKey: settings.stripeApiKey, apiBase: settings.stripeApiBase });
 	const taxRates = [settings.tax];
 	const collection = { dunning: settings.dunning, charge: deps.charge ?? ((input: ChargeInput) => chargeInvoice(stripe, input)) };
-	const lifecycleOptions = () => ({ now: now(), batchSize: deps.sweepBatchSize ?? 100, seller: settings.seller, taxRates, collection });
+	const refund: Refund = deps.refund ?? ((input) => refundPayment(stripe, input));
+	const lifecycleOptions = () => ({ now: now(), batchSize: deps.sweepBatchSize ?? 100, seller: settings.seller, taxRates, collection, refund });
 	const op = (ctx: Ctx<unknown>) => ({ now: now(), requestId: ctx.requestID });
 	// Every sign-up reads the default plan: from memory for a few seconds (plan changes are rare).
 	const signupPlans = planCache(db, 5_000);
@@ -170,7 +175,11 @@ export default function billingService(config: Config, deps: BillingDeps = {}): 
 			getInvoice: {
 				rest: "GET /invoices/:id", openapi: { summary: "One of the caller's invoices" }, params: INVOICE_ID,
 				async handler(ctx: Ctx<{ id: string }>) {
-					return invoiceView(await getUserInvoice(db, userOf(ctx), ctx.params.id));
+					const invoice = await getUserInvoice(db, userOf(ctx), ctx.params.id);
+					// With the money given back on it: what was credited, and each note.
+					const notes = await creditNotesOf(db, invoice._id);
+					const amountCredited = notes.filter((n) => n.status === "issued").reduce((sum, n) => sum + n.amount, 0);
+					return { ...invoiceView(invoice), amountCredited, creditNotes: notes.map(creditNoteView) };
 				},
 			},
 			invoicePdf: {
@@ -251,6 +260,27 @@ export default function billingService(config: Config, deps: BillingDeps = {}): 
 				async handler(ctx: Ctx<{ id: string }>) {
 					signupPlans.forget(ctx.params.id);
 					return planView(await archivePlan(db, ctx.params.id, now()));
+				},
+			},
+			issueCreditNote: {
+				rest: "POST /admin/invoices/:id/credit-notes", permissions: ["billing:admin"],
+				openapi: { summary: "Give money back on a paid invoice (all that is left, or `amount`): a numbered credit note, refunded to the card; the user is told" },
+				params: {
+					$$strict: "remove",
+					...INVOICE_ID,
+					amount: { type: "number", integer: true, min: 1, max: 100_000_000_000, convert: true, optional: true },
+					reason: { type: "enum", values: [...CREDIT_NOTE_REASONS] },
+					memo: { type: "string", max: 500, trim: true, optional: true },
+				},
+				async handler(ctx: Ctx<{ id: string; amount?: number; reason: CreditNoteReason; memo?: string }>) {
+					try {
+						const note = await issueCreditNote(db, refund, { invoiceId: ctx.params.id, amount: ctx.params.amount, reason: ctx.params.reason, memo: ctx.params.memo || undefined, issuedBy: userOf(ctx) }, op(ctx));
+						this.logger.info(`credit note ${note.number} on invoice ${note.invoiceId}: ${note.status}${note.failure ? ` (${note.failure})` : ""}`);
+						ctx.meta.$statusCode = 201;
+						return creditNoteView(note);
+					} finally {
+						this.relayOutbox();
+					}
 				},
 			},
 			/** Internal: the cluster test and operators read a customer record. */

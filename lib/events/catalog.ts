@@ -85,6 +85,21 @@ export interface InvoiceData {
 	nextPaymentAttempt?: string | null;
 }
 
+/** Money given back on a paid invoice (a credit note, refunded to the card that paid). */
+export interface CreditNoteData {
+	creditNoteId: string;
+	/** "CN-2026-000007": numbered per year without gaps, like invoices. */
+	number: string;
+	invoiceId: string;
+	invoiceNumber: string | null;
+	userId: string;
+	currency: string;
+	/** Minor units. */
+	amount: number;
+	reason: "duplicate" | "fraudulent" | "order_change" | "product_unsatisfactory";
+	issuedAt: string;
+}
+
 export interface EventCatalog {
 	"user.created": UserCreated;
 	"user.email_verification_requested": EmailVerificationRequested;
@@ -107,6 +122,7 @@ export interface EventCatalog {
 	"invoice.created": InvoiceData;
 	"invoice.paid": InvoiceData;
 	"invoice.payment_failed": InvoiceData;
+	"credit_note.issued": CreditNoteData;
 }
 
 export type EventType = keyof EventCatalog;

@@ -61,7 +61,7 @@ export async function collectInvoice(db: Db, inv: Invoice, ctx: CollectionContex
 
 	if (result.outcome === "succeeded") {
 		await settleSubscription(db, inv.subscriptionId, "active", ctx);
-		const paid = await transitionInvoice(db, inv._id, { to: "paid", event: "invoice.paid", set: { paymentAttempts: attempt, nextPaymentAttemptAt: null, lastPaymentError: null } }, ctx);
+		const paid = await transitionInvoice(db, inv._id, { to: "paid", event: "invoice.paid", set: { paymentAttempts: attempt, nextPaymentAttemptAt: null, lastPaymentError: null, stripePaymentIntentId: result.paymentId } }, ctx);
 		return paid ? "paid" : "already_settled";
 	}
 	const nextAttemptAt = nextAttemptAfter(ctx.dunning, attempt, ctx.now);

@@ -80,6 +80,8 @@ export interface Invoice extends OutboxFields {
 	/** A draft not finalized by then (a crash in between) is finalized by the scheduler. */
 	autoFinalizeAt: Date | null;
 	stripeInvoiceId: string | null;
+	/** The PaymentIntent that paid one of our invoices (what a credit note refunds); absent on older documents. */
+	stripePaymentIntentId?: string | null;
 	stripeEventAt: number | null;
 	hostedInvoiceUrl: string | null;
 	/** Keys of payment failures already reported (one event each). */

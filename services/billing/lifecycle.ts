@@ -10,6 +10,8 @@ import type { Db, Filter } from "mongodb";
 import { WITHOUT_OUTBOX } from "../../lib/events/mongo-outbox.ts";
 import { collectInvoice, dueForCollection } from "./collection.ts";
 import type { CollectionContext } from "./collection.ts";
+import { completeCreditNote, pendingCreditNotes } from "./credit-notes.ts";
+import type { Refund } from "./credit-notes.ts";
 import { customers } from "./customers.ts";
 import { dueDrafts } from "./invoices.ts";
 import type { Party } from "./invoices.ts";
@@ -33,6 +35,8 @@ export interface LifecycleOptions {
 	prune?: boolean;
 	/** Charging our own invoices and the dunning policy. */
 	collection: Pick<CollectionContext, "dunning" | "charge">;
+	/** Refunds of credit notes a crash or an outage left pending (stripe.ts `refundPayment`); without it, they wait. */
+	refund?: Refund;
 }
 
 export interface SweepReport {
@@ -41,6 +45,7 @@ export interface SweepReport {
 	periodsEnded: number;
 	draftsFinalized: number;
 	paymentsSucceeded: number;
+	creditNotesCompleted: number;
 	paymentsFailed: number;
 	pruned: number;
 	/** Documents that failed (logged by the caller; retried next sweep). */
@@ -48,7 +53,7 @@ export interface SweepReport {
 }
 
 export async function runLifecycle(db: Db, opts: LifecycleOptions): Promise<SweepReport> {
-	const report: SweepReport = { trialWillEnd: 0, trialEnded: 0, periodsEnded: 0, draftsFinalized: 0, paymentsSucceeded: 0, paymentsFailed: 0, pruned: 0, failures: [] };
+	const report: SweepReport = { trialWillEnd: 0, trialEnded: 0, periodsEnded: 0, draftsFinalized: 0, paymentsSucceeded: 0, paymentsFailed: 0, creditNotesCompleted: 0, pruned: 0, failures: [] };
 	const ctx = { now: opts.now };
 	const each = async <T extends { _id: string }>(step: string, docs: T[], work: (doc: T) => Promise<boolean>) => {
 		let done = 0;
@@ -97,6 +102,12 @@ export async function runLifecycle(db: Db, opts: LifecycleOptions): Promise<Swee
 		else if (outcome !== "already_settled") report.paymentsFailed++;
 		return true;
 	});
+
+	const refund = opts.refund;
+	if (refund) {
+		const pending = (await pendingCreditNotes(db, opts.now, opts.batchSize)).map((_id) => ({ _id }));
+		report.creditNotesCompleted = await each("complete_credit_note", pending, async ({ _id }) => (await completeCreditNote(db, refund, _id, ctx)).status !== "pending");
+	}
 
 	if (opts.prune) report.pruned = await pruneProcessed(db, opts.now);
 	return report;
@@ -167,8 +178,8 @@ async function endPeriod(db: Db, sub: Subscription, opts: LifecycleOptions): Pro
 
 /** One log line for a sweep, and whether it changed anything. */
 export function describeSweep(report: SweepReport, ms: number): { changed: number; line: string } {
-	const changed = report.trialWillEnd + report.trialEnded + report.periodsEnded + report.draftsFinalized + report.paymentsSucceeded + report.paymentsFailed;
-	const line = `lifecycle sweep: ${report.trialWillEnd} trial_will_end, ${report.trialEnded} trials ended, ${report.periodsEnded} periods ended, ${report.draftsFinalized} drafts finalized, ${report.paymentsSucceeded} payments collected, ${report.paymentsFailed} failed charges, ${report.failures.length} failed in ${Math.round(ms)} ms`;
+	const changed = report.trialWillEnd + report.trialEnded + report.periodsEnded + report.draftsFinalized + report.paymentsSucceeded + report.paymentsFailed + report.creditNotesCompleted;
+	const line = `lifecycle sweep: ${report.trialWillEnd} trial_will_end, ${report.trialEnded} trials ended, ${report.periodsEnded} periods ended, ${report.draftsFinalized} drafts finalized, ${report.paymentsSucceeded} payments collected, ${report.paymentsFailed} failed charges, ${report.creditNotesCompleted} credit notes completed, ${report.failures.length} failed in ${Math.round(ms)} ms`;
 	return { changed, line };
 }
 

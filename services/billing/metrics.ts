@@ -19,7 +19,7 @@ export const BILLING_HISTOGRAMS: { name: string; unit: string; buckets: number[]
 ];
 
 /** The scheduler steps counted in billing.lifecycle.changes.total. */
-export const SWEEP_STEPS = ["trialWillEnd", "trialEnded", "periodsEnded", "draftsFinalized", "paymentsSucceeded", "paymentsFailed"] as const;
+export const SWEEP_STEPS = ["trialWillEnd", "trialEnded", "periodsEnded", "draftsFinalized", "paymentsSucceeded", "paymentsFailed", "creditNotesCompleted"] as const;
 
 type RevenueListener = (amountMinor: number, currency: string) => void;
 

@@ -18,7 +18,7 @@ export type Clock = () => Date;
 export const EVENT_SOURCE = "/backplane/billing";
 
 /** Collections whose documents carry outbox events. */
-export const OUTBOX_COLLECTIONS = ["subscriptions", "invoices"];
+export const OUTBOX_COLLECTIONS = ["subscriptions", "invoices", "credit_notes"];
 
 export const DAY_MS = 86_400_000;
 
@@ -41,6 +41,11 @@ export async function ensureIndexes(db: Db): Promise<void> {
 		db.collection("invoices").createIndex({ status: 1, nextPaymentAttemptAt: 1 }, { name: "payments_due" }),
 		db.collection("usage_records").createIndex({ subscriptionId: 1, timestamp: 1 }, { name: "usage_by_period" }),
 		ensureOutboxIndex(db.collection("invoices")),
+		// Credit notes: numbered per year like invoices; found by invoice, and by status for the ones a crash left pending.
+		db.collection("credit_notes").createIndex({ number: 1 }, { name: "credit_note_number", unique: true }),
+		db.collection("credit_notes").createIndex({ invoiceId: 1, createdAt: 1 }, { name: "by_invoice" }),
+		db.collection("credit_notes").createIndex({ status: 1, createdAt: 1 }, { name: "pending_refunds" }),
+		ensureOutboxIndex(db.collection("credit_notes")),
 		db.collection("stripe_events").createIndex({ receivedAt: -1 }, { name: "received" }),
 	]);
 }

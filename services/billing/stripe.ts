@@ -222,3 +222,47 @@ export async function chargeInvoice(stripe: Stripe, input: ChargeInput): Promise
 		return { outcome: "failed", reason: typeof declineCode === "string" ? declineCode : "card_declined", paymentId: null };
 	}
 }
+
+export interface RefundInput {
+	amount: number;
+	currency: string;
+	reason: "duplicate" | "fraudulent" | "order_change" | "product_unsatisfactory";
+	/** The PaymentIntent that paid one of our invoices. */
+	paymentIntentId: string | null;
+	/** An invoice Stripe billed: refunded through a Stripe credit note on it. */
+	stripeInvoiceId: string | null;
+	creditNoteId: string;
+	/** The credit note's id: a retried call after a crash refunds at most once. */
+	idempotencyKey: string;
+}
+
+/** What a refund came to; `refused` is Stripe saying no (already refunded, nothing to refund), not an outage (that throws). */
+export type RefundResult = { outcome: "refunded"; refundId: string } | { outcome: "refused"; reason: string };
+
+/**
+ * Gives money back: a Refund on the PaymentIntent of one of our invoices, or a Stripe credit note
+ * (with its refund) on an invoice Stripe billed, so Stripe's own books agree.
+ */
+export async function refundPayment(stripe: Stripe, input: RefundInput): Promise<RefundResult> {
+	const metadata = { creditNoteId: input.creditNoteId };
+	try {
+		if (input.stripeInvoiceId) {
+			const note = await stripeCall("credit an invoice", () =>
+				stripe.creditNotes.create({ invoice: input.stripeInvoiceId!, amount: input.amount, refund_amount: input.amount, reason: input.reason, metadata }, { idempotencyKey: input.idempotencyKey }),
+			);
+			const refund = note.refunds?.[0]?.refund;
+			return { outcome: "refunded", refundId: typeof refund === "string" ? refund : (refund?.id ?? note.id) };
+		}
+		if (!input.paymentIntentId) return { outcome: "refused", reason: "no_payment" };
+		// Stripe's refund reasons are fewer than a credit note's: the others were the customer's request.
+		const reason = input.reason === "duplicate" || input.reason === "fraudulent" ? input.reason : "requested_by_customer";
+		const refund = await stripeCall("refund a payment", () =>
+			stripe.refunds.create({ payment_intent: input.paymentIntentId!, amount: input.amount, reason, metadata }, { idempotencyKey: input.idempotencyKey }),
+		);
+		if (refund.status === "failed" || refund.status === "canceled") return { outcome: "refused", reason: refund.failure_reason ?? refund.status };
+		return { outcome: "refunded", refundId: refund.id };
+	} catch (err) {
+		if (err instanceof Stripe.errors.StripeInvalidRequestError) return { outcome: "refused", reason: err.code ?? "invalid_request" };
+		throw err;
+	}
+}

@@ -4,7 +4,7 @@
  * is read in one table; the texts live in the locale catalogs (locales/<lang>.json) under the
  * workflow's id.
  */
-import type { EmailChanged, EmailChangeRequested, EmailVerificationRequested, EventCatalog, MfaChanged, MfaDisabled, MfaLocked, EventType, InvoiceData, PasswordChanged, PasswordResetRequested, SubscriptionData, UserRef } from "../../lib/events/catalog.ts";
+import type { CreditNoteData, EmailChanged, EmailChangeRequested, EmailVerificationRequested, EventCatalog, MfaChanged, MfaDisabled, MfaLocked, EventType, InvoiceData, PasswordChanged, PasswordResetRequested, SubscriptionData, UserRef } from "../../lib/events/catalog.ts";
 
 export const CHANNELS = ["email", "push", "in_app"] as const;
 export type Channel = (typeof CHANNELS)[number];
@@ -244,6 +244,20 @@ export const WORKFLOWS: readonly Workflow[] = [
 		channels: ["email", "in_app"],
 		recipient: byUserId,
 		variables: invoiceVars,
+	}),
+	define({
+		id: "credit-note-issued",
+		event: "credit_note.issued",
+		category: "billing",
+		channels: ["email", "in_app"],
+		recipient: byUserId,
+		variables: (d: CreditNoteData, publicUrl) => ({
+			creditNoteNumber: d.number,
+			invoiceNumber: d.invoiceNumber ?? d.invoiceId,
+			amount: d.amount,
+			currency: d.currency,
+			actionUrl: link(publicUrl, "billing", "invoices", d.invoiceId),
+		}),
 	}),
 	define({
 		id: "payment-failed",

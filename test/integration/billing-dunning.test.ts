@@ -5,7 +5,6 @@
  * PaymentIntent with `requires_payment_method`, which is checked too). Time is moved by hand:
  * each sweep is what one scheduler pass of a billing node does at that moment.
  */
-import { MongoClient } from "mongodb";
 import type { Db } from "mongodb";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { DunningPolicy } from "../../services/billing/collection.ts";
@@ -13,12 +12,12 @@ import { payInvoiceNow } from "../../services/billing/collection.ts";
 import { ensureCustomer } from "../../services/billing/customers.ts";
 import { invoices } from "../../services/billing/invoices.ts";
 import { renewIfDue, runLifecycle } from "../../services/billing/lifecycle.ts";
-import { getPlan, seedPlans } from "../../services/billing/plans.ts";
-import { ensureIndexes } from "../../services/billing/store.ts";
+import { getPlan } from "../../services/billing/plans.ts";
 import { chargeInvoice, createStripeClient } from "../../services/billing/stripe.ts";
 import { pauseSubscription, resumeSubscription, startSignupSubscription, subscriptions } from "../../services/billing/subscriptions.ts";
 import { currentUsage, recordUsage } from "../../services/billing/usage.ts";
-import { testEnv, uniqueId } from "../support/infra.ts";
+import { uniqueId } from "../support/infra.ts";
+import { openBillingDb } from "../support/billing-db.ts";
 import { startCardNetwork, STRIPE_API_BASE } from "../support/stripe.ts";
 
 const DAY = 86_400_000;
@@ -27,7 +26,7 @@ const VAT = { name: "VAT", rateBps: 2_000 };
 
 describe("collecting our invoices and dunning", () => {
 	let network: Awaited<ReturnType<typeof startCardNetwork>>;
-	let mongo: MongoClient;
+	let billingDb: Awaited<ReturnType<typeof openBillingDb>>;
 	let db: Db;
 	let charge: Parameters<typeof runLifecycle>[1]["collection"]["charge"];
 
@@ -40,15 +39,12 @@ describe("collecting our invoices and dunning", () => {
 	// A database per test: a sweep works on every subscription in it, and each test scripts its own charges.
 	beforeEach(async () => {
 		network.script.length = 0;
-		mongo = new MongoClient(testEnv(uniqueId("billdun")).MONGO_URL!, { retryWrites: false });
-		db = mongo.db();
-		await ensureIndexes(db);
-		await seedPlans(db, new Date(START));
+		billingDb = await openBillingDb("billdun", new Date(START));
+		db = billingDb.db;
 	});
 
 	afterEach(async () => {
-		await db?.dropDatabase().catch(() => undefined);
-		await mongo?.close();
+		await billingDb?.close();
 	});
 
 	afterAll(async () => {

@@ -137,4 +137,17 @@ describe("billing invoices", () => {
 		expect(Buffer.isBuffer(pdf)).toBe(true);
 		expect(pdf.subarray(0, 5).toString()).toBe("%PDF-");
 	});
+
+	it("gives money back on a paid invoice through the admin action (Stripe refunds it); the owner sees the credit note on the invoice", async () => {
+		const owner = uniqueId("u-");
+		await draft("in_credit", [line("Starter", 1, 900)], owner);
+		await finalizeInvoice(db, "in_credit", { now: clock.now() });
+		await transitionInvoice(db, "in_credit", { to: "paid", set: { stripePaymentIntentId: "pi_3MtwBwLkdIwHu7ix28a3tqPa" } }, { now: clock.now() });
+		const admin = { meta: { caller: { userId: "admin-1", sessionId: "s", roles: ["admin"], permissions: ["billing:admin"] } } };
+		const note = await node.call<{ id: string; number: string; status: string; amount: number }, object>("billing.issueCreditNote", { id: "in_credit", amount: "300", reason: "duplicate", memo: " charged twice " }, admin);
+		expect(note).toMatchObject({ status: "issued", amount: 300, number: "CN-2026-000001", memo: "charged twice" });
+		const seen = await node.call<{ amountCredited: number; creditNotes: { id: string }[] }, object>("billing.getInvoice", { id: "in_credit" }, as(owner));
+		expect(seen).toMatchObject({ amountPaid: 1_080, amountCredited: 300, creditNotes: [{ id: note.id, number: note.number, status: "issued", reason: "duplicate" }] });
+		await expect(node.call("billing.issueCreditNote", { id: "in_credit", reason: "bored" }, admin)).rejects.toMatchObject({ type: "VALIDATION_ERROR" });
+	});
 });

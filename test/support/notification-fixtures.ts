@@ -28,4 +28,5 @@ export const SAMPLE_DATA: { [K in EventType]: EventCatalog[K] } = {
 	"invoice.created": invoice,
 	"invoice.paid": { ...invoice, status: "paid" },
 	"invoice.payment_failed": invoice,
+	"credit_note.issued": { creditNoteId: "cn_1", number: "CN-2026-000001", invoiceId: "in_1", invoiceNumber: "2026-000042", userId: user.userId, currency: "eur", amount: 1_500, reason: "product_unsatisfactory", issuedAt: "2026-11-25T12:00:00.000Z" },
 };

@@ -86,11 +86,14 @@ export async function tapEvents(namespace: string, types: string[]) {
  * other request is passed to stripe-mock unchanged (real shapes for customers and payment
  * methods); a PaymentIntent is answered with the next scripted outcome (`succeeded` when the
  * script is empty), and a repeated idempotency key gets its first answer again, as Stripe does.
+ * Refunds are answered here too (succeeded, and recorded), so a test can count them.
  */
 export async function startCardNetwork() {
 	const script: ("succeeded" | "declined")[] = [];
 	const answers = new Map<string, { status: number; body: string }>();
 	const charges: { amount: number; idempotencyKey: string; outcome: string }[] = [];
+	// Refunds by idempotency key, answered again unchanged for a repeated key (as Stripe does).
+	const refunds: { amount: number; idempotencyKey: string; paymentIntent: string }[] = [];
 	const upstream = new URL(STRIPE_API_BASE);
 	const server = createServer((req, res) => {
 		const chunks: Buffer[] = [];
@@ -114,6 +117,20 @@ export async function startCardNetwork() {
 				res.writeHead(answer.status, { "content-type": "application/json" }).end(answer.body);
 				return;
 			}
+			if (req.method === "POST" && req.url === "/v1/refunds") {
+				const key = String(req.headers["idempotency-key"] ?? randomBytes(8).toString("hex"));
+				let answer = answers.get(key);
+				if (!answer) {
+					const form = new URLSearchParams(body.toString());
+					const paymentIntent = form.get("payment_intent") ?? "";
+					const amount = Number(form.get("amount"));
+					refunds.push({ amount, idempotencyKey: key, paymentIntent });
+					answer = { status: 200, body: JSON.stringify({ id: `re_${randomBytes(6).toString("hex")}`, object: "refund", status: "succeeded", amount, currency: "usd", payment_intent: paymentIntent, failure_reason: null }) };
+					answers.set(key, answer);
+				}
+				res.writeHead(answer.status, { "content-type": "application/json" }).end(answer.body);
+				return;
+			}
 			const proxied = request({ host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers }, (up) => {
 				res.writeHead(up.statusCode ?? 502, up.headers);
 				up.pipe(res);
@@ -128,6 +145,7 @@ export async function startCardNetwork() {
 		/** The next charges' outcomes, in order. */
 		script,
 		charges,
+		refunds,
 		close: () => new Promise<void>((resolve) => server.close(() => resolve())),
 	};
 }

@@ -37,6 +37,7 @@ describe("notification workflows", () => {
 			"mfa-disabled": "security",
 			"mfa-recovery-codes": "security",
 			"mfa-locked": "security",
+			"credit-note-issued": "billing",
 			"password-reset": "security",
 			"password-changed": "security",
 			"trial-ending": "billing",

@@ -1,0 +1,199 @@
+/**
+ * Credit notes: money given back on a paid invoice, in full or in part, as Stripe and Lago model
+ * it. Each note has its own number per calendar year without gaps (`CN-2026-000007`), a reason,
+ * and the refund that returned the money: a Refund on the PaymentIntent that paid one of our
+ * invoices, or a Stripe credit note on an invoice Stripe billed (so Stripe's books agree).
+ *
+ * Exactly once without transactions: the note is written first (`pending`, under the invoice's
+ * lock, which also bounds the total credited to what was paid), then Stripe is called with the
+ * note's id as idempotency key, then the note becomes `issued` with its event in the same update.
+ * A crash between the two leaves a pending note that the scheduler finishes with the same key:
+ * Stripe answers with the refund it already made, never a second one. A refund Stripe refuses
+ * (already refunded elsewhere, say) leaves the note `failed`, and its amount creditable again.
+ */
+import { randomUUID } from "node:crypto";
+import type { Db } from "mongodb";
+import type { CreditNoteData } from "../../lib/events/catalog.ts";
+import { initialOutbox, lockKey, WITHOUT_OUTBOX, withDocumentLock, withEvents } from "../../lib/events/mongo-outbox.ts";
+import type { OutboxFields } from "../../lib/events/mongo-outbox.ts";
+import { AppError, badRequest, notFound } from "../../lib/errors.ts";
+import { invoices, locked } from "./invoices.ts";
+import type { Invoice } from "./invoices.ts";
+import { billingEvent, documentChecker, isDuplicateKey } from "./store.ts";
+import type { RefundInput, RefundResult } from "./stripe.ts";
+
+export const CREDIT_NOTE_REASONS = ["duplicate", "fraudulent", "order_change", "product_unsatisfactory"] as const;
+export type CreditNoteReason = (typeof CREDIT_NOTE_REASONS)[number];
+export type CreditNoteStatus = "pending" | "issued" | "failed";
+
+export interface CreditNote extends OutboxFields {
+	_id: string;
+	number: string;
+	invoiceId: string;
+	invoiceNumber: string | null;
+	userId: string;
+	currency: string;
+	/** Minor units, > 0. */
+	amount: number;
+	reason: CreditNoteReason;
+	memo: string | null;
+	status: CreditNoteStatus;
+	refundId: string | null;
+	/** Why Stripe refused the refund (status `failed`). */
+	failure: string | null;
+	/** The administrator who issued it, or the operator's name. */
+	issuedBy: string;
+	createdAt: Date;
+	issuedAt: Date | null;
+}
+
+/** Gives money back through the payment provider (stripe.ts `refundPayment` bound to the client). */
+export type Refund = (input: RefundInput) => Promise<RefundResult>;
+
+interface Ctx {
+	now: Date;
+	requestId?: string | null;
+}
+
+export const creditNotes = (db: Db) => db.collection<CreditNote>("credit_notes");
+const counters = (db: Db) => db.collection<{ _id: string; seq: number }>("counters");
+
+const checkCreditNote = documentChecker<CreditNote>("credit note", {
+	_id: { type: "string", min: 1, max: 100 },
+	number: { type: "string", pattern: /^CN-\d{4}-\d{6}$/ },
+	invoiceId: { type: "string", min: 1, max: 200 },
+	userId: { type: "string", min: 1, max: 100 },
+	currency: { type: "string", pattern: /^[a-z]{3}$/ },
+	amount: { type: "number", integer: true, min: 1 },
+	reason: { type: "enum", values: [...CREDIT_NOTE_REASONS] },
+	status: { type: "enum", values: ["pending", "issued", "failed"] },
+});
+
+export interface IssueInput {
+	invoiceId: string;
+	/** Minor units; the whole creditable amount when absent. */
+	amount?: number;
+	reason: CreditNoteReason;
+	memo?: string;
+	issuedBy: string;
+}
+
+/** Issues a credit note on a paid invoice and refunds it; answers the note (`issued`, or `failed` with Stripe's reason). */
+export async function issueCreditNote(db: Db, refund: Refund, input: IssueInput, ctx: Ctx): Promise<CreditNote> {
+	const note = await locked(db, input.invoiceId, async (inv) => {
+		if (!inv) throw notFound(`Invoice ${input.invoiceId}`);
+		if (inv.status !== "paid") throw new AppError(409, "INVOICE_NOT_PAID", `The invoice is ${inv.status}; only a paid invoice can be credited.`, { status: inv.status });
+		const creditable = await creditableAmount(db, inv);
+		if (creditable <= 0) throw new AppError(409, "NOTHING_TO_CREDIT", "Everything paid on this invoice has been credited already (or nothing was paid by card).");
+		const amount = input.amount ?? creditable;
+		if (amount > creditable) throw badRequest(`At most ${creditable} (minor units) can still be credited on this invoice.`, [{ field: "amount", message: `must be at most ${creditable}`, type: "numberMax" }]);
+		return createNumbered(db, inv, { ...input, amount }, ctx);
+	});
+	return completeCreditNote(db, refund, note._id, ctx);
+}
+
+/** What was paid by card (or through Stripe) on the invoice and is not credited yet by a pending or issued note. */
+async function creditableAmount(db: Db, inv: Invoice): Promise<number> {
+	const paid = inv.stripeInvoiceId || inv.stripePaymentIntentId ? inv.amountPaid : 0;
+	const notes = await creditNotes(db).find({ invoiceId: inv._id }, { projection: { amount: 1, status: 1 } }).toArray();
+	return paid - notes.filter((n) => n.status !== "failed").reduce((sum, n) => sum + n.amount, 0);
+}
+
+/**
+ * Writes the note with the year's next number, holding the year's counter lock. The note is
+ * inserted before the counter moves: a crash in between leaves the counter behind a number in
+ * use, which the unique index reports to the next writer, who catches the counter up. No number
+ * is ever skipped, none used twice.
+ */
+async function createNumbered(db: Db, inv: Invoice, input: IssueInput & { amount: number }, ctx: Ctx): Promise<CreditNote> {
+	const year = ctx.now.getUTCFullYear();
+	const key = `credit_note:${year}`;
+	return withDocumentLock(db, lockKey("counters", key), async () => {
+		const counter = await counters(db).findOne({ _id: key });
+		for (let seq = (counter?.seq ?? 0) + 1; ; seq++) {
+			const note: CreditNote = checkCreditNote({
+				_id: `cn_${randomUUID()}`,
+				number: `CN-${year}-${String(seq).padStart(6, "0")}`,
+				invoiceId: inv._id,
+				invoiceNumber: inv.number,
+				userId: inv.userId,
+				currency: inv.currency,
+				amount: input.amount,
+				reason: input.reason,
+				memo: input.memo ?? null,
+				status: "pending",
+				refundId: null,
+				failure: null,
+				issuedBy: input.issuedBy,
+				createdAt: ctx.now,
+				issuedAt: null,
+				...initialOutbox([], ctx.now),
+			});
+			try {
+				await creditNotes(db).insertOne(note);
+			} catch (err) {
+				if (isDuplicateKey(err)) continue;
+				throw err;
+			}
+			if (counter) await counters(db).updateOne({ _id: key }, { $set: { seq } });
+			else await counters(db).insertOne({ _id: key, seq });
+			return note;
+		}
+	}, { waitMs: 10_000 });
+}
+
+/**
+ * Refunds a pending note and records the outcome with its event; a note already settled is
+ * answered as it is. A provider outage throws and leaves the note pending for the scheduler.
+ */
+export async function completeCreditNote(db: Db, refund: Refund, creditNoteId: string, ctx: Ctx): Promise<CreditNote> {
+	const note = await creditNotes(db).findOne({ _id: creditNoteId }, { projection: WITHOUT_OUTBOX });
+	if (!note) throw notFound(`Credit note ${creditNoteId}`);
+	if (note.status !== "pending") return note;
+	const inv = await invoices(db).findOne({ _id: note.invoiceId }, { projection: { stripeInvoiceId: 1, stripePaymentIntentId: 1 } });
+	const result = await refund({
+		amount: note.amount,
+		currency: note.currency,
+		reason: note.reason,
+		paymentIntentId: inv?.stripePaymentIntentId ?? null,
+		stripeInvoiceId: inv?.stripeInvoiceId ?? null,
+		creditNoteId: note._id,
+		idempotencyKey: `credit-note:${note._id}`,
+	});
+	return withDocumentLock(db, lockKey("credit_notes", note._id), async () => {
+		const current = await creditNotes(db).findOne({ _id: note._id }, { projection: WITHOUT_OUTBOX });
+		if (!current || current.status !== "pending") return current ?? note;
+		const set: Partial<CreditNote> = result.outcome === "refunded"
+			? { status: "issued", refundId: result.refundId, issuedAt: ctx.now }
+			: { status: "failed", failure: result.reason };
+		const settled = { ...current, ...set };
+		const events = result.outcome === "refunded" ? [billingEvent("credit_note.issued", note._id, creditNoteData(settled), ctx.now, ctx.requestId)] : [];
+		await creditNotes(db).updateOne({ _id: note._id, status: "pending" }, withEvents<CreditNote>({ $set: set }, events, ctx.now));
+		return settled;
+	});
+}
+
+/** Notes whose refund a crash (or a provider outage) interrupted, older than `graceMs`: the scheduler completes them. */
+export async function pendingCreditNotes(db: Db, now: Date, limit: number, graceMs = 60_000): Promise<string[]> {
+	const docs = await creditNotes(db).find({ status: "pending", createdAt: { $lte: new Date(now.getTime() - graceMs) } }, { projection: { _id: 1 } }).sort({ createdAt: 1 }).limit(limit).toArray();
+	return docs.map((d) => d._id);
+}
+
+/** The notes of an invoice, oldest first. */
+export async function creditNotesOf(db: Db, invoiceId: string): Promise<CreditNote[]> {
+	return creditNotes(db).find({ invoiceId }, { projection: WITHOUT_OUTBOX }).sort({ createdAt: 1, number: 1 }).toArray();
+}
+
+function creditNoteData(note: CreditNote): CreditNoteData {
+	return {
+		creditNoteId: note._id, number: note.number, invoiceId: note.invoiceId, invoiceNumber: note.invoiceNumber, userId: note.userId,
+		currency: note.currency, amount: note.amount, reason: note.reason, issuedAt: (note.issuedAt ?? note.createdAt).toISOString(),
+	};
+}
+
+export function creditNoteView(note: CreditNote) {
+	return {
+		id: note._id, number: note.number, invoiceId: note.invoiceId, status: note.status, currency: note.currency, amount: note.amount,
+		reason: note.reason, memo: note.memo, refundId: note.refundId, failure: note.failure, createdAt: note.createdAt.toISOString(), issuedAt: note.issuedAt?.toISOString() ?? null,
+	};
+}
