@@ -16,7 +16,7 @@ import { eventHandlersMixin, outboxMixin } from "../mixins/events.mixin.ts";
 import type { OutboxMethods } from "../mixins/events.mixin.ts";
 import { healthMixin } from "../mixins/health.mixin.ts";
 import { payInvoiceNow } from "./billing/collection.ts";
-import { CREDIT_NOTE_REASONS, creditNotesOf, creditNoteView, issueCreditNote } from "./billing/credit-notes.ts";
+import { CREDIT_NOTE_REASONS, creditNoteAdminView, creditNotesOf, creditNoteView, issueCreditNote } from "./billing/credit-notes.ts";
 import type { CreditNoteReason, Refund } from "./billing/credit-notes.ts";
 import { customers, eraseCustomer, updateCustomerContact } from "./billing/customers.ts";
 import { renderInvoiceHtml, renderInvoicePdf } from "./billing/invoice-render.ts";
@@ -264,20 +264,24 @@ export default function billingService(config: Config, deps: BillingDeps = {}): 
 			},
 			issueCreditNote: {
 				rest: "POST /admin/invoices/:id/credit-notes", permissions: ["billing:admin"],
-				openapi: { summary: "Give money back on a paid invoice (all that is left, or `amount`): a numbered credit note, refunded to the card; the user is told" },
+				openapi: { summary: "Give money back on a paid invoice (all that is left, or `amount`): a numbered credit note, refunded to the card; the user is told. The same idempotencyKey answers the same note" },
 				params: {
 					$$strict: "remove",
 					...INVOICE_ID,
 					amount: { type: "number", integer: true, min: 1, max: 100_000_000_000, convert: true, optional: true },
 					reason: { type: "enum", values: [...CREDIT_NOTE_REASONS] },
 					memo: { type: "string", max: 500, trim: true, optional: true },
+					// Required: a retry after a timeout must find the note, not refund again.
+					idempotencyKey: { type: "string", pattern: /^[A-Za-z0-9._:-]{8,100}$/ },
 				},
-				async handler(ctx: Ctx<{ id: string; amount?: number; reason: CreditNoteReason; memo?: string }>) {
+				async handler(ctx: Ctx<{ id: string; amount?: number; reason: CreditNoteReason; memo?: string; idempotencyKey: string }>) {
 					try {
-						const note = await issueCreditNote(db, refund, { invoiceId: ctx.params.id, amount: ctx.params.amount, reason: ctx.params.reason, memo: ctx.params.memo || undefined, issuedBy: userOf(ctx) }, op(ctx));
+						const { id, amount, reason, memo, idempotencyKey } = ctx.params;
+						const note = await issueCreditNote(db, refund, { invoiceId: id, amount, reason, memo: memo || undefined, idempotencyKey, issuedBy: userOf(ctx) }, op(ctx));
 						this.logger.info(`credit note ${note.number} on invoice ${note.invoiceId}: ${note.status}${note.failure ? ` (${note.failure})` : ""}`);
-						ctx.meta.$statusCode = 201;
-						return creditNoteView(note);
+						// Pending: Stripe could not be reached; the scheduler finishes the refund.
+						ctx.meta.$statusCode = note.status === "pending" ? 202 : 201;
+						return creditNoteAdminView(note);
 					} finally {
 						this.relayOutbox();
 					}

@@ -7,9 +7,12 @@
  * Exactly once without transactions: the note is written first (`pending`, under the invoice's
  * lock, which also bounds the total credited to what was paid), then Stripe is called with the
  * note's id as idempotency key, then the note becomes `issued` with its event in the same update.
- * A crash between the two leaves a pending note that the scheduler finishes with the same key:
- * Stripe answers with the refund it already made, never a second one. A refund Stripe refuses
- * (already refunded elsewhere, say) leaves the note `failed`, and its amount creditable again.
+ * A crash or an outage between the two leaves a pending note that the scheduler finishes with the
+ * same key: Stripe answers with the refund it already made, never a second one. Stripe forgets a
+ * key after 24 hours, so a note still pending after 23 becomes `unconfirmed` (still counted as
+ * credited) for a person to check in Stripe. A refund Stripe refuses (already refunded elsewhere,
+ * say) leaves the note `failed`, and its amount creditable again. The administrator's request
+ * carries an idempotency key of its own: a retry after a timeout answers the same note.
  */
 import { randomUUID } from "node:crypto";
 import type { Db } from "mongodb";
@@ -24,7 +27,9 @@ import type { RefundInput, RefundResult } from "./stripe.ts";
 
 export const CREDIT_NOTE_REASONS = ["duplicate", "fraudulent", "order_change", "product_unsatisfactory"] as const;
 export type CreditNoteReason = (typeof CREDIT_NOTE_REASONS)[number];
-export type CreditNoteStatus = "pending" | "issued" | "failed";
+export type CreditNoteStatus = "pending" | "issued" | "failed" | "unconfirmed";
+/** Stripe keeps idempotency keys 24 hours; a note pending longer than this is not retried blindly. */
+const RETRY_WINDOW_MS = 23 * 3_600_000;
 
 export interface CreditNote extends OutboxFields {
 	_id: string;
@@ -38,6 +43,8 @@ export interface CreditNote extends OutboxFields {
 	reason: CreditNoteReason;
 	memo: string | null;
 	status: CreditNoteStatus;
+	/** `<invoice>:<the request's idempotency key>`: a retried request finds its note. */
+	requestKey: string;
 	refundId: string | null;
 	/** Why Stripe refused the refund (status `failed`). */
 	failure: string | null;
@@ -66,7 +73,8 @@ const checkCreditNote = documentChecker<CreditNote>("credit note", {
 	currency: { type: "string", pattern: /^[a-z]{3}$/ },
 	amount: { type: "number", integer: true, min: 1 },
 	reason: { type: "enum", values: [...CREDIT_NOTE_REASONS] },
-	status: { type: "enum", values: ["pending", "issued", "failed"] },
+	status: { type: "enum", values: ["pending", "issued", "failed", "unconfirmed"] },
+	requestKey: { type: "string", min: 1, max: 400 },
 });
 
 export interface IssueInput {
@@ -76,20 +84,33 @@ export interface IssueInput {
 	reason: CreditNoteReason;
 	memo?: string;
 	issuedBy: string;
+	/** The administrator's request's own key: the same key on the same invoice answers the same note. */
+	idempotencyKey: string;
 }
 
-/** Issues a credit note on a paid invoice and refunds it; answers the note (`issued`, or `failed` with Stripe's reason). */
+/**
+ * Issues a credit note on a paid invoice and refunds it; answers the note: `issued`, `failed`
+ * with Stripe's reason, or `pending` when Stripe could not be reached (the scheduler finishes it).
+ */
 export async function issueCreditNote(db: Db, refund: Refund, input: IssueInput, ctx: Ctx): Promise<CreditNote> {
+	const requestKey = `${input.invoiceId}:${input.idempotencyKey}`;
 	const note = await locked(db, input.invoiceId, async (inv) => {
+		const earlier = await creditNotes(db).findOne({ requestKey }, { projection: WITHOUT_OUTBOX });
+		if (earlier) return earlier;
 		if (!inv) throw notFound(`Invoice ${input.invoiceId}`);
 		if (inv.status !== "paid") throw new AppError(409, "INVOICE_NOT_PAID", `The invoice is ${inv.status}; only a paid invoice can be credited.`, { status: inv.status });
 		const creditable = await creditableAmount(db, inv);
 		if (creditable <= 0) throw new AppError(409, "NOTHING_TO_CREDIT", "Everything paid on this invoice has been credited already (or nothing was paid by card).");
 		const amount = input.amount ?? creditable;
 		if (amount > creditable) throw badRequest(`At most ${creditable} (minor units) can still be credited on this invoice.`, [{ field: "amount", message: `must be at most ${creditable}`, type: "numberMax" }]);
-		return createNumbered(db, inv, { ...input, amount }, ctx);
+		return createNumbered(db, inv, { ...input, amount, requestKey }, ctx);
 	});
-	return completeCreditNote(db, refund, note._id, ctx);
+	try {
+		return await completeCreditNote(db, refund, note._id, ctx);
+	} catch {
+		// The note exists: failing the request now would invite a retry, and a second refund.
+		return (await creditNotes(db).findOne({ _id: note._id }, { projection: WITHOUT_OUTBOX })) ?? note;
+	}
 }
 
 /** What was paid by card (or through Stripe) on the invoice and is not credited yet by a pending or issued note. */
@@ -105,7 +126,7 @@ async function creditableAmount(db: Db, inv: Invoice): Promise<number> {
  * use, which the unique index reports to the next writer, who catches the counter up. No number
  * is ever skipped, none used twice.
  */
-async function createNumbered(db: Db, inv: Invoice, input: IssueInput & { amount: number }, ctx: Ctx): Promise<CreditNote> {
+async function createNumbered(db: Db, inv: Invoice, input: IssueInput & { amount: number; requestKey: string }, ctx: Ctx): Promise<CreditNote> {
 	const year = ctx.now.getUTCFullYear();
 	const key = `credit_note:${year}`;
 	return withDocumentLock(db, lockKey("counters", key), async () => {
@@ -122,6 +143,7 @@ async function createNumbered(db: Db, inv: Invoice, input: IssueInput & { amount
 				reason: input.reason,
 				memo: input.memo ?? null,
 				status: "pending",
+				requestKey: input.requestKey,
 				refundId: null,
 				failure: null,
 				issuedBy: input.issuedBy,
@@ -150,6 +172,7 @@ export async function completeCreditNote(db: Db, refund: Refund, creditNoteId: s
 	const note = await creditNotes(db).findOne({ _id: creditNoteId }, { projection: WITHOUT_OUTBOX });
 	if (!note) throw notFound(`Credit note ${creditNoteId}`);
 	if (note.status !== "pending") return note;
+	if (ctx.now.getTime() - note.createdAt.getTime() > RETRY_WINDOW_MS) return settle(db, note, { status: "unconfirmed", failure: "pending for over 23 hours: check in Stripe whether a refund with metadata creditNoteId exists" }, ctx);
 	const inv = await invoices(db).findOne({ _id: note.invoiceId }, { projection: { stripeInvoiceId: 1, stripePaymentIntentId: 1 } });
 	const result = await refund({
 		amount: note.amount,
@@ -160,14 +183,16 @@ export async function completeCreditNote(db: Db, refund: Refund, creditNoteId: s
 		creditNoteId: note._id,
 		idempotencyKey: `credit-note:${note._id}`,
 	});
+	return settle(db, note, result.outcome === "refunded" ? { status: "issued", refundId: result.refundId, issuedAt: ctx.now } : { status: "failed", failure: result.reason }, ctx);
+}
+
+/** Moves a pending note to its outcome, with `credit_note.issued` when it was refunded; a note already settled stays as it is. */
+function settle(db: Db, note: CreditNote, set: Partial<CreditNote>, ctx: Ctx): Promise<CreditNote> {
 	return withDocumentLock(db, lockKey("credit_notes", note._id), async () => {
 		const current = await creditNotes(db).findOne({ _id: note._id }, { projection: WITHOUT_OUTBOX });
 		if (!current || current.status !== "pending") return current ?? note;
-		const set: Partial<CreditNote> = result.outcome === "refunded"
-			? { status: "issued", refundId: result.refundId, issuedAt: ctx.now }
-			: { status: "failed", failure: result.reason };
 		const settled = { ...current, ...set };
-		const events = result.outcome === "refunded" ? [billingEvent("credit_note.issued", note._id, creditNoteData(settled), ctx.now, ctx.requestId)] : [];
+		const events = set.status === "issued" ? [billingEvent("credit_note.issued", note._id, creditNoteData(settled), ctx.now, ctx.requestId)] : [];
 		await creditNotes(db).updateOne({ _id: note._id, status: "pending" }, withEvents<CreditNote>({ $set: set }, events, ctx.now));
 		return settled;
 	});
@@ -191,9 +216,15 @@ function creditNoteData(note: CreditNote): CreditNoteData {
 	};
 }
 
+/** What the invoice's owner sees of a note (not the administrator's memo, nor Stripe's reasons). */
 export function creditNoteView(note: CreditNote) {
 	return {
 		id: note._id, number: note.number, invoiceId: note.invoiceId, status: note.status, currency: note.currency, amount: note.amount,
-		reason: note.reason, memo: note.memo, refundId: note.refundId, failure: note.failure, createdAt: note.createdAt.toISOString(), issuedAt: note.issuedAt?.toISOString() ?? null,
+		reason: note.reason, createdAt: note.createdAt.toISOString(), issuedAt: note.issuedAt?.toISOString() ?? null,
 	};
+}
+
+/** What the administrator who issued it sees. */
+export function creditNoteAdminView(note: CreditNote) {
+	return { ...creditNoteView(note), memo: note.memo, refundId: note.refundId, failure: note.failure, issuedBy: note.issuedBy };
 }

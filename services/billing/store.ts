@@ -44,6 +44,7 @@ export async function ensureIndexes(db: Db): Promise<void> {
 		// Credit notes: numbered per year like invoices; found by invoice, and by status for the ones a crash left pending.
 		db.collection("credit_notes").createIndex({ number: 1 }, { name: "credit_note_number", unique: true }),
 		db.collection("credit_notes").createIndex({ invoiceId: 1, createdAt: 1 }, { name: "by_invoice" }),
+		db.collection("credit_notes").createIndex({ requestKey: 1 }, { name: "credit_note_request", unique: true }),
 		db.collection("credit_notes").createIndex({ status: 1, createdAt: 1 }, { name: "pending_refunds" }),
 		ensureOutboxIndex(db.collection("credit_notes")),
 		db.collection("stripe_events").createIndex({ receivedAt: -1 }, { name: "received" }),

@@ -263,6 +263,10 @@ export async function refundPayment(stripe: Stripe, input: RefundInput): Promise
 		return { outcome: "refunded", refundId: refund.id };
 	} catch (err) {
 		if (err instanceof Stripe.errors.StripeInvalidRequestError) return { outcome: "refused", reason: err.code ?? "invalid_request" };
+		// Our key may not refund (a restricted key, a revoked one): an outage of ours, retried once it is fixed.
+		if (err instanceof Stripe.errors.StripePermissionError || err instanceof Stripe.errors.StripeAuthenticationError) {
+			throw unavailable("The payment provider refused our credentials for refunds; check STRIPE_API_KEY.", "PAYMENT_PROVIDER_UNAVAILABLE");
+		}
 		throw err;
 	}
 }

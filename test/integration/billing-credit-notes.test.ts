@@ -8,7 +8,7 @@
 import type { Db } from "mongodb";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { completeCreditNote, creditNotes, issueCreditNote } from "../../services/billing/credit-notes.ts";
-import type { Refund } from "../../services/billing/credit-notes.ts";
+import type { IssueInput, Refund } from "../../services/billing/credit-notes.ts";
 import { ensureCustomer } from "../../services/billing/customers.ts";
 import { invoices } from "../../services/billing/invoices.ts";
 import { runLifecycle } from "../../services/billing/lifecycle.ts";
@@ -50,6 +50,9 @@ describe("credit notes", () => {
 	const sweep = (at: number, withRefund?: Refund) =>
 		runLifecycle(db, { now: new Date(at), batchSize: 100, seller: { name: "Seller" }, taxRates: [{ name: "VAT", rateBps: 2_000 }], collection: { dunning: { retryDays: [3], finalStatus: "canceled" }, charge }, refund: withRefund });
 	const at = (ms: number) => ({ now: new Date(ms) });
+	/** An administrator's request: a fresh idempotency key unless the test retries one. */
+	const credit = (fields: Omit<IssueInput, "issuedBy" | "idempotencyKey"> & { idempotencyKey?: string }, when = PAID_AT + DAY, refundWith = refund) =>
+		issueCreditNote(db, refundWith, { issuedBy: "admin-1", idempotencyKey: uniqueId("req-"), ...fields }, at(when));
 
 	/** A user whose first paid period (pro, $29.00 + 20 % VAT = $34.80) was charged to the card: the paid invoice. */
 	async function paidInvoice() {
@@ -68,23 +71,23 @@ describe("credit notes", () => {
 
 	it("gives back part of a paid invoice, then the rest, never more than was paid; numbered without gaps; each note told once", async () => {
 		const invoice = await paidInvoice();
-		const first = await issueCreditNote(db, refund, { invoiceId: invoice._id, amount: 1_000, reason: "product_unsatisfactory", memo: "two days of outage", issuedBy: "admin-1" }, at(PAID_AT + DAY));
+		const first = await credit({ invoiceId: invoice._id, amount: 1_000, reason: "product_unsatisfactory", memo: "two days of outage" });
 		expect(first).toMatchObject({ status: "issued", number: "CN-2026-000001", amount: 1_000, currency: "usd", refundId: expect.stringMatching(/^re_/) as unknown });
 		expect(refundsOf(first._id)).toEqual([{ amount: 1_000, idempotencyKey: `credit-note:${first._id}`, paymentIntent: invoice.stripePaymentIntentId }]);
 		expect(await issuedEvents(first._id)).toEqual([expect.objectContaining({ data: expect.objectContaining({ number: "CN-2026-000001", invoiceId: invoice._id, invoiceNumber: invoice.number, amount: 1_000 }) as unknown })]);
 
-		const tooMuch = await failure(issueCreditNote(db, refund, { invoiceId: invoice._id, amount: 2_481, reason: "order_change", issuedBy: "admin-1" }, at(PAID_AT + DAY)));
+		const tooMuch = await failure(credit({ invoiceId: invoice._id, amount: 2_481, reason: "order_change" }));
 		expect([tooMuch.code, tooMuch.type]).toEqual([400, "VALIDATION_ERROR"]);
-		const rest = await issueCreditNote(db, refund, { invoiceId: invoice._id, reason: "order_change", issuedBy: "admin-1" }, at(PAID_AT + DAY));
+		const rest = await credit({ invoiceId: invoice._id, reason: "order_change" });
 		expect(rest).toMatchObject({ status: "issued", number: "CN-2026-000002", amount: 2_480 });
-		const none = await failure(issueCreditNote(db, refund, { invoiceId: invoice._id, reason: "duplicate", issuedBy: "admin-1" }, at(PAID_AT + DAY)));
+		const none = await failure(credit({ invoiceId: invoice._id, reason: "duplicate" }));
 		expect([none.code, none.type]).toEqual([409, "NOTHING_TO_CREDIT"]);
 		expect(network.refunds.filter((r) => r.paymentIntent === invoice.stripePaymentIntentId).reduce((sum, r) => sum + r.amount, 0)).toBe(3_480);
 	});
 
 	it("refunds once when two administrators credit the same invoice in full at the same moment", async () => {
 		const invoice = await paidInvoice();
-		const outcomes = await Promise.allSettled([0, 1].map(() => issueCreditNote(db, refund, { invoiceId: invoice._id, reason: "duplicate", issuedBy: "admin-1" }, at(PAID_AT + DAY))));
+		const outcomes = await Promise.allSettled([0, 1].map(() => credit({ invoiceId: invoice._id, reason: "duplicate" })));
 		const issued = outcomes.filter((o) => o.status === "fulfilled");
 		expect(issued).toHaveLength(1);
 		expect((outcomes.find((o) => o.status === "rejected") as PromiseRejectedResult).reason).toMatchObject({ type: "NOTHING_TO_CREDIT" });
@@ -99,11 +102,12 @@ describe("credit notes", () => {
 			await refund(input);
 			throw new Error("node killed");
 		};
-		await expect(issueCreditNote(db, crashAfterRefund, { invoiceId: invoice._id, amount: 500, reason: "order_change", issuedBy: "admin-1" }, at(PAID_AT + DAY))).rejects.toThrow("node killed");
+		// The request answers the note as it stands (pending), not an error a person would retry.
+		expect(await credit({ invoiceId: invoice._id, amount: 500, reason: "order_change" }, PAID_AT + DAY, crashAfterRefund)).toMatchObject({ status: "pending" });
 		const [pending] = await creditNotes(db).find({ invoiceId: invoice._id }).toArray();
 		expect(pending).toMatchObject({ status: "pending", number: "CN-2026-000001" });
 		// Counted as credited already: a second note cannot take the same money meanwhile.
-		expect((await failure(issueCreditNote(db, refund, { invoiceId: invoice._id, amount: 2_981, reason: "order_change", issuedBy: "admin-1" }, at(PAID_AT + DAY)))).type).toBe("VALIDATION_ERROR");
+		expect((await failure(credit({ invoiceId: invoice._id, amount: 2_981, reason: "order_change" }))).type).toBe("VALIDATION_ERROR");
 
 		// Too fresh for the scheduler (it may still be in flight), then completed.
 		expect((await sweep(PAID_AT + DAY + 30_000, refund)).creditNotesCompleted).toBe(0);
@@ -116,27 +120,59 @@ describe("credit notes", () => {
 		expect(await issuedEvents(pending!._id)).toHaveLength(1);
 	});
 
+	it("answers a retried request (same idempotency key, after a timeout) with its note: refunded once", async () => {
+		const invoice = await paidInvoice();
+		const timedOut: Refund = async (input) => {
+			await refund(input);
+			throw new Error("socket hang up");
+		};
+		const first = await credit({ invoiceId: invoice._id, amount: 1_000, reason: "duplicate", idempotencyKey: "ticket-4711-refund" }, PAID_AT + DAY, timedOut);
+		expect(first.status).toBe("pending");
+		const retried = await credit({ invoiceId: invoice._id, amount: 1_000, reason: "duplicate", idempotencyKey: "ticket-4711-refund" });
+		expect(retried).toMatchObject({ _id: first._id, number: first.number, status: "issued" });
+		expect(refundsOf(first._id)).toHaveLength(1);
+		expect(await creditNotes(db).countDocuments({ invoiceId: invoice._id })).toBe(1);
+	});
+
+	it("leaves a note still pending after 23 hours unconfirmed (Stripe forgets keys after 24), still counted as credited", async () => {
+		const invoice = await paidInvoice();
+		const down: Refund = () => Promise.reject(new Error("connect ECONNREFUSED"));
+		const note = await credit({ invoiceId: invoice._id, reason: "order_change" }, PAID_AT + DAY, down);
+		expect(note.status).toBe("pending");
+		await sweep(PAID_AT + DAY + 24 * 3_600_000, refund);
+		expect(await creditNotes(db).findOne({ _id: note._id })).toMatchObject({ status: "unconfirmed", failure: expect.stringContaining("check in Stripe") as unknown });
+		expect(refundsOf(note._id)).toEqual([]);
+		expect((await failure(credit({ invoiceId: invoice._id, reason: "order_change" }))).type).toBe("NOTHING_TO_CREDIT");
+	});
+
 	it("keeps a note Stripe refuses as failed, with its reason, and its amount creditable again", async () => {
 		const invoice = await paidInvoice();
 		const refused: Refund = () => Promise.resolve({ outcome: "refused", reason: "charge_already_refunded" });
-		const note = await issueCreditNote(db, refused, { invoiceId: invoice._id, reason: "fraudulent", issuedBy: "admin-1" }, at(PAID_AT + DAY));
+		const note = await credit({ invoiceId: invoice._id, reason: "fraudulent" }, PAID_AT + DAY, refused);
 		expect(note).toMatchObject({ status: "failed", failure: "charge_already_refunded", number: "CN-2026-000001" });
 		expect(await issuedEvents(note._id)).toEqual([]);
-		expect(await issueCreditNote(db, refund, { invoiceId: invoice._id, reason: "fraudulent", issuedBy: "admin-1" }, at(PAID_AT + DAY))).toMatchObject({ status: "issued", amount: 3_480, number: "CN-2026-000002" });
+		expect(await credit({ invoiceId: invoice._id, reason: "fraudulent" })).toMatchObject({ status: "issued", amount: 3_480, number: "CN-2026-000002" });
 	});
 
 	it("credits only a paid invoice, and one Stripe billed through a Stripe credit note", async () => {
 		const invoice = await paidInvoice();
 		await invoices(db).updateOne({ _id: invoice._id }, { $set: { status: "open" } });
-		const open = await failure(issueCreditNote(db, refund, { invoiceId: invoice._id, reason: "duplicate", issuedBy: "admin-1" }, at(PAID_AT + DAY)));
+		const open = await failure(credit({ invoiceId: invoice._id, reason: "duplicate" }));
 		expect([open.code, open.type]).toEqual([409, "INVOICE_NOT_PAID"]);
-		expect((await failure(issueCreditNote(db, refund, { invoiceId: "in_nope", reason: "duplicate", issuedBy: "admin-1" }, at(PAID_AT + DAY)))).code).toBe(404);
+		expect((await failure(credit({ invoiceId: "in_nope", reason: "duplicate" }))).code).toBe(404);
 
-		// Billed by Stripe: the money goes back through Stripe's credit note on its invoice (stripe-mock answers it).
-		await invoices(db).updateOne({ _id: invoice._id }, { $set: { status: "paid", stripeInvoiceId: "in_1MtHbELkdIwHu7ixl4OzzPMv", stripePaymentIntentId: null } });
-		const note = await issueCreditNote(db, refund, { invoiceId: invoice._id, amount: 700, reason: "order_change", issuedBy: "admin-1" }, at(PAID_AT + DAY));
-		expect(note).toMatchObject({ status: "issued", amount: 700 });
-		expect(note.refundId).toBeTruthy();
-		expect(network.refunds.filter((r) => r.idempotencyKey === `credit-note:${note._id}`)).toEqual([]);
+		// Billed by Stripe: the money goes back through Stripe's credit note on its invoice, once, even when retried.
+		const stripeInvoice = "in_1MtHbELkdIwHu7ixl4OzzPMv";
+		await invoices(db).updateOne({ _id: invoice._id }, { $set: { status: "paid", stripeInvoiceId: stripeInvoice, stripePaymentIntentId: null } });
+		const lostAnswer: Refund = async (input) => {
+			await refund(input);
+			throw new Error("socket hang up");
+		};
+		const note = await credit({ invoiceId: invoice._id, amount: 700, reason: "order_change" }, PAID_AT + DAY, lostAnswer);
+		expect(note.status).toBe("pending");
+		await sweep(PAID_AT + DAY + 120_000, refund);
+		expect(await creditNotes(db).findOne({ _id: note._id })).toMatchObject({ status: "issued", amount: 700, refundId: expect.stringMatching(/^re_/) as unknown });
+		expect(network.creditNotes.filter((c) => c.idempotencyKey === `credit-note:${note._id}`)).toEqual([{ amount: 700, refundAmount: 700, idempotencyKey: `credit-note:${note._id}`, invoice: stripeInvoice }]);
+		expect(refundsOf(note._id)).toEqual([]);
 	});
 });

@@ -144,10 +144,16 @@ describe("billing invoices", () => {
 		await finalizeInvoice(db, "in_credit", { now: clock.now() });
 		await transitionInvoice(db, "in_credit", { to: "paid", set: { stripePaymentIntentId: "pi_3MtwBwLkdIwHu7ix28a3tqPa" } }, { now: clock.now() });
 		const admin = { meta: { caller: { userId: "admin-1", sessionId: "s", roles: ["admin"], permissions: ["billing:admin"] } } };
-		const note = await node.call<{ id: string; number: string; status: string; amount: number }, object>("billing.issueCreditNote", { id: "in_credit", amount: "300", reason: "duplicate", memo: " charged twice " }, admin);
-		expect(note).toMatchObject({ status: "issued", amount: 300, number: "CN-2026-000001", memo: "charged twice" });
-		const seen = await node.call<{ amountCredited: number; creditNotes: { id: string }[] }, object>("billing.getInvoice", { id: "in_credit" }, as(owner));
+		const request = { id: "in_credit", amount: "300", reason: "duplicate", memo: " charged twice ", idempotencyKey: "support-ticket-981" };
+		const note = await node.call<{ id: string; number: string; status: string; amount: number }, object>("billing.issueCreditNote", request, admin);
+		expect(note).toMatchObject({ status: "issued", amount: 300, number: "CN-2026-000001", memo: "charged twice", issuedBy: "admin-1" });
+		// The same request again (a retry after a timeout) is the same note.
+		expect(await node.call("billing.issueCreditNote", request, admin)).toMatchObject({ id: note.id, status: "issued" });
+		const seen = await node.call<{ amountCredited: number; creditNotes: Record<string, unknown>[] }, object>("billing.getInvoice", { id: "in_credit" }, as(owner));
 		expect(seen).toMatchObject({ amountPaid: 1_080, amountCredited: 300, creditNotes: [{ id: note.id, number: note.number, status: "issued", reason: "duplicate" }] });
-		await expect(node.call("billing.issueCreditNote", { id: "in_credit", reason: "bored" }, admin)).rejects.toMatchObject({ type: "VALIDATION_ERROR" });
+		// The owner does not see the administrator's memo.
+		expect(seen.creditNotes[0]).not.toHaveProperty("memo");
+		await expect(node.call("billing.issueCreditNote", { id: "in_credit", reason: "bored", idempotencyKey: "support-ticket-982" }, admin)).rejects.toMatchObject({ type: "VALIDATION_ERROR" });
+		await expect(node.call("billing.issueCreditNote", { id: "in_credit", reason: "duplicate" }, admin)).rejects.toMatchObject({ type: "VALIDATION_ERROR" });
 	});
 });

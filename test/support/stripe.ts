@@ -86,7 +86,7 @@ export async function tapEvents(namespace: string, types: string[]) {
  * other request is passed to stripe-mock unchanged (real shapes for customers and payment
  * methods); a PaymentIntent is answered with the next scripted outcome (`succeeded` when the
  * script is empty), and a repeated idempotency key gets its first answer again, as Stripe does.
- * Refunds are answered here too (succeeded, and recorded), so a test can count them.
+ * Refunds and Stripe credit notes are answered here too (and recorded), so a test can count them.
  */
 export async function startCardNetwork() {
 	const script: ("succeeded" | "declined")[] = [];
@@ -94,6 +94,8 @@ export async function startCardNetwork() {
 	const charges: { amount: number; idempotencyKey: string; outcome: string }[] = [];
 	// Refunds by idempotency key, answered again unchanged for a repeated key (as Stripe does).
 	const refunds: { amount: number; idempotencyKey: string; paymentIntent: string }[] = [];
+	// Stripe credit notes (on invoices Stripe billed), likewise.
+	const creditNotes: { amount: number; refundAmount: number; idempotencyKey: string; invoice: string }[] = [];
 	const upstream = new URL(STRIPE_API_BASE);
 	const server = createServer((req, res) => {
 		const chunks: Buffer[] = [];
@@ -112,6 +114,20 @@ export async function startCardNetwork() {
 					answer = outcome === "succeeded"
 						? { status: 200, body: JSON.stringify({ id, object: "payment_intent", status: "succeeded", amount, currency: form.get("currency"), last_payment_error: null }) }
 						: { status: 402, body: JSON.stringify({ error: { type: "card_error", code: "card_declined", decline_code: "insufficient_funds", message: "Your card has insufficient funds.", payment_intent: { id, object: "payment_intent", status: "requires_payment_method" } } }) };
+					answers.set(key, answer);
+				}
+				res.writeHead(answer.status, { "content-type": "application/json" }).end(answer.body);
+				return;
+			}
+			if (req.method === "POST" && req.url === "/v1/credit_notes") {
+				const key = String(req.headers["idempotency-key"] ?? randomBytes(8).toString("hex"));
+				let answer = answers.get(key);
+				if (!answer) {
+					const form = new URLSearchParams(body.toString());
+					const invoice = form.get("invoice") ?? "";
+					creditNotes.push({ amount: Number(form.get("amount")), refundAmount: Number(form.get("refund_amount")), idempotencyKey: key, invoice });
+					const refund = `re_${randomBytes(6).toString("hex")}`;
+					answer = { status: 200, body: JSON.stringify({ id: `cn_${randomBytes(6).toString("hex")}`, object: "credit_note", invoice, amount: Number(form.get("amount")), refunds: [{ amount_refunded: Number(form.get("refund_amount")), refund, type: "refund" }] }) };
 					answers.set(key, answer);
 				}
 				res.writeHead(answer.status, { "content-type": "application/json" }).end(answer.body);
@@ -146,6 +162,7 @@ export async function startCardNetwork() {
 		script,
 		charges,
 		refunds,
+		creditNotes,
 		close: () => new Promise<void>((resolve) => server.close(() => resolve())),
 	};
 }
