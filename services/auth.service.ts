@@ -283,7 +283,7 @@ export default function authService(config: Config, opts: AuthServiceOptions = {
 				rest: "DELETE /users/:userId/mfa", auth: "required", permissions: ["users:write"], openapi: { summary: "Turn off a user's two-step login (for a user who lost the phone and the recovery codes; the user is told)" },
 				params: { $$strict: "remove", userId: { type: "uuid" } },
 				async handler(ctx: Ctx<{ userId: string }>) {
-					await resetSecondFactor(deps, { userId: ctx.params.userId, ...this.actor(ctx) }, this.request(ctx));
+					await resetSecondFactor(deps, this.sessionHooks(), { userId: ctx.params.userId, actorPermissions: this.caller(ctx).permissions, ...this.actor(ctx) }, this.request(ctx));
 					return this.reply(ctx, 204, {});
 				},
 			},

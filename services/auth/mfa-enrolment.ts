@@ -8,7 +8,7 @@
  * e-mail.
  */
 import type pg from "pg";
-import { AppError, badRequest, notFound } from "../../lib/errors.ts";
+import { AppError, badRequest, forbidden, notFound } from "../../lib/errors.ts";
 import { audit } from "./audit.ts";
 import { withTransaction } from "./db.ts";
 import type { Actor, AuthDeps, AuthHooks, RequestInfo } from "./deps.ts";
@@ -17,6 +17,7 @@ import { tooManyAttempts } from "./login.ts";
 import { checkSecondFactor, endPendingLogins, hasConfirmedTotp, loadAuthenticator, matchTotp, newTotpSecret, replaceRecoveryCodes, storeAuthenticator } from "./mfa.ts";
 import type { SecondFactor } from "./mfa.ts";
 import { confirmPassword } from "./recovery.ts";
+import { grantsOf } from "./rbac.ts";
 import { revokeSessions } from "./sessions.ts";
 
 type Caller = { userId: string; sessionId: string };
@@ -64,18 +65,29 @@ export async function disableTotp(deps: AuthDeps, caller: Caller, input: SecondF
 /**
  * An administrator turns off a user's two-step login: the way back for a user who lost the phone
  * and the recovery codes, once the administrator has proven who they are some other way (NIST SP
- * 800-63B 6.1.2.3). The user is told, and sets it up again after logging in with the password.
+ * 800-63B 6.1.2.3). The user's sessions end (one may be on the lost phone) and the user is told;
+ * they set it up again after logging in with the password. Not one's own (that needs the password
+ * and a code), and not a user who holds a permission the administrator lacks (a helpdesk role
+ * cannot strip an administrator's second factor). An operator at the REPL is not limited.
  */
-export async function resetSecondFactor(deps: AuthDeps, input: { userId: string } & Actor, request: RequestInfo): Promise<void> {
+export async function resetSecondFactor(deps: AuthDeps, hooks: AuthHooks, input: { userId: string; actorPermissions?: string[] } & Actor, request: RequestInfo): Promise<void> {
+	if (input.actorId === input.userId) throw forbidden("Turn off your own two-step login in your account, with your password and a code.", "OWN_ACCOUNT");
 	const now = deps.clock.now();
-	await withTransaction(deps.pool, async (tx) => {
+	const revoked = await withTransaction(deps.pool, async (tx) => {
 		const { rows } = await tx.query<{ id: string; email: string; name: string | null }>("SELECT id, email, name FROM users WHERE id = $1 FOR UPDATE", [input.userId]);
 		const user = rows[0];
 		if (!user) throw notFound("User");
+		if (input.actorId !== null) {
+			const beyond = (await grantsOf(tx, user.id)).permissions.filter((p) => !input.actorPermissions?.includes(p));
+			if (beyond.length) throw forbidden(`This user holds permissions you do not have (${beyond.join(", ")}).`, "MISSING_PERMISSION");
+		}
 		if (!(await hasConfirmedTotp(tx, user.id))) throw new AppError(409, "MFA_NOT_ENABLED", "Two-step login is not on for this user.");
 		await removeSecondFactor(tx, user, "administrator", request, now);
-		await audit(tx, { action: "mfa.reset", outcome: "success", userId: user.id, actorId: input.actorId, details: input.operator ? { operator: input.operator } : {} }, request, now);
+		const sessions = await revokeSessions(tx, { userId: user.id }, "admin", deps.settings, now);
+		await audit(tx, { action: "mfa.reset", outcome: "success", userId: user.id, actorId: input.actorId, details: { revokedSessions: sessions.length, ...(input.operator ? { operator: input.operator } : {}) } }, request, now);
+		return sessions;
 	});
+	if (revoked.length) hooks.sessionsRevoked(revoked);
 }
 
 /** The authenticator and the recovery codes go, and logins halfway through end; the user is told. */

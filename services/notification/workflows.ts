@@ -127,11 +127,11 @@ export const WORKFLOWS: readonly Workflow[] = [
 		event: "user.email_changed",
 		category: "security",
 		channels: ["email", "push", "in_app"],
-		// The e-mail goes to the address the account left, so its owner learns of the move; to the new
-		// one when the old was never verified (it may not be the user's at all).
-		recipient: (d: EmailChanged) => ({ userId: d.userId, email: d.previousEmailVerified === false ? d.email : d.previousEmail, name: d.name }),
+		// The e-mail goes to the address the account left: its owner must learn of the move. When that
+		// address was never verified (it may not be the user's), it names neither the new address nor a way back.
+		recipient: (d: EmailChanged) => ({ userId: d.userId, email: d.previousEmail, name: d.name }),
 		// The e-mail's button undoes the move (the account's owner taking it back); without one, a reset.
-		variables: (d: EmailChanged, publicUrl) => ({ name: d.name, email: d.email, previousEmail: d.previousEmail, toNewAddress: d.previousEmailVerified === false, changedAt: d.changedAt, canRevert: Boolean(d.revertUrl), actionUrl: d.revertUrl ? checkedLink(d.revertUrl, "revertUrl") : link(publicUrl, "password", "forgot") }),
+		variables: (d: EmailChanged, publicUrl) => ({ name: d.name, email: d.email, previousEmail: d.previousEmail, previousUnverified: d.previousEmailVerified === false, changedAt: d.changedAt, canRevert: Boolean(d.revertUrl), actionUrl: d.revertUrl ? checkedLink(d.revertUrl, "revertUrl") : link(publicUrl, "password", "forgot") }),
 		push: { ttlSeconds: DAY, urgency: "high" },
 	}),
 	define({

@@ -127,8 +127,13 @@ describe("admin user directory over the gateway", () => {
 		const listed = async () => ((await (await call("GET", `/api/v1/auth/users?query=${cy.id}`, adminToken)).json()) as { items: UserSummary[] }).items[0]!.mfaEnabled;
 		expect(await listed()).toBe(true);
 
+		// Not one's own: that needs the password and a code.
+		const own = await call("DELETE", `/api/v1/auth/users/${adminId}/mfa`, adminToken);
+		expect([own.status, ((await own.json()) as { code: string }).code]).toEqual([403, "OWN_ACCOUNT"]);
 		expect((await call("DELETE", `/api/v1/auth/users/${cy.id}/mfa`, adminToken)).status).toBe(204);
 		expect(await listed()).toBe(false);
+		// Cy's sessions ended too: one may be on the lost phone.
+		await eventually(async () => (await call("GET", "/api/v1/auth/me", cy.accessToken)).status === 401, 5_000, "cy's token to be refused");
 		expect((await login()).status).toBe(200);
 		const again = await call("DELETE", `/api/v1/auth/users/${cy.id}/mfa`, adminToken);
 		expect([again.status, ((await again.json()) as { code: string }).code]).toEqual([409, "MFA_NOT_ENABLED"]);

@@ -7,7 +7,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { getProfile, registerUser } from "../../services/auth/accounts.ts";
 import { completeMfaLogin, login } from "../../services/auth/login.ts";
-import { confirmTotpEnrolment, disableTotp, regenerateRecoveryCodes, startTotpEnrolment } from "../../services/auth/mfa-enrolment.ts";
+import { confirmTotpEnrolment, disableTotp, regenerateRecoveryCodes, resetSecondFactor, startTotpEnrolment } from "../../services/auth/mfa-enrolment.ts";
+import { bootstrapAdmin } from "../../services/auth/rbac.ts";
 import { verifyAccessToken } from "../../services/auth/tokens.ts";
 import { forgotPassword, resetPassword } from "../../services/auth/recovery.ts";
 import { authKit, lastLinkToken, outboxEvents } from "../support/auth.ts";
@@ -196,5 +197,19 @@ describe("two-step login", () => {
 		const none = await failure(regenerateRecoveryCodes(kit.deps, { userId: plain.id, sessionId: caller.sessionId }, { password: PASSWORD, code: "123456" }, req));
 		expect([none.code, none.type]).toEqual([409, "MFA_NOT_ENABLED"]);
 		expect((await getProfile(kit.deps, plain.id)).recoveryCodesLeft).toBe(0);
+	});
+
+	it("lets an administrator turn off a user's second factor only for users whose permissions they hold", async () => {
+		const target = await enrolled();
+		await bootstrapAdmin(kit.deps, target.user.email, req);
+		// A helpdesk role that may manage users but is not an administrator.
+		const helpdesk = { userId: "00000000-0000-4000-8000-00000000f00d", actorId: "00000000-0000-4000-8000-00000000f00d", actorPermissions: ["users:read", "users:write"] };
+		const refused = await failure(resetSecondFactor(kit.deps, kit.hooks, { ...helpdesk, userId: target.user.id }, req));
+		expect([refused.code, refused.type]).toEqual([403, "MISSING_PERMISSION"]);
+		expect((await getProfile(kit.deps, target.user.id)).mfaEnabled).toBe(true);
+		kit.revoked.length = 0;
+		await resetSecondFactor(kit.deps, kit.hooks, { userId: target.user.id, actorId: null, operator: "ops@bastion" }, req);
+		expect((await getProfile(kit.deps, target.user.id)).mfaEnabled).toBe(false);
+		expect(kit.revoked.map((r) => r.sessionId)).toContain(target.caller.sessionId);
 	});
 });

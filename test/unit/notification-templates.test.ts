@@ -51,6 +51,17 @@ describe("notification templates", () => {
 		expect(failed.text).not.toContain("We will try again");
 	});
 
+	it("name neither the new address nor a way back to a previous address that was never verified", () => {
+		const workflow = WORKFLOWS.find((w) => w.id === "email-changed")!;
+		const unverified = { ...SAMPLE_DATA["user.email_changed"], previousEmailVerified: false, revertUrl: null };
+		const mail = templates.email("email-changed", { name: "Ada", ...workflow.variables(unverified, PUBLIC_URL) }, options(true));
+		expect(mail.text).not.toContain(unverified.email);
+		expect(mail.text).not.toContain("revert-email");
+		expect(mail.text).toContain("was never confirmed");
+		const verified = templates.email("email-changed", { name: "Ada", ...workflow.variables(SAMPLE_DATA["user.email_changed"], PUBLIC_URL) }, options(true));
+		expect(verified.text).toContain(SAMPLE_DATA["user.email_changed"].email);
+	});
+
 	it("tell a subscriber in dunning what the status means", () => {
 		const alert = (status: string) => templates.alert("subscription-updated", { planId: "pro", status, cancelAtPeriodEnd: false, currentPeriodEnd: "2026-12-01T00:00:00.000Z" }).body;
 		expect(alert("past_due")).toBe("Your pro plan is past due: we could not collect the last payment.");

@@ -98,11 +98,12 @@ function Users({ canWriteRoles, canEndSessions }: { canWriteRoles: boolean; canE
 	};
 	// For a user who lost the phone and the recovery codes, once they proved who they are another way.
 	const resetTwoStep = async (user: AdminUser) => {
+		if (!window.confirm(`Turn off the two-step login of ${user.email}? Do this only once they have proven who they are; their sessions end.`)) return;
 		setError(null);
 		try {
 			await api("DELETE", `/api/v1/auth/users/${user.id}/mfa`);
 			setUsers((list) => list.map((u) => (u.id === user.id ? { ...u, mfaEnabled: false } : u)));
-			setNotice(`Two-step login of ${user.email} is off; they have been told by e-mail.`);
+			setNotice(`Two-step login of ${user.email} is off and their sessions ended; they have been told by e-mail.`);
 		} catch (err) {
 			setError(asApiError(err));
 		}

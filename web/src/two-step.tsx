@@ -3,7 +3,7 @@
  * then a first code, then the recovery codes, shown this once), and with the password and a code:
  * new recovery codes (shown this once; the old ones stop working), or turning it off.
  */
-import { useState } from "preact/hooks";
+import { useRef, useState } from "preact/hooks";
 import { api } from "./api.ts";
 import type { Me } from "./api.ts";
 import { QrCode } from "./qr-code.tsx";
@@ -27,7 +27,9 @@ export function TwoStepLogin({ me, onChanged }: { me: Me; onChanged: () => void 
 		setStep({ name: "codes", recoveryCodes: r.recoveryCodes, renewed: false });
 		onChanged();
 	});
-	// Both need the password and a code: one form, the button pressed picks the action.
+	// Both need the password and a code: one form, the button pressed picks the action (Enter
+	// presses the first, which only makes new codes; the submit event's submitter is not everywhere).
+	const intent = useRef<"renew" | "disable">("renew");
 	const proven = () => {
 		setPassword("");
 		setCode("");
@@ -62,7 +64,7 @@ export function TwoStepLogin({ me, onChanged }: { me: Me; onChanged: () => void 
 					<button type="submit" disabled={confirm.busy}>Confirm the code</button>
 				</form>
 			) : me.mfaEnabled ? (
-				<form onSubmit={(e) => ((e.submitter as HTMLButtonElement | null)?.value === "renew" ? renew : disable).onSubmit(e)}>
+				<form onSubmit={(e) => (intent.current === "disable" ? disable : renew).onSubmit(e)}>
 					<ErrorBox error={bothFactorsError} />
 					<p>Signing in needs a code from your authenticator app as well as your password.</p>
 					<p class={me.recoveryCodesLeft <= FEW_RECOVERY_CODES ? "warning" : undefined} data-testid="recovery-codes-left">
@@ -71,8 +73,8 @@ export function TwoStepLogin({ me, onChanged }: { me: Me; onChanged: () => void 
 					<Field label="Password to change two-step login" name="password" id="f-mfa-password" type="password" autocomplete="current-password" value={password} onInput={setPassword} error={bothFactorsError} />
 					<Field label="Code from the app, or a recovery code" name="code" id="f-mfa-code" autocomplete="one-time-code" value={code} onInput={setCode} error={bothFactorsError} />
 					<div class="actions">
-						<button type="submit" value="renew" disabled={renew.busy || disable.busy}>Make new recovery codes</button>
-						<button type="submit" value="disable" class="secondary" disabled={renew.busy || disable.busy}>Turn off two-step login</button>
+						<button type="submit" onClick={() => (intent.current = "renew")} disabled={renew.busy || disable.busy}>Make new recovery codes</button>
+						<button type="submit" onClick={() => (intent.current = "disable")} class="secondary" disabled={renew.busy || disable.busy}>Turn off two-step login</button>
 					</div>
 				</form>
 			) : (
