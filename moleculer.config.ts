@@ -13,6 +13,7 @@ import { isNotDelivered } from "./lib/errors.ts";
 import { consoleStyle } from "./lib/logger.ts";
 import { BreakerTimeoutsMiddleware } from "./middlewares/breaker-timeouts.ts";
 import { nodeHealthMiddleware } from "./middlewares/node-health.ts";
+import { permissionsMiddleware } from "./middlewares/permissions.ts";
 import { logContext, RequestContextMiddleware } from "./middlewares/request-context.ts";
 import { quietShutdownMiddleware } from "./middlewares/quiet-shutdown.ts";
 import { runtimeMetricsMiddleware } from "./middlewares/runtime-metrics.ts";
@@ -112,6 +113,7 @@ export function brokerOptions(config: Config, overrides: Partial<BrokerOptions> 
 
 		middlewares: [
 			RequestContextMiddleware,
+			permissionsMiddleware({ adminRequiresMfa: config.gateway.adminRequiresMfa }),
 			BreakerTimeoutsMiddleware,
 			runtimeMetricsMiddleware(),
 			quietShutdownMiddleware(),

@@ -6,8 +6,10 @@
 import path from "node:path";
 import type { Context, Service, ServiceSchema } from "moleculer";
 import type pg from "pg";
+import { callerFrom } from "../lib/caller.ts";
+import type { Caller } from "../lib/caller.ts";
 import type { Config } from "../lib/config.ts";
-import { badRequest, forbidden, unauthorized } from "../lib/errors.ts";
+import { badRequest, unauthorized } from "../lib/errors.ts";
 import { pgOutboxStore } from "../lib/events/pg-outbox.ts";
 import { migrateUp } from "../lib/migrations.ts";
 import { createPgPool } from "../lib/postgres.ts";
@@ -17,8 +19,8 @@ import { grpcServerMixin } from "../mixins/grpc.mixin.ts";
 import { healthMixin } from "../mixins/health.mixin.ts";
 import { getProfile, registerUser, resendVerification, updateProfile, verifyEmail } from "./auth/accounts.ts";
 import { listRoles, listUsers } from "./auth/directory.ts";
-import { DEFAULT_LINK_SETTINGS, callerFrom, systemClock } from "./auth/deps.ts";
-import type { Actor, AuthDeps, AuthHooks, CallerIdentity, Clock, RequestInfo, RevokedSession } from "./auth/deps.ts";
+import { DEFAULT_LINK_SETTINGS, systemClock } from "./auth/deps.ts";
+import type { Actor, AuthDeps, AuthHooks, Clock, RequestInfo, RevokedSession } from "./auth/deps.ts";
 import { startMaintenance } from "./auth/housekeeping.ts";
 import { DEV_KEY_ENCRYPTION_KEY, KeyRing } from "./auth/keys.ts";
 import { DEFAULT_LOCKOUT } from "./auth/lockout.ts";
@@ -47,7 +49,7 @@ type Ctx<P = Record<string, never>> = Context<P, AuthMeta>;
 
 interface AuthMethods extends OutboxMethods {
 	request(ctx: Ctx<unknown>): RequestInfo;
-	caller(ctx: Ctx<unknown>): CallerIdentity;
+	caller(ctx: Ctx<unknown>): Caller;
 	actor(ctx: Ctx<unknown>): Actor;
 	sessionHooks(): AuthHooks;
 	reply<T>(ctx: Ctx<unknown>, status: number | undefined, result: T): T;
@@ -112,14 +114,12 @@ export default function authService(config: Config, opts: AuthServiceOptions = {
 			},
 		],
 
-		// Actions marked auth "required" or with permissions need ctx.meta.caller (set by the gateway).
+		// Actions marked auth "required" need ctx.meta.caller (set by the gateway); permissions are
+		// checked on every node by middlewares/permissions.ts.
 		hooks: {
 			before: {
-				"*"(this: { caller(ctx: Ctx<unknown>): CallerIdentity }, ctx: Ctx<unknown>) {
-					const action = ctx.action;
-					if (action?.auth !== "required" && !action?.permissions?.length) return;
-					const missing = (action.permissions ?? []).filter((p) => !this.caller(ctx).permissions.includes(p));
-					if (missing.length) throw forbidden(`This needs the permission(s): ${missing.join(", ")}.`);
+				"*"(this: { caller(ctx: Ctx<unknown>): Caller }, ctx: Ctx<unknown>) {
+					if (ctx.action?.auth === "required") this.caller(ctx);
 				},
 			},
 		},

@@ -79,19 +79,3 @@ export interface AuthHooks {
 }
 
 export const addSeconds = (date: Date, seconds: number) => new Date(date.getTime() + seconds * 1000);
-
-export interface CallerIdentity {
-	userId: string;
-	sessionId: string;
-	roles: string[];
-	permissions: string[];
-}
-
-const isStrings = (v: unknown): v is string[] => Array.isArray(v) && v.length <= 200 && v.every((s) => typeof s === "string");
-
-/** The authenticated caller the gateway passed along, if it has the expected shape. */
-export function callerFrom(value: unknown): CallerIdentity | undefined {
-	const c = value as Partial<CallerIdentity> | null | undefined;
-	if (!c || typeof c !== "object" || typeof c.userId !== "string" || typeof c.sessionId !== "string" || !isStrings(c.roles) || !isStrings(c.permissions)) return undefined;
-	return { userId: c.userId, sessionId: c.sessionId, roles: c.roles, permissions: c.permissions };
-}

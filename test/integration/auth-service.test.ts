@@ -182,7 +182,7 @@ describe("auth service over the gRPC bridge", () => {
 		expect(admin.permissions).toContain("roles:write");
 		const plain = await callerOf(((await rpc("Login", { email: memberEmail, password: PASSWORD })) as { accessToken: string }).accessToken);
 		const denied = await failure(rpc("SetUserRoles", { userId: member.id, roles: ["admin"] }, { caller: plain }));
-		expect([denied.code, denied.type]).toEqual([403, "FORBIDDEN"]);
+		expect([denied.code, denied.type]).toEqual([403, "MISSING_PERMISSION"]);
 		expect(await rpc("SetUserRoles", { userId: member.id, roles: ["admin", "user"] }, { caller: admin })).toMatchObject({ userId: member.id, roles: ["admin", "user"] });
 		const promoted = await callerOf(((await rpc("Login", { email: memberEmail, password: PASSWORD })) as { accessToken: string }).accessToken);
 		expect(promoted.permissions).toEqual(expect.arrayContaining(["roles:write", "billing:admin", "notifications:admin", "users:read"]));

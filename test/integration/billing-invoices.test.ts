@@ -155,5 +155,7 @@ describe("billing invoices", () => {
 		expect(seen.creditNotes[0]).not.toHaveProperty("memo");
 		await expect(node.call("billing.issueCreditNote", { id: "in_credit", reason: "bored", idempotencyKey: "support-ticket-982" }, admin)).rejects.toMatchObject({ type: "VALIDATION_ERROR" });
 		await expect(node.call("billing.issueCreditNote", { id: "in_credit", reason: "duplicate" }, admin)).rejects.toMatchObject({ type: "VALIDATION_ERROR" });
+		// The billing node checks the permission itself too (middlewares/permissions.ts), not only the gateway.
+		await expect(node.call("billing.issueCreditNote", { ...request, idempotencyKey: "support-ticket-983" }, as(owner))).rejects.toMatchObject({ code: 403, type: "MISSING_PERMISSION" });
 	});
 });

@@ -1,0 +1,35 @@
+/**
+ * Permissions checked where the action runs, on every node: an action that declares
+ * `permissions` answers 401 without a caller in `ctx.meta.caller`, and 403 when the caller lacks
+ * one (`MISSING_PERMISSION`), or, with ADMIN_REQUIRES_MFA, when the caller's session was signed in
+ * without two-step login (`SECOND_FACTOR_REQUIRED`). The gateway refuses the same at the edge;
+ * this is the same rule again for any way a call reaches a service (defence in depth). Callers
+ * without `amr` are not edge sessions (an operator at the REPL) and are not held to the second
+ * factor.
+ */
+import type { Context, Middleware } from "moleculer";
+import { callerFrom } from "../lib/caller.ts";
+import { forbidden, unauthorized } from "../lib/errors.ts";
+
+type Handler = (ctx: Context) => unknown;
+
+export function permissionsMiddleware(opts: { adminRequiresMfa: boolean }): Middleware {
+	return {
+		name: "Permissions",
+		localAction(next: Handler, action: { permissions?: unknown }): Handler {
+			const needed = Array.isArray(action.permissions) ? (action.permissions as string[]) : [];
+			if (!needed.length) return next;
+			// Async: a refusal must be a rejected promise, as a handler's would be, not a throw out of `call`.
+			return async (ctx: Context) => {
+				const caller = callerFrom((ctx.meta as { caller?: unknown }).caller);
+				if (!caller) throw unauthorized();
+				const missing = needed.filter((p) => !caller.permissions.includes(p));
+				if (missing.length) throw forbidden(`This needs the permission${missing.length > 1 ? "s" : ""} ${missing.join(", ")}.`, "MISSING_PERMISSION");
+				if (opts.adminRequiresMfa && caller.amr && !caller.amr.includes("mfa")) {
+					throw forbidden("The administration needs a session signed in with two-step login: turn it on in your account, then log in again.", "SECOND_FACTOR_REQUIRED");
+				}
+				return next(ctx);
+			};
+		},
+	};
+}
