@@ -16,7 +16,7 @@ import { eventHandlersMixin, outboxMixin } from "../mixins/events.mixin.ts";
 import type { OutboxMethods } from "../mixins/events.mixin.ts";
 import { healthMixin } from "../mixins/health.mixin.ts";
 import { payInvoiceNow } from "./billing/collection.ts";
-import { CREDIT_NOTE_REASONS, creditNoteAdminView, creditNotesOf, creditNoteView, issueCreditNote } from "./billing/credit-notes.ts";
+import { CREDIT_NOTE_REASONS, creditedAmounts, creditNoteAdminView, creditNotesOf, creditNoteView, issuedCredits, issueCreditNote } from "./billing/credit-notes.ts";
 import type { CreditNoteReason, Refund } from "./billing/credit-notes.ts";
 import { customers, eraseCustomer, updateCustomerContact } from "./billing/customers.ts";
 import { renderInvoiceHtml, renderInvoicePdf } from "./billing/invoice-render.ts";
@@ -168,8 +168,9 @@ export default function billingService(config: Config, deps: BillingDeps = {}): 
 				params: { $$strict: "remove", limit: { type: "number", integer: true, min: 1, max: 100, convert: true, default: 20 }, cursor: { type: "string", max: 200, optional: true } },
 				async handler(ctx: Ctx<{ limit: number; cursor?: string }>) {
 					const page = await listInvoices(db, userOf(ctx), ctx.params);
+					const credited = await creditedAmounts(db, page.invoices.map((i) => i._id));
 					// The one page shape of the API: { items, nextCursor }.
-					return { items: page.invoices.map(invoiceView), nextCursor: page.nextCursor };
+					return { items: page.invoices.map((i) => ({ ...invoiceView(i), amountCredited: credited.get(i._id) ?? 0 })), nextCursor: page.nextCursor };
 				},
 			},
 			getInvoice: {
@@ -188,7 +189,7 @@ export default function billingService(config: Config, deps: BillingDeps = {}): 
 					const invoice = await getUserInvoice(db, userOf(ctx), ctx.params.id);
 					ctx.meta.$responseType = "application/pdf";
 					ctx.meta.$responseHeaders = { "Content-Disposition": `inline; filename="invoice-${invoice.number ?? invoice._id}.pdf"` };
-					return renderInvoicePdf(invoice);
+					return renderInvoicePdf(invoice, await issuedCredits(db, invoice._id));
 				},
 			},
 			payInvoice: {
@@ -225,7 +226,7 @@ export default function billingService(config: Config, deps: BillingDeps = {}): 
 				async handler(ctx: Ctx<{ id: string }>) {
 					const invoice = await getUserInvoice(db, userOf(ctx), ctx.params.id);
 					ctx.meta.$responseType = "text/html; charset=utf-8";
-					return renderInvoiceHtml(invoice);
+					return renderInvoiceHtml(invoice, await issuedCredits(db, invoice._id));
 				},
 			},
 			/** Called by the gateway's raw-body route POST /api/v1/billing/webhooks/stripe. */

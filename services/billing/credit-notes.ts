@@ -204,6 +204,20 @@ export async function pendingCreditNotes(db: Db, now: Date, limit: number, grace
 	return docs.map((d) => d._id);
 }
 
+/** What was given back on each of these invoices by issued notes (invoices without any are absent). */
+export async function creditedAmounts(db: Db, invoiceIds: string[]): Promise<Map<string, number>> {
+	const credited = new Map<string, number>();
+	if (!invoiceIds.length) return credited;
+	const notes = await creditNotes(db).find({ invoiceId: { $in: invoiceIds }, status: "issued" }, { projection: { invoiceId: 1, amount: 1 } }).toArray();
+	for (const n of notes) credited.set(n.invoiceId, (credited.get(n.invoiceId) ?? 0) + n.amount);
+	return credited;
+}
+
+/** The issued notes of an invoice, as its documents show them (invoice-render.ts). */
+export async function issuedCredits(db: Db, invoiceId: string): Promise<{ number: string; amount: number; issuedAt: Date }[]> {
+	return (await creditNotesOf(db, invoiceId)).filter((n) => n.status === "issued").map((n) => ({ number: n.number, amount: n.amount, issuedAt: n.issuedAt ?? n.createdAt }));
+}
+
 /** The notes of an invoice, oldest first. */
 export async function creditNotesOf(db: Db, invoiceId: string): Promise<CreditNote[]> {
 	return creditNotes(db).find({ invoiceId }, { projection: WITHOUT_OUTBOX }).sort({ createdAt: 1, number: 1 }).toArray();

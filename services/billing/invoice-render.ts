@@ -1,7 +1,8 @@
 /**
  * Renders an invoice for people: HTML (for the web console and e-mails) and PDF (pdfkit, with
  * the standard Helvetica fonts, so no font files ship in the image). Amounts are formatted from
- * their integer minor units; nothing is recomputed here, the document's own totals are shown.
+ * their integer minor units; nothing is recomputed here, the document's own totals are shown,
+ * followed by the credit notes issued on it (money given back) and what remains paid.
  */
 import { formatMoney } from "./money.ts";
 import type { Invoice, Party } from "./invoices.ts";
@@ -15,13 +16,24 @@ function period(start: Date | null, end: Date | null): string {
 /** Basis points as a percentage, integer arithmetic: 1925 -> "19.25%". */
 const percent = (bps: number) => `${Math.floor(bps / 100)}.${String(bps % 100).padStart(2, "0")}%`;
 
+/** A credit note issued on the invoice, as the documents show it. */
+export interface Credit {
+	number: string;
+	amount: number;
+	issuedAt: Date;
+}
+
 /** The summary rows under the line items, shared by both renderings. */
-function summaryRows(inv: Invoice): [string, string][] {
+function summaryRows(inv: Invoice, credits: Credit[]): [string, string][] {
 	const m = (n: number) => formatMoney(n, inv.currency);
 	const rows: [string, string][] = [["Subtotal", m(inv.subtotal)]];
 	if (inv.discount) rows.push(["Discount", m(-inv.discount)]);
 	for (const t of inv.taxLines) rows.push([t.rateBps === null ? t.name : `${t.name} (${percent(t.rateBps)} of ${m(t.taxableAmount)})`, m(t.amount)]);
 	rows.push(["Total", m(inv.total)], ["Amount paid", m(inv.amountPaid)], ["Amount due", m(inv.amountDue)]);
+	if (credits.length) {
+		for (const c of credits) rows.push([`Credit note ${c.number} (${day(c.issuedAt)}), refunded`, m(-c.amount)]);
+		rows.push(["Paid after credits", m(inv.amountPaid - credits.reduce((sum, c) => sum + c.amount, 0))]);
+	}
 	return rows;
 }
 
@@ -33,13 +45,13 @@ function partyLines(p: Party): string[] {
 
 const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
-export function renderInvoiceHtml(inv: Invoice): string {
+export function renderInvoiceHtml(inv: Invoice, credits: Credit[] = []): string {
 	const m = (n: number) => escapeHtml(formatMoney(n, inv.currency));
 	const party = (label: string, p: Party) => `<div class="party"><h2>${label}</h2>${partyLines(p).map((l) => `<div>${escapeHtml(l)}</div>`).join("")}</div>`;
 	const lines = inv.lines
 		.map((l) => `<tr><td>${escapeHtml(l.description)}<div class="period">${escapeHtml(period(l.periodStart, l.periodEnd))}</div></td><td class="num">${l.quantity}</td><td class="num">${m(l.unitAmount)}</td><td class="num">${m(l.amount)}</td></tr>`)
 		.join("");
-	const summary = summaryRows(inv)
+	const summary = summaryRows(inv, credits)
 		.map(([label, value]) => `<tr class="${label === "Total" ? "total" : ""}"><td colspan="3">${escapeHtml(label)}</td><td class="num">${escapeHtml(value)}</td></tr>`)
 		.join("");
 	return `<!doctype html>
@@ -55,7 +67,7 @@ table{width:100%;border-collapse:collapse;margin-top:2rem}td,th{padding:.4rem;bo
 `;
 }
 
-export async function renderInvoicePdf(inv: Invoice): Promise<Buffer> {
+export async function renderInvoicePdf(inv: Invoice, credits: Credit[] = []): Promise<Buffer> {
 	// Loaded on first use: pdfkit and its fonts are tens of MB that an idle billing node does not need.
 	const { default: PDFDocument } = await import("pdfkit");
 	const doc = new PDFDocument({ size: "A4", margin: 50, info: { Title: title(inv), Author: inv.seller.name, CreationDate: inv.finalizedAt ?? inv.createdAt } });
@@ -100,7 +112,7 @@ export async function renderInvoicePdf(inv: Invoice): Promise<Buffer> {
 		row([when ? `${l.description} (${when})` : l.description, String(l.quantity), m(l.unitAmount), m(l.amount)]);
 	}
 	doc.moveTo(left, y - 3).lineTo(right, y - 3).stroke();
-	for (const [label, value] of summaryRows(inv)) row([label, "", "", value], label === "Total");
+	for (const [label, value] of summaryRows(inv, credits)) row([label, "", "", value], label === "Total");
 	doc.end();
 	return done;
 }

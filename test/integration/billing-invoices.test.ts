@@ -153,6 +153,15 @@ describe("billing invoices", () => {
 		expect(seen).toMatchObject({ amountPaid: 1_080, amountCredited: 300, creditNotes: [{ id: note.id, number: note.number, status: "issued", reason: "duplicate" }] });
 		// The owner does not see the administrator's memo.
 		expect(seen.creditNotes[0]).not.toHaveProperty("memo");
+		const listed = await node.call<{ items: { id: string; amountCredited: number }[] }, object>("billing.listInvoices", {}, as(owner));
+		expect(listed.items.find((i) => i.id === "in_credit")?.amountCredited).toBe(300);
+		// The invoice's documents show the note and what remains paid.
+		const pdfFile = path.join(tmp, "credited.pdf");
+		await writeFile(pdfFile, await node.call<Buffer, object>("billing.invoicePdf", { id: "in_credit" }, as(owner)));
+		const text = (await run("pdftotext", ["-layout", pdfFile, "-"])).stdout.replace(/[ \t]+/g, " ");
+		expect(text).toMatch(new RegExp(`Credit note ${note.number} \\(\\d{4}-\\d{2}-\\d{2}\\), refunded -\\$3\\.00`));
+		expect(text).toMatch(/Paid after credits \$7\.80/);
+		expect(await node.call<string, object>("billing.invoiceHtml", { id: "in_credit" }, as(owner))).toContain(`Credit note ${note.number}`);
 		await expect(node.call("billing.issueCreditNote", { id: "in_credit", reason: "bored", idempotencyKey: "support-ticket-982" }, admin)).rejects.toMatchObject({ type: "VALIDATION_ERROR" });
 		await expect(node.call("billing.issueCreditNote", { id: "in_credit", reason: "duplicate" }, admin)).rejects.toMatchObject({ type: "VALIDATION_ERROR" });
 		// The billing node checks the permission itself too (middlewares/permissions.ts), not only the gateway.

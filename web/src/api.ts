@@ -160,6 +160,8 @@ export interface Invoice {
 	hostedInvoiceUrl: string | null;
 	lastPaymentError: string | null;
 	nextPaymentAttemptAt: string | null;
+	/** Given back by credit notes (refunded to the card). */
+	amountCredited: number;
 }
 
 export interface Page<T> {

@@ -386,6 +386,7 @@ function Billing() {
 								<td>
 									{inv.status}
 									{inv.status === "open" && inv.lastPaymentError && <span class="hint"> · payment failed ({inv.lastPaymentError}){inv.nextPaymentAttemptAt && `, next try ${new Date(inv.nextPaymentAttemptAt).toLocaleDateString()}`}</span>}
+									{inv.amountCredited > 0 && <span class="hint" data-testid="invoice-refunded"> · {money(inv.amountCredited, inv.currency)} refunded</span>}
 								</td>
 								<td>{money(inv.total, inv.currency)}</td>
 								<td>
