@@ -103,7 +103,7 @@ export async function issueCreditNote(db: Db, refund: Refund, input: IssueInput,
 		if (creditable <= 0) throw new AppError(409, "NOTHING_TO_CREDIT", "Everything paid on this invoice has been credited already (or nothing was paid by card).");
 		const amount = input.amount ?? creditable;
 		if (amount > creditable) throw badRequest(`At most ${creditable} (minor units) can still be credited on this invoice.`, [{ field: "amount", message: `must be at most ${creditable}`, type: "numberMax" }]);
-		return createNumbered(db, inv, { ...input, amount, requestKey }, ctx);
+		return createNumbered(db, inv, { amount, reason: input.reason, memo: input.memo ?? null, issuedBy: input.issuedBy, requestKey, status: "pending", refundId: null, issuedAt: null }, ctx);
 	});
 	try {
 		return await completeCreditNote(db, refund, note._id, ctx);
@@ -126,7 +126,9 @@ async function creditableAmount(db: Db, inv: Invoice): Promise<number> {
  * use, which the unique index reports to the next writer, who catches the counter up. No number
  * is ever skipped, none used twice.
  */
-async function createNumbered(db: Db, inv: Invoice, input: IssueInput & { amount: number; requestKey: string }, ctx: Ctx): Promise<CreditNote> {
+type NewNote = Pick<CreditNote, "amount" | "reason" | "memo" | "issuedBy" | "requestKey" | "status" | "refundId" | "issuedAt">;
+
+async function createNumbered(db: Db, inv: Invoice, fields: NewNote, ctx: Ctx): Promise<CreditNote> {
 	const year = ctx.now.getUTCFullYear();
 	const key = `credit_note:${year}`;
 	return withDocumentLock(db, lockKey("counters", key), async () => {
@@ -139,23 +141,20 @@ async function createNumbered(db: Db, inv: Invoice, input: IssueInput & { amount
 				invoiceNumber: inv.number,
 				userId: inv.userId,
 				currency: inv.currency,
-				amount: input.amount,
-				reason: input.reason,
-				memo: input.memo ?? null,
-				status: "pending",
-				requestKey: input.requestKey,
-				refundId: null,
+				...fields,
 				failure: null,
-				issuedBy: input.issuedBy,
 				createdAt: ctx.now,
-				issuedAt: null,
-				...initialOutbox([], ctx.now),
 			});
+			// A note born issued (a refund Stripe already made) is announced with it.
+			const events = note.status === "issued" ? [billingEvent("credit_note.issued", note._id, creditNoteData(note), ctx.now, ctx.requestId)] : [];
 			try {
-				await creditNotes(db).insertOne(note);
+				await creditNotes(db).insertOne({ ...note, ...initialOutbox(events, ctx.now) });
 			} catch (err) {
-				if (isDuplicateKey(err)) continue;
-				throw err;
+				if (!isDuplicateKey(err)) throw err;
+				// The request's note exists already (its key is unique too); else the number was taken.
+				const existing = await creditNotes(db).findOne({ requestKey: fields.requestKey }, { projection: WITHOUT_OUTBOX });
+				if (existing) return existing;
+				continue;
 			}
 			if (counter) await counters(db).updateOne({ _id: key }, { $set: { seq } });
 			else await counters(db).insertOne({ _id: key, seq });
@@ -196,6 +195,24 @@ function settle(db: Db, note: CreditNote, set: Partial<CreditNote>, ctx: Ctx): P
 		await creditNotes(db).updateOne({ _id: note._id, status: "pending" }, withEvents<CreditNote>({ $set: set }, events, ctx.now));
 		return settled;
 	});
+}
+
+/**
+ * A refund made outside the platform (in Stripe's dashboard) on one of our invoices, reported by
+ * Stripe's `refund.created` webhook: recorded as an issued credit note, once per refund, so our
+ * invoices say what Stripe did. Refunds our notes made carry `metadata.creditNoteId` and are
+ * skipped. Recorded even beyond what is creditable: the money has already gone back.
+ */
+export async function recordStripeRefund(db: Db, refund: { id: string; amount: number; paymentIntentId: string; reason: string | null }, ctx: Ctx): Promise<"applied" | "ignored"> {
+	const inv = await invoices(db).findOne({ stripePaymentIntentId: refund.paymentIntentId }, { projection: { _id: 1 } });
+	if (!inv) return "ignored";
+	const requestKey = `${inv._id}:stripe-refund:${refund.id}`;
+	await locked(db, inv._id, async (current) => {
+		if (!current || (await creditNotes(db).findOne({ requestKey }, { projection: { _id: 1 } }))) return;
+		const reason: CreditNoteReason = refund.reason === "duplicate" || refund.reason === "fraudulent" ? refund.reason : "order_change";
+		await createNumbered(db, current, { amount: refund.amount, reason, memo: "refunded in Stripe", issuedBy: "stripe", requestKey, status: "issued", refundId: refund.id, issuedAt: ctx.now }, ctx);
+	});
+	return "applied";
 }
 
 /** Notes whose refund a crash (or a provider outage) interrupted, older than `graceMs`: the scheduler completes them. */

@@ -39,6 +39,7 @@ export async function ensureIndexes(db: Db): Promise<void> {
 		db.collection("invoices").createIndex({ userId: 1, createdAt: -1, _id: -1 }, { name: "by_user" }),
 		db.collection("invoices").createIndex({ status: 1, autoFinalizeAt: 1 }, { name: "drafts_due" }),
 		db.collection("invoices").createIndex({ status: 1, nextPaymentAttemptAt: 1 }, { name: "payments_due" }),
+		db.collection("invoices").createIndex({ stripePaymentIntentId: 1 }, { name: "payment_intent" }),
 		db.collection("usage_records").createIndex({ subscriptionId: 1, timestamp: 1 }, { name: "usage_by_period" }),
 		ensureOutboxIndex(db.collection("invoices")),
 		// Credit notes: numbered per year like invoices; found by invoice, and by status for the ones a crash left pending.

@@ -10,6 +10,7 @@ import Stripe from "stripe";
 import type { Db } from "mongodb";
 import { WITHOUT_OUTBOX } from "../../lib/events/mongo-outbox.ts";
 import { AppError } from "../../lib/errors.ts";
+import { recordStripeRefund } from "./credit-notes.ts";
 import { findCustomerByStripeId, customers, markPaymentMethodOnFile } from "./customers.ts";
 import type { Party } from "./invoices.ts";
 import { isDuplicateKey, withOptimisticRetry } from "./store.ts";
@@ -116,6 +117,13 @@ async function apply(deps: WebhookDeps, event: Stripe.Event): Promise<Outcome> {
 		case "invoice.voided":
 		case "invoice.marked_uncollectible":
 			return mirrorInvoice(db, object, { seller: deps.seller, failed: event.type === "invoice.payment_failed", ctx });
+		// A refund made in Stripe's dashboard on one of our invoices becomes a credit note here.
+		case "refund.created": {
+			const paymentIntentId = typeof object.payment_intent === "string" ? object.payment_intent : (at(object, "payment_intent", "id") as string | undefined);
+			const ours = at(object, "metadata", "creditNoteId");
+			if (ours || !paymentIntentId || typeof object.id !== "string" || typeof object.amount !== "number" || !["succeeded", "pending"].includes(String(object.status))) return "ignored";
+			return recordStripeRefund(db, { id: object.id, amount: object.amount, paymentIntentId, reason: typeof object.reason === "string" ? object.reason : null }, ctx);
+		}
 		case "payment_method.attached": {
 			const customer = typeof object.customer === "string" ? await findCustomerByStripeId(db, object.customer) : null;
 			if (!customer) return "ignored";

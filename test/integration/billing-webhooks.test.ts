@@ -47,7 +47,7 @@ describe("billing and Stripe", () => {
 
 	beforeAll(async () => {
 		const env = billingEnv(namespace);
-		tap = await tapEvents(namespace, ["subscription.updated", "subscription.canceled", "invoice.created", "invoice.paid", "invoice.payment_failed"]);
+		tap = await tapEvents(namespace, ["subscription.updated", "subscription.canceled", "invoice.created", "invoice.paid", "invoice.payment_failed", "credit_note.issued"]);
 		node = await startBillingNode(env, clock);
 		mongo = new MongoClient(env.MONGO_URL!, { retryWrites: false });
 		db = mongo.db();
@@ -154,5 +154,23 @@ describe("billing and Stripe", () => {
 		const event = stripeEvent("customer.discount.created", { id: "di_1", object: "discount" }, t0 + 90);
 		expect(await deliver(event)).toMatchObject({ received: true, outcome: "ignored" });
 		expect(await db.collection("stripe_events").findOne({ _id: event.id as never })).toMatchObject({ status: "ignored", type: "customer.discount.created" });
+	});
+
+	it("records a refund made in Stripe's dashboard on one of our invoices as an issued credit note, once; skips the refunds our notes made", async () => {
+		const invoiceId = `in_ours_${userId}`;
+		const paymentIntent = "pi_dashboard_1";
+		await db.collection("invoices").insertOne({ _id: invoiceId as never, number: "2026-000900", numberKey: "2026-000900", userId, status: "paid", currency: "usd", amountPaid: 2_000, stripeInvoiceId: null, stripePaymentIntentId: paymentIntent, createdAt: clock.now() });
+		const refund = (id: string, metadata: Record<string, string> = {}) => stripeEvent("refund.created", { id, object: "refund", amount: 500, currency: "usd", payment_intent: paymentIntent, status: "succeeded", reason: "requested_by_customer", metadata }, clock.seconds());
+		const fromDashboard = refund("re_dashboard_1");
+		expect(await deliver(fromDashboard)).toMatchObject({ outcome: "applied" });
+		// A redelivery under a new event id (Stripe retries with the same one; a replay tool may not).
+		expect(await deliver(refund("re_dashboard_1"))).toMatchObject({ outcome: "applied" });
+		expect(await deliver(refund("re_ours_1", { creditNoteId: "cn_x" }))).toMatchObject({ outcome: "ignored" });
+		const notes = await db.collection("credit_notes").find({ invoiceId }).toArray();
+		expect(notes).toEqual([expect.objectContaining({ status: "issued", amount: 500, refundId: "re_dashboard_1", issuedBy: "stripe", number: expect.stringMatching(/^CN-\d{4}-\d{6}$/) as unknown })]);
+		// The user is told once (the event relayed by the node's outbox).
+		await eventually(async () => tap.of("credit_note.issued", userId).length === 1, 10_000, "credit_note.issued");
+		await new Promise((r) => setTimeout(r, 500));
+		expect(tap.of("credit_note.issued", userId)).toHaveLength(1);
 	});
 });
