@@ -3,6 +3,7 @@
  * running cluster as an operator holding every admin permission: whoever can reach the
  * transporter can call any action anyway, so the REPL adds convenience, not power.
  */
+import { randomUUID } from "node:crypto";
 import os from "node:os";
 import type { ServiceBroker } from "moleculer";
 import type { Caller } from "../lib/caller.ts";
@@ -94,6 +95,27 @@ export function operatorReplCommands(opts: { rabbitmqUrl: string }): ReplCommand
 				const { id } = await userOf(broker, String(args.user));
 				await broker.call("auth.resetUserMfa", { userId: id }, asOperator);
 				print("two-step login turned off; the user was told by e-mail");
+			},
+		},
+		{
+			command: "invoice-credit <invoiceId> <reason>",
+			description: "Give money back on a paid invoice: a credit note refunded to the card (reason: duplicate, fraudulent, order_change or product_unsatisfactory)",
+			options: [
+				{ option: "--amount <n>", description: "minor units (cents); default: all that is left" },
+				{ option: "--memo <text>", description: "why, for the records (the customer does not see it)" },
+				{ option: "--key <key>", description: "the idempotency key of an earlier run to retry it (printed by every run)" },
+			],
+			async action(broker, args) {
+				const text = (v: unknown) => (typeof v === "string" || typeof v === "number" ? String(v) : undefined);
+				const key = text(args.options?.key) ?? `repl-${randomUUID()}`;
+				const memo = text(args.options?.memo);
+				const amount = args.options?.amount === undefined ? undefined : Number(args.options.amount);
+				const note = await broker.call<{ number: string; status: string; amount: number; currency: string; failure: string | null }, object>(
+					"billing.issueCreditNote",
+					{ id: args.invoiceId, reason: args.reason, idempotencyKey: key, ...(amount === undefined ? {} : { amount }), ...(memo ? { memo } : {}) },
+					asOperator,
+				);
+				print(`credit note ${note.number}: ${note.status}, ${note.amount} ${note.currency}${note.failure ? ` (${note.failure})` : ""} [key ${key}]`);
 			},
 		},
 		{

@@ -4,6 +4,7 @@
  */
 import { randomUUID } from "node:crypto";
 import amqp from "amqplib";
+import { MongoClient } from "mongodb";
 import { ServiceBroker } from "moleculer";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { operatorReplCommands } from "../../bin/repl-commands.ts";
@@ -16,6 +17,7 @@ import { totpCode } from "../support/totp.ts";
 
 describe("REPL commands", () => {
 	const nodes: ServiceBroker[] = [];
+	let env: Record<string, string>;
 	let repl: ServiceBroker;
 	let base: string;
 	const commands = new Map(operatorReplCommands({ rabbitmqUrl: infra.rabbitmqUrl }).map((c) => [c.command.split(" ")[0]!, c] as [string, ReplCommand]));
@@ -33,8 +35,8 @@ describe("REPL commands", () => {
 	}
 
 	beforeAll(async () => {
-		const env = testEnv(uniqueId("repl"), { DATABASE_URL: await createTestDatabase() });
-		nodes.push(await startNode(["auth"], env), await startNode(["notification"], env));
+		env = testEnv(uniqueId("repl"), { DATABASE_URL: await createTestDatabase() });
+		nodes.push(await startNode(["auth"], env), await startNode(["notification"], env), await startNode(["billing"], env));
 		const gateway = await startNode(["gateway"], env);
 		nodes.push(gateway);
 		repl = new ServiceBroker(brokerOptions(testConfig({ ...env, NODE_ID: uniqueId("repl-") }), { logger: false }));
@@ -48,7 +50,7 @@ describe("REPL commands", () => {
 	});
 
 	it("lists every command in help with a description", () => {
-		for (const name of ["user-find", "user-roles", "user-sessions-revoke", "user-mfa-reset", "keys-rotate", "outbox", "event-replay", "breakers", "queues", "events-dead-letters", "events-replay", "health", "notifications-failed", "notifications-retry"]) {
+		for (const name of ["user-find", "user-roles", "user-sessions-revoke", "user-mfa-reset", "invoice-credit", "keys-rotate", "outbox", "event-replay", "breakers", "queues", "events-dead-letters", "events-replay", "health", "notifications-failed", "notifications-retry"]) {
 			expect(commands.get(name)?.description.length).toBeGreaterThan(10);
 		}
 	});
@@ -79,6 +81,21 @@ describe("REPL commands", () => {
 		await eventually(async () => (await fetch(`${base}/api/v1/auth/me`, { headers: { authorization: `Bearer ${accessToken}` } })).status === 401 || undefined, 5_000, "the token to be refused");
 	});
 
+	it("gives money back on a paid invoice, and a retry with the printed key gives the same note", async () => {
+		const mongo = new MongoClient(env.MONGO_URL!, { retryWrites: false });
+		try {
+			const invoiceId = `in_repl_${randomUUID()}`;
+			await mongo.db().collection("invoices").insertOne({ _id: invoiceId as never, number: "2026-000777", numberKey: `repl-${invoiceId}`, userId: "u-repl", status: "paid", currency: "usd", amountPaid: 1_500, stripeInvoiceId: null, stripePaymentIntentId: "pi_3MtwBwLkdIwHu7ix28a3tqPa", createdAt: new Date() });
+			const printed = await run("invoice-credit", { invoiceId, reason: "duplicate", options: { amount: "400", memo: "charged twice" } });
+			expect(printed).toMatch(/^credit note CN-\d{4}-\d{6}: issued, 400 usd \[key repl-[0-9a-f-]{36}\]/);
+			const key = /\[key ([^\]]+)\]/.exec(printed)![1]!;
+			expect(await run("invoice-credit", { invoiceId, reason: "duplicate", options: { amount: "400", key } })).toBe(printed);
+			expect(await mongo.db().collection("credit_notes").countDocuments({ invoiceId })).toBe(1);
+		} finally {
+			await mongo.close();
+		}
+	});
+
 	it("rotates the signing key", async () => {
 		const printed = await run("keys-rotate");
 		expect(printed).toMatch(/now signing with key [A-Za-z0-9_-]{16,}/);
@@ -88,7 +105,8 @@ describe("REPL commands", () => {
 		const email = `${uniqueId("replay")}@example.com`;
 		const reg = await fetch(`${base}/api/v1/auth/register`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ email, password: "correct horse battery staple 42" }) });
 		const userId = ((await reg.json()) as { user: { id: string } }).user.id;
-		await eventually(async () => ((await repl.call<unknown[], object>("notification.listAlerts", { userId })).length === 1 ? true : undefined), 10_000, "the welcome alert");
+		// The cluster has billing too: its trial brings a "subscription started" alert beside the welcome.
+		await eventually(async () => ((await repl.call<{ title: string }[], object>("notification.listAlerts", { userId })).some((a) => /welcome/i.test(a.title)) ? true : undefined), 10_000, "the welcome alert");
 		const listing = await eventually(async () => {
 			const text = await run("outbox");
 			return text.includes("0 event(s) waiting") ? text : undefined;
