@@ -16,7 +16,7 @@ import { eventHandlersMixin, outboxMixin } from "../mixins/events.mixin.ts";
 import type { OutboxMethods } from "../mixins/events.mixin.ts";
 import { healthMixin } from "../mixins/health.mixin.ts";
 import { payInvoiceNow } from "./billing/collection.ts";
-import { CREDIT_NOTE_REASONS, creditedAmounts, creditNoteAdminView, creditNotesOf, creditNoteView, issuedCredits, issueCreditNote } from "./billing/credit-notes.ts";
+import { CREDIT_NOTE_REASONS, creditableAmount, creditedAmounts, creditNoteAdminView, creditNotesOf, creditNoteView, issuedCredits, issueCreditNote } from "./billing/credit-notes.ts";
 import type { CreditNoteReason, Refund } from "./billing/credit-notes.ts";
 import { customers, eraseCustomer, updateCustomerContact } from "./billing/customers.ts";
 import { renderInvoiceHtml, renderInvoicePdf } from "./billing/invoice-render.ts";
@@ -261,6 +261,17 @@ export default function billingService(config: Config, deps: BillingDeps = {}): 
 				async handler(ctx: Ctx<{ id: string }>) {
 					signupPlans.forget(ctx.params.id);
 					return planView(await archivePlan(db, ctx.params.id, now()));
+				},
+			},
+			adminListInvoices: {
+				rest: "GET /admin/invoices", permissions: ["billing:admin"],
+				openapi: { summary: "A user's invoices, newest first, with what was credited and what can still be (for credit notes)" },
+				params: { $$strict: "remove", userId: { type: "string", min: 1, max: 100 }, limit: { type: "number", integer: true, min: 1, max: 100, convert: true, default: 20 }, cursor: { type: "string", max: 200, optional: true } },
+				async handler(ctx: Ctx<{ userId: string; limit: number; cursor?: string }>) {
+					const page = await listInvoices(db, ctx.params.userId, ctx.params);
+					const credited = await creditedAmounts(db, page.invoices.map((i) => i._id));
+					const items = await Promise.all(page.invoices.map(async (i) => ({ ...invoiceView(i), amountCredited: credited.get(i._id) ?? 0, creditable: i.status === "paid" ? await creditableAmount(db, i) : 0 })));
+					return { items, nextCursor: page.nextCursor };
 				},
 			},
 			issueCreditNote: {

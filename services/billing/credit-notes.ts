@@ -114,7 +114,7 @@ export async function issueCreditNote(db: Db, refund: Refund, input: IssueInput,
 }
 
 /** What was paid by card (or through Stripe) on the invoice and is not credited yet by a pending or issued note. */
-async function creditableAmount(db: Db, inv: Invoice): Promise<number> {
+export async function creditableAmount(db: Db, inv: Invoice): Promise<number> {
 	const paid = inv.stripeInvoiceId || inv.stripePaymentIntentId ? inv.amountPaid : 0;
 	const notes = await creditNotes(db).find({ invoiceId: inv._id }, { projection: { amount: 1, status: 1 } }).toArray();
 	return paid - notes.filter((n) => n.status !== "failed").reduce((sum, n) => sum + n.amount, 0);

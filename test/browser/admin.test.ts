@@ -2,9 +2,11 @@
  * The console's administration area in Chromium against the whole platform: only administrators
  * see it; an administrator finds a user, changes their roles (and is told why the last
  * administrator cannot step down), turns off the two-step login of a user who lost every factor,
+ * refunds part of a user's paid invoice with a credit note,
  * ends their sessions, reads the roles, creates, edits and
  * archives a plan, and re-queues a failed push delivery. Screenshots go to test-results/screenshots/.
  */
+import { MongoClient } from "mongodb";
 import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startConsolePlatform, JSON_HEADERS as json, PASSWORD as password } from "../support/console.ts";
@@ -101,6 +103,38 @@ describe("console administration in Chromium", () => {
 		expect(await page.evaluate<number>("document.documentElement.scrollWidth")).toBeLessThanOrEqual(390);
 		await shot(page, "admin-users-mobile");
 		await page.setViewportSize({ width: 1200, height: 900 });
+	});
+
+	it("shows a user's invoices and refunds part of a paid one with a credit note", async () => {
+		const bea = await register("bea");
+		const mongo = new MongoClient(platform.env.MONGO_URL!, { retryWrites: false });
+		try {
+			// A paid invoice of ours (its card payment's PaymentIntent is what stripe-mock refunds).
+			await mongo.db().collection("invoices").insertOne({ _id: `in_web_${bea.id}` as never, number: "2026-000321", numberKey: `web-${bea.id}`, userId: bea.id, subscriptionId: null, status: "paid", currency: "usd", total: 4_200, amountPaid: 4_200, amountDue: 0, stripeInvoiceId: null, stripePaymentIntentId: "pi_3MtwBwLkdIwHu7ix28a3tqPa", createdAt: new Date(), lines: [], taxLines: [] });
+		} finally {
+			await mongo.close();
+		}
+		await page.getByRole("link", { name: "Users" }).click();
+		await page.getByLabel("Find users").fill(bea.email);
+		await page.getByLabel("Find users").press("Enter");
+		await page.getByRole("button", { name: `Invoices of ${bea.email}` }).click();
+		await page.getByRole("button", { name: "Refund on invoice 2026-000321" }).click();
+		// Not a number: refused before anything is sent (never "all of it" by mistake).
+		await page.getByLabel(/^Amount to refund/).fill("twelve");
+		await page.getByRole("button", { name: "Refund to the card" }).click();
+		await expect.poll(() => page.locator("#f-amount-error").textContent()).toContain("enter an amount like 12.50");
+		await page.getByLabel(/^Amount to refund/).fill("12.50");
+		await page.getByLabel("Reason").selectOption("product_unsatisfactory");
+		await page.getByLabel(/^Note for the records/).fill("two days of outage");
+		await page.getByRole("button", { name: "Refund to the card" }).click();
+		await expect.poll(() => status(page), { timeout: 10_000 }).toMatch(/^Credit note CN-\d{4}-\d{6} issued: \$12\.50 back to the card\.$/);
+		await expect.poll(() => page.getByRole("table", { name: `Invoices of ${bea.email}` }).locator("tbody tr").first().locator("td").nth(3).textContent()).toBe("$12.50");
+		await shot(page, "admin-refund");
+		// The customer sees it on the invoice, without the administrator's note.
+		const seen = (await (await fetch(`${base}/api/v1/billing/invoices/in_web_${bea.id}`, { headers: { authorization: `Bearer ${bea.accessToken}` } })).json()) as { amountCredited: number; creditNotes: Record<string, unknown>[] };
+		expect(seen.amountCredited).toBe(1_250);
+		expect(seen.creditNotes[0]).toMatchObject({ amount: 1_250, reason: "product_unsatisfactory", status: "issued" });
+		expect(seen.creditNotes[0]).not.toHaveProperty("memo");
 	});
 
 	it("lists the roles with their permissions", async () => {

@@ -1,13 +1,14 @@
 /**
  * The administration area, for users whose token carries an admin permission: users (find, see
- * and change roles, end sessions, turn off the two-step login of a user who lost every factor), roles, plans (create, edit, archive) and notification dead
+ * and change roles, end sessions, turn off the two-step login of a user who lost every factor,
+ * see their invoices and refund one with a credit note), roles, plans (create, edit, archive) and notification dead
  * letters (re-queue). Each section shows only with its permission; the API enforces them anyway.
  */
 import { Fragment } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import { api, ApiError } from "./api.ts";
-import type { AdminPlan, AdminUser, FailedJob, Me, Page, Role } from "./api.ts";
-import { asApiError, ErrorBox, Field, money, useSubmit } from "./ui.tsx";
+import type { AdminInvoice, AdminPlan, AdminUser, CreditNote, FailedJob, Me, Page, Role } from "./api.ts";
+import { asApiError, ErrorBox, Field, minorPerMajor, money, useSubmit } from "./ui.tsx";
 
 export const ADMIN_SECTIONS = ["users", "roles", "plans", "dead-letters"] as const;
 export type AdminSection = (typeof ADMIN_SECTIONS)[number];
@@ -48,7 +49,7 @@ export function Admin({ section }: { section: AdminSection }) {
 					</a>
 				))}
 			</nav>
-			{section === "users" && <Users canWriteRoles={me.permissions.includes("roles:write")} canEndSessions={me.permissions.includes("users:write")} />}
+			{section === "users" && <Users canWriteRoles={me.permissions.includes("roles:write")} canEndSessions={me.permissions.includes("users:write")} canRefund={me.permissions.includes("billing:admin")} />}
 			{section === "roles" && <Roles />}
 			{section === "plans" && <Plans />}
 			{section === "dead-letters" && <DeadLetters />}
@@ -59,12 +60,13 @@ export function Admin({ section }: { section: AdminSection }) {
 /** A line that screen readers announce when it changes. */
 const Notice = ({ text }: { text: string }) => <p class="notice" role="status">{text}</p>;
 
-function Users({ canWriteRoles, canEndSessions }: { canWriteRoles: boolean; canEndSessions: boolean }) {
+function Users({ canWriteRoles, canEndSessions, canRefund }: { canWriteRoles: boolean; canEndSessions: boolean; canRefund: boolean }) {
 	const [query, setQuery] = useState("");
 	const [users, setUsers] = useState<AdminUser[]>([]);
 	const [next, setNext] = useState("");
 	const [roles, setRoles] = useState<Role[]>([]);
 	const [editing, setEditing] = useState<string | null>(null);
+	const [billingOf, setBillingOf] = useState<string | null>(null);
 	const [notice, setNotice] = useState("");
 	const [error, setError] = useState<ApiError | null>(null);
 	const page = (cursor = "") => api<Page<AdminUser>>("GET", `/api/v1/auth/users?${new URLSearchParams({ query, ...(cursor ? { cursor } : {}) }).toString()}`);
@@ -141,8 +143,18 @@ function Users({ canWriteRoles, canEndSessions }: { canWriteRoles: boolean; canE
 										{canEndSessions && u.mfaEnabled && (
 											<button type="button" class="secondary" aria-label={`Turn off the two-step login of ${u.email}`} onClick={() => void resetTwoStep(u)}>Turn off two-step</button>
 										)}
+										{canRefund && (
+											<button type="button" class="secondary" aria-expanded={billingOf === u.id} aria-label={`Invoices of ${u.email}`} onClick={() => setBillingOf(billingOf === u.id ? null : u.id)}>Invoices…</button>
+										)}
 									</td>
 								</tr>
+								{billingOf === u.id && (
+									<tr>
+										<td colSpan={7}>
+											<UserInvoices user={u} onNotice={setNotice} />
+										</td>
+									</tr>
+								)}
 								{editing === u.id && (
 									<tr>
 										<td colSpan={7}>
@@ -165,6 +177,84 @@ function Users({ canWriteRoles, canEndSessions }: { canWriteRoles: boolean; canE
 			</div>
 			{next && <button type="button" class="secondary" onClick={() => void more()}>Show more</button>}
 		</section>
+	);
+}
+
+/** A user's invoices for the administration: what was paid and credited, and a credit note (refund) on a paid one. */
+function UserInvoices({ user, onNotice }: { user: AdminUser; onNotice: (text: string) => void }) {
+	const [invoices, setInvoices] = useState<AdminInvoice[] | null>(null);
+	const [refunding, setRefunding] = useState<string | null>(null);
+	const [error, setError] = useState<ApiError | null>(null);
+	const load = () => api<Page<AdminInvoice>>("GET", `/api/v1/billing/admin/invoices?${new URLSearchParams({ userId: user.id }).toString()}`).then((p) => setInvoices(p.items), (err) => setError(asApiError(err)));
+	useEffect(() => void load(), [user.id]);
+	return (
+		<div class="user-invoices">
+			<ErrorBox error={error} />
+			{invoices === null ? <p>Loading invoices…</p> : invoices.length === 0 ? <p>{user.email} has no invoices.</p> : (
+				<table>
+					<caption>Invoices of {user.email}</caption>
+					<thead><tr><th scope="col">Number</th><th scope="col">Status</th><th scope="col">Paid</th><th scope="col">Credited</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead>
+					<tbody>
+						{invoices.map((inv) => (
+							<Fragment key={inv.id}>
+								<tr>
+									<td>{inv.number ?? "draft"}</td>
+									<td>{inv.status}</td>
+									<td>{money(inv.amountPaid, inv.currency)}</td>
+									<td>{money(inv.amountCredited, inv.currency)}</td>
+									<td>{inv.creditable > 0 && <button type="button" class="secondary" aria-expanded={refunding === inv.id} aria-label={`Refund on invoice ${inv.number ?? inv.id}`} onClick={() => setRefunding(refunding === inv.id ? null : inv.id)}>Refund…</button>}</td>
+								</tr>
+								{refunding === inv.id && (
+									<tr>
+										<td colSpan={5}>
+											<RefundForm
+												invoice={inv}
+												onDone={(note) => {
+													setRefunding(null);
+													onNotice(note.status === "issued" ? `Credit note ${note.number} issued: ${money(note.amount, note.currency)} back to the card.` : note.status === "pending" ? `Credit note ${note.number} recorded; the refund completes when Stripe answers.` : `Credit note ${note.number} failed: ${note.failure ?? "refused by Stripe"}.`);
+													void load();
+												}}
+											/>
+										</td>
+									</tr>
+								)}
+							</Fragment>
+						))}
+					</tbody>
+				</table>
+			)}
+		</div>
+	);
+}
+
+const REFUND_REASONS = [["order_change", "Order changed"], ["product_unsatisfactory", "Product unsatisfactory"], ["duplicate", "Charged twice"], ["fraudulent", "Fraudulent"]] as const;
+
+/** A credit note on one invoice. The idempotency key is made when the form opens: sending it again (a timeout) cannot refund twice. */
+function RefundForm({ invoice, onDone }: { invoice: AdminInvoice; onDone: (note: CreditNote) => void }) {
+	const [amount, setAmount] = useState("");
+	const [reason, setReason] = useState<string>("order_change");
+	const [memo, setMemo] = useState("");
+	const [key] = useState(() => crypto.randomUUID());
+	const refund = async () => {
+		// Empty: all that is left. Anything else must be a positive amount, never silently "all".
+		const minor = amount.trim() ? Math.round(Number(amount.trim().replace(",", ".")) * minorPerMajor(invoice.currency)) : undefined;
+		if (minor !== undefined && !(minor > 0)) throw new ApiError({ status: 400, code: "VALIDATION_ERROR", detail: "The amount is not a positive number.", errors: [{ field: "amount", message: "enter an amount like 12.50, or leave it empty to refund all that is left" }] });
+		return api<CreditNote>("POST", `/api/v1/billing/admin/invoices/${invoice.id}/credit-notes`, { reason, idempotencyKey: key, ...(minor !== undefined ? { amount: minor } : {}), ...(memo.trim() ? { memo } : {}) });
+	};
+	const form = useSubmit(refund, onDone);
+	return (
+		<form class="refund-form" onSubmit={form.onSubmit}>
+			<ErrorBox error={form.error} fields />
+			<Field label={`Amount to refund (up to ${money(invoice.creditable, invoice.currency)}; empty: all of it)`} name="amount" value={amount} onInput={setAmount} required={false} error={form.error} />
+			<p class="field">
+				<label for="f-refund-reason">Reason</label>
+				<select id="f-refund-reason" value={reason} onChange={(e) => setReason(e.currentTarget.value)}>
+					{REFUND_REASONS.map(([value, label]) => <option key={value} value={value}>{label}</option>)}
+				</select>
+			</p>
+			<Field label="Note for the records (not shown to the customer)" name="memo" value={memo} onInput={setMemo} required={false} error={form.error} />
+			<button type="submit" disabled={form.busy}>Refund to the card</button>
+		</form>
 	);
 }
 

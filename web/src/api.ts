@@ -164,6 +164,21 @@ export interface Invoice {
 	amountCredited: number;
 }
 
+/** An invoice as the administration sees it: what was credited and what can still be. */
+export interface AdminInvoice extends Invoice {
+	amountPaid: number;
+	creditable: number;
+}
+
+export interface CreditNote {
+	id: string;
+	number: string;
+	status: "pending" | "issued" | "failed" | "unconfirmed";
+	currency: string;
+	amount: number;
+	failure?: string | null;
+}
+
 export interface Page<T> {
 	items: T[];
 	/** null or "" (over gRPC) on the last page. */

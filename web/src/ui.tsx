@@ -109,4 +109,7 @@ export const ErrorBox = ({ error, fields }: { error: ApiError | null; fields?: b
 		</div>
 	) : null;
 
-export const money = (amount: number, currency: string) => new Intl.NumberFormat(undefined, { style: "currency", currency: currency.toUpperCase() }).format(amount / 100);
+/** Minor units per major unit of a currency (100 for USD, 1 for JPY, 1000 for KWD). */
+export const minorPerMajor = (currency: string) => 10 ** (new Intl.NumberFormat("en", { style: "currency", currency: currency.toUpperCase() }).resolvedOptions().maximumFractionDigits ?? 2);
+/** An amount in minor units (as the API gives them), formatted in the currency. */
+export const money = (amount: number, currency: string) => new Intl.NumberFormat(undefined, { style: "currency", currency: currency.toUpperCase() }).format(amount / minorPerMajor(currency));
