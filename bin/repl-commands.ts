@@ -110,12 +110,19 @@ export function operatorReplCommands(opts: { rabbitmqUrl: string }): ReplCommand
 				const key = text(args.options?.key) ?? `repl-${randomUUID()}`;
 				const memo = text(args.options?.memo);
 				const amount = args.options?.amount === undefined ? undefined : Number(args.options.amount);
+				// A typo must not become "all that is left": minor units, a positive whole number.
+				if (amount !== undefined && !(Number.isSafeInteger(amount) && amount > 0)) {
+					print("--amount takes minor units (cents), a positive whole number, e.g. --amount 1250");
+					return;
+				}
+				// Printed first: if the call times out, a rerun with --key cannot refund twice.
+				print(`idempotency key ${key}`);
 				const note = await broker.call<{ number: string; status: string; amount: number; currency: string; failure: string | null }, object>(
 					"billing.issueCreditNote",
 					{ id: args.invoiceId, reason: args.reason, idempotencyKey: key, ...(amount === undefined ? {} : { amount }), ...(memo ? { memo } : {}) },
 					asOperator,
 				);
-				print(`credit note ${note.number}: ${note.status}, ${note.amount} ${note.currency}${note.failure ? ` (${note.failure})` : ""} [key ${key}]`);
+				print(`credit note ${note.number}: ${note.status}, ${note.amount} ${note.currency}${note.failure ? ` (${note.failure})` : ""}`);
 			},
 		},
 		{

@@ -16,8 +16,12 @@ type Handler = (ctx: Context) => unknown;
 export function permissionsMiddleware(opts: { adminRequiresMfa: boolean }): Middleware {
 	return {
 		name: "Permissions",
-		localAction(next: Handler, action: { permissions?: unknown }): Handler {
-			const needed = Array.isArray(action.permissions) ? (action.permissions as string[]) : [];
+		localAction(next: Handler, action: { name?: string; permissions?: unknown }): Handler {
+			// A misspelt declaration must not leave the action open: refuse to start instead.
+			if (action.permissions !== undefined && !(Array.isArray(action.permissions) && action.permissions.every((p) => typeof p === "string"))) {
+				throw new Error(`action ${action.name ?? "?"}: permissions must be an array of strings`);
+			}
+			const needed = (action.permissions) ?? [];
 			if (!needed.length) return next;
 			// Async: a refusal must be a rejected promise, as a handler's would be, not a throw out of `call`.
 			return async (ctx: Context) => {

@@ -10,7 +10,7 @@ import type { UserCreated, UserDeleted, UserRef } from "../lib/events/catalog.ts
 import { MalformedEventError } from "../lib/events/cloudevents.ts";
 import type { CloudEvent } from "../lib/events/cloudevents.ts";
 import { markLegacyPending, mongoOutboxStore } from "../lib/events/mongo-outbox.ts";
-import { AppError, notFound, unauthorized } from "../lib/errors.ts";
+import { AppError, badRequest, notFound, unauthorized } from "../lib/errors.ts";
 import { createMongoClient, watchMongoClient } from "../lib/mongo.ts";
 import { eventHandlersMixin, outboxMixin } from "../mixins/events.mixin.ts";
 import type { OutboxMethods } from "../mixins/events.mixin.ts";
@@ -286,10 +286,12 @@ export default function billingService(config: Config, deps: BillingDeps = {}): 
 					// Required: a retry after a timeout must find the note, not refund again.
 					idempotencyKey: { type: "string", pattern: /^[A-Za-z0-9._:-]{8,100}$/ },
 				},
-				async handler(ctx: Ctx<{ id: string; amount?: number; reason: CreditNoteReason; memo?: string; idempotencyKey: string }>) {
+				async handler(ctx: Ctx<{ id: string; amount?: number | null; reason: CreditNoteReason; memo?: string; idempotencyKey: string }>) {
+					// "No amount" means all that is left: only when the field is absent, never a null that slipped through.
+					if (ctx.params.amount === null) throw badRequest("The amount must be a positive number of minor units, or absent for all that is left.", [{ field: "amount", message: "must not be null", type: "number" }]);
 					try {
 						const { id, amount, reason, memo, idempotencyKey } = ctx.params;
-						const note = await issueCreditNote(db, refund, { invoiceId: id, amount, reason, memo: memo || undefined, idempotencyKey, issuedBy: userOf(ctx) }, op(ctx));
+						const note = await issueCreditNote(db, refund, { invoiceId: id, amount: amount ?? undefined, reason, memo: memo || undefined, idempotencyKey, issuedBy: userOf(ctx) }, op(ctx));
 						this.logger.info(`credit note ${note.number} on invoice ${note.invoiceId}: ${note.status}${note.failure ? ` (${note.failure})` : ""}`);
 						// Pending: Stripe could not be reached; the scheduler finishes the refund.
 						ctx.meta.$statusCode = note.status === "pending" ? 202 : 201;

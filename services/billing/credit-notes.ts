@@ -199,7 +199,8 @@ function settle(db: Db, note: CreditNote, set: Partial<CreditNote>, ctx: Ctx): P
 
 /**
  * A refund made outside the platform (in Stripe's dashboard) on one of our invoices, reported by
- * Stripe's `refund.created` webhook: recorded as an issued credit note, once per refund, so our
+ * Stripe's `refund.created`/`refund.updated` webhooks once it succeeded: recorded as an issued
+ * credit note, once per refund ("ignored" for a repeat or an invoice not ours), so our
  * invoices say what Stripe did. Refunds our notes made carry `metadata.creditNoteId` and are
  * skipped. Recorded even beyond what is creditable: the money has already gone back.
  */
@@ -207,12 +208,12 @@ export async function recordStripeRefund(db: Db, refund: { id: string; amount: n
 	const inv = await invoices(db).findOne({ stripePaymentIntentId: refund.paymentIntentId }, { projection: { _id: 1 } });
 	if (!inv) return "ignored";
 	const requestKey = `${inv._id}:stripe-refund:${refund.id}`;
-	await locked(db, inv._id, async (current) => {
-		if (!current || (await creditNotes(db).findOne({ requestKey }, { projection: { _id: 1 } }))) return;
+	return locked(db, inv._id, async (current) => {
+		if (!current || (await creditNotes(db).findOne({ requestKey }, { projection: { _id: 1 } }))) return "ignored";
 		const reason: CreditNoteReason = refund.reason === "duplicate" || refund.reason === "fraudulent" ? refund.reason : "order_change";
 		await createNumbered(db, current, { amount: refund.amount, reason, memo: "refunded in Stripe", issuedBy: "stripe", requestKey, status: "issued", refundId: refund.id, issuedAt: ctx.now }, ctx);
+		return "applied";
 	});
-	return "applied";
 }
 
 /** Notes whose refund a crash (or a provider outage) interrupted, older than `graceMs`: the scheduler completes them. */
@@ -225,8 +226,12 @@ export async function pendingCreditNotes(db: Db, now: Date, limit: number, grace
 export async function creditedAmounts(db: Db, invoiceIds: string[]): Promise<Map<string, number>> {
 	const credited = new Map<string, number>();
 	if (!invoiceIds.length) return credited;
-	const notes = await creditNotes(db).find({ invoiceId: { $in: invoiceIds }, status: "issued" }, { projection: { invoiceId: 1, amount: 1 } }).toArray();
-	for (const n of notes) credited.set(n.invoiceId, (credited.get(n.invoiceId) ?? 0) + n.amount);
+	// One equality per invoice: FerretDB hands an equality to PostgreSQL (the index), not an $in.
+	await Promise.all(invoiceIds.map(async (invoiceId) => {
+		const notes = await creditNotes(db).find({ invoiceId }, { projection: { amount: 1, status: 1 } }).toArray();
+		const sum = notes.filter((n) => n.status === "issued").reduce((total, n) => total + n.amount, 0);
+		if (sum) credited.set(invoiceId, sum);
+	}));
 	return credited;
 }
 

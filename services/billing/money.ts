@@ -3,21 +3,13 @@
  * lowercase ISO 4217 code, as in Stripe's API. Never a float: products and ratios go through
  * BigInt with explicit half-up rounding, and formatting builds a decimal string from the integer.
  */
+import { minorUnitDigits } from "../../lib/currencies.ts";
 import { AppError } from "../../lib/errors.ts";
-
-/** Currencies whose minor unit is not 1/100 (Stripe's zero- and three-decimal lists). */
-const ZERO_DECIMAL = new Set(["bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf"]);
-const THREE_DECIMAL = new Set(["bhd", "jod", "kwd", "omr", "tnd"]);
 
 export const CURRENCY_PATTERN = /^[a-z]{3}$/;
 /** Largest amount we accept anywhere: Stripe's own limit is 99,999,999 of the minor unit per charge. */
 export const MAX_AMOUNT = 1_000_000_000_000;
 
-export function minorUnitDigits(currency: string): number {
-	if (ZERO_DECIMAL.has(currency)) return 0;
-	if (THREE_DECIMAL.has(currency)) return 3;
-	return 2;
-}
 
 /** Throws unless `amount` is a safe integer (a minor-unit amount). */
 export function assertMinor(amount: number, what = "amount"): number {

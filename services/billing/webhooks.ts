@@ -117,11 +117,13 @@ async function apply(deps: WebhookDeps, event: Stripe.Event): Promise<Outcome> {
 		case "invoice.voided":
 		case "invoice.marked_uncollectible":
 			return mirrorInvoice(db, object, { seller: deps.seller, failed: event.type === "invoice.payment_failed", ctx });
-		// A refund made in Stripe's dashboard on one of our invoices becomes a credit note here.
-		case "refund.created": {
+		// A refund made in Stripe's dashboard on one of our invoices becomes a credit note here, once
+		// it succeeded (a pending one is recorded by its refund.updated).
+		case "refund.created":
+		case "refund.updated": {
 			const paymentIntentId = typeof object.payment_intent === "string" ? object.payment_intent : (at(object, "payment_intent", "id") as string | undefined);
 			const ours = at(object, "metadata", "creditNoteId");
-			if (ours || !paymentIntentId || typeof object.id !== "string" || typeof object.amount !== "number" || !["succeeded", "pending"].includes(String(object.status))) return "ignored";
+			if (ours || !paymentIntentId || typeof object.id !== "string" || typeof object.amount !== "number" || object.status !== "succeeded") return "ignored";
 			return recordStripeRefund(db, { id: object.id, amount: object.amount, paymentIntentId, reason: typeof object.reason === "string" ? object.reason : null }, ctx);
 		}
 		case "payment_method.attached": {

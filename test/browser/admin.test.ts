@@ -120,9 +120,11 @@ describe("console administration in Chromium", () => {
 		await page.getByRole("button", { name: `Invoices of ${bea.email}` }).click();
 		await page.getByRole("button", { name: "Refund on invoice 2026-000321" }).click();
 		// Not a number: refused before anything is sent (never "all of it" by mistake).
-		await page.getByLabel(/^Amount to refund/).fill("twelve");
-		await page.getByRole("button", { name: "Refund to the card" }).click();
-		await expect.poll(() => page.locator("#f-amount-error").textContent()).toContain("enter an amount like 12.50");
+		for (const typo of ["twelve", "Infinity", "12.345", "1,000.00"]) {
+			await page.getByLabel(/^Amount to refund/).fill(typo);
+			await page.getByRole("button", { name: "Refund to the card" }).click();
+			await expect.poll(() => page.locator("#f-amount-error").textContent()).toContain("enter an amount like 12.50");
+		}
 		await page.getByLabel(/^Amount to refund/).fill("12.50");
 		await page.getByLabel("Reason").selectOption("product_unsatisfactory");
 		await page.getByLabel(/^Note for the records/).fill("two days of outage");

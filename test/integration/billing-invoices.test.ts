@@ -164,6 +164,8 @@ describe("billing invoices", () => {
 		expect(await node.call<string, object>("billing.invoiceHtml", { id: "in_credit" }, as(owner))).toContain(`Credit note ${note.number}`);
 		await expect(node.call("billing.issueCreditNote", { id: "in_credit", reason: "bored", idempotencyKey: "support-ticket-982" }, admin)).rejects.toMatchObject({ type: "VALIDATION_ERROR" });
 		await expect(node.call("billing.issueCreditNote", { id: "in_credit", reason: "duplicate" }, admin)).rejects.toMatchObject({ type: "VALIDATION_ERROR" });
+		// A null amount is not "all that is left".
+		await expect(node.call("billing.issueCreditNote", { ...request, amount: null, idempotencyKey: "support-ticket-984" }, admin)).rejects.toMatchObject({ code: 400, type: "VALIDATION_ERROR" });
 		// The billing node checks the permission itself too (middlewares/permissions.ts), not only the gateway.
 		await expect(node.call("billing.issueCreditNote", { ...request, idempotencyKey: "support-ticket-983" }, as(owner))).rejects.toMatchObject({ code: 403, type: "MISSING_PERMISSION" });
 	});

@@ -160,11 +160,12 @@ describe("billing and Stripe", () => {
 		const invoiceId = `in_ours_${userId}`;
 		const paymentIntent = "pi_dashboard_1";
 		await db.collection("invoices").insertOne({ _id: invoiceId as never, number: "2026-000900", numberKey: "2026-000900", userId, status: "paid", currency: "usd", amountPaid: 2_000, stripeInvoiceId: null, stripePaymentIntentId: paymentIntent, createdAt: clock.now() });
-		const refund = (id: string, metadata: Record<string, string> = {}) => stripeEvent("refund.created", { id, object: "refund", amount: 500, currency: "usd", payment_intent: paymentIntent, status: "succeeded", reason: "requested_by_customer", metadata }, clock.seconds());
-		const fromDashboard = refund("re_dashboard_1");
-		expect(await deliver(fromDashboard)).toMatchObject({ outcome: "applied" });
-		// A redelivery under a new event id (Stripe retries with the same one; a replay tool may not).
-		expect(await deliver(refund("re_dashboard_1"))).toMatchObject({ outcome: "applied" });
+		const refund = (id: string, metadata: Record<string, string> = {}, status = "succeeded", type = "refund.created") => stripeEvent(type, { id, object: "refund", amount: 500, currency: "usd", payment_intent: paymentIntent, status, reason: "requested_by_customer", metadata }, clock.seconds());
+		// Pending at first (the bank has not settled it): recorded only once it succeeded.
+		expect(await deliver(refund("re_dashboard_1", {}, "pending"))).toMatchObject({ outcome: "ignored" });
+		expect(await deliver(refund("re_dashboard_1", {}, "succeeded", "refund.updated"))).toMatchObject({ outcome: "applied" });
+		// A redelivery under a new event id (Stripe retries with the same one; a replay tool may not) changes nothing.
+		expect(await deliver(refund("re_dashboard_1"))).toMatchObject({ outcome: "ignored" });
 		expect(await deliver(refund("re_ours_1", { creditNoteId: "cn_x" }))).toMatchObject({ outcome: "ignored" });
 		const notes = await db.collection("credit_notes").find({ invoiceId }).toArray();
 		expect(notes).toEqual([expect.objectContaining({ status: "issued", amount: 500, refundId: "re_dashboard_1", issuedBy: "stripe", number: expect.stringMatching(/^CN-\d{4}-\d{6}$/) as unknown })]);

@@ -32,6 +32,15 @@ describe("permissions middleware", () => {
 		expect(await lax.call("svc.guarded", {}, { meta: { caller: caller(["billing:admin"], ["pwd"]) } })).toBe("done");
 	});
 
+	it("refuses to start a service whose permissions are not an array of strings (a typo must not leave it open)", async () => {
+		const broker = new ServiceBroker({ logger: false, middlewares: [permissionsMiddleware({ adminRequiresMfa: false })] });
+		try {
+			expect(() => broker.createService({ name: "typo", actions: { guarded: { permissions: "billing:admin", handler: () => "done" } } as never })).toThrow("permissions must be an array of strings");
+		} finally {
+			await broker.stop();
+		}
+	});
+
 	it("with ADMIN_REQUIRES_MFA, refuses an edge session signed in without a second factor", async () => {
 		await expect(strict.call("svc.guarded", {}, { meta: { caller: caller(["billing:admin"], ["pwd"]) } })).rejects.toMatchObject({ code: 403, type: "SECOND_FACTOR_REQUIRED" });
 		expect(await strict.call("svc.guarded", {}, { meta: { caller: caller(["billing:admin"], ["pwd", "otp", "mfa"]) } })).toBe("done");

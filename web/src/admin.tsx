@@ -234,11 +234,18 @@ function RefundForm({ invoice, onDone }: { invoice: AdminInvoice; onDone: (note:
 	const [amount, setAmount] = useState("");
 	const [reason, setReason] = useState<string>("order_change");
 	const [memo, setMemo] = useState("");
-	const [key] = useState(() => crypto.randomUUID());
+	// crypto.randomUUID exists only in secure contexts; random bytes do everywhere.
+	const [key] = useState(() => Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join(""));
 	const refund = async () => {
-		// Empty: all that is left. Anything else must be a positive amount, never silently "all".
-		const minor = amount.trim() ? Math.round(Number(amount.trim().replace(",", ".")) * minorPerMajor(invoice.currency)) : undefined;
-		if (minor !== undefined && !(minor > 0)) throw new ApiError({ status: 400, code: "VALIDATION_ERROR", detail: "The amount is not a positive number.", errors: [{ field: "amount", message: "enter an amount like 12.50, or leave it empty to refund all that is left" }] });
+		// Empty: all that is left. Anything else must be a plain positive amount with no more decimals
+		// than the currency has, never silently "all" (NaN, Infinity) nor rounded.
+		const typed = amount.trim().replace(",", ".");
+		const digits = Math.log10(minorPerMajor(invoice.currency));
+		const minor = typed ? Math.round(Number(typed) * minorPerMajor(invoice.currency)) : undefined;
+		const plain = (digits ? new RegExp(`^\\d+(\\.\\d{1,${digits}})?$`) : /^\d+$/).test(typed);
+		if (minor !== undefined && !(plain && Number.isSafeInteger(minor) && minor > 0)) {
+			throw new ApiError({ status: 400, code: "VALIDATION_ERROR", detail: "The amount is not a plain positive number.", errors: [{ field: "amount", message: `enter an amount like ${digits ? `12.${"5".padEnd(digits, "0")}` : "1250"}, or leave it empty to refund all that is left` }] });
+		}
 		return api<CreditNote>("POST", `/api/v1/billing/admin/invoices/${invoice.id}/credit-notes`, { reason, idempotencyKey: key, ...(minor !== undefined ? { amount: minor } : {}), ...(memo.trim() ? { memo } : {}) });
 	};
 	const form = useSubmit(refund, onDone);

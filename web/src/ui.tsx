@@ -2,6 +2,7 @@
  * The console's building blocks: a form that submits to the API and shows its problem+json, a
  * labelled field with its own error message, the error box, money.
  */
+import { minorUnitDigits } from "../../lib/currencies.ts";
 import { useState } from "preact/hooks";
 import type { TargetedSubmitEvent } from "preact";
 import { ApiError } from "./api.ts";
@@ -109,7 +110,7 @@ export const ErrorBox = ({ error, fields }: { error: ApiError | null; fields?: b
 		</div>
 	) : null;
 
-/** Minor units per major unit of a currency (100 for USD, 1 for JPY, 1000 for KWD). */
-export const minorPerMajor = (currency: string) => 10 ** (new Intl.NumberFormat("en", { style: "currency", currency: currency.toUpperCase() }).resolvedOptions().maximumFractionDigits ?? 2);
+/** Minor units per major unit of a currency (100 for USD, 1 for JPY, 1000 for KWD), as the server counts them. */
+export const minorPerMajor = (currency: string) => 10 ** minorUnitDigits(currency);
 /** An amount in minor units (as the API gives them), formatted in the currency. */
 export const money = (amount: number, currency: string) => new Intl.NumberFormat(undefined, { style: "currency", currency: currency.toUpperCase() }).format(amount / minorPerMajor(currency));
