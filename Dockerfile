@@ -74,6 +74,8 @@ RUN --mount=type=secret,id=build_ca,required=false \
     npm ci --no-fund --no-audit --loglevel=warn --cache /tmp/npm-cache; \
     rm -rf /tmp/npm-cache
 COPY web ./web
+# The one table of currency minor units the console shares with the server.
+COPY lib/currencies.ts ./lib/currencies.ts
 RUN npm run --silent build:web && test -s web/dist/index.html
 
 # ---------------------------------------------------------------- runtime
