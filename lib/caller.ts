@@ -2,6 +2,8 @@
  * Who is calling: set by the gateway in `ctx.meta.caller` after it verified the access token,
  * never taken from a client header. Services read it; they never parse tokens themselves.
  */
+import { forbidden, unauthorized } from "./errors.ts";
+
 export interface Caller {
 	userId: string;
 	sessionId: string;
@@ -15,12 +17,41 @@ export interface CallerMeta {
 	caller?: Caller;
 }
 
-const isStrings = (v: unknown): v is string[] => Array.isArray(v) && v.length <= 200 && v.every((s) => typeof s === "string");
+const isStrings = (v: unknown, max = Infinity): v is string[] => Array.isArray(v) && v.length <= max && v.every((s) => typeof s === "string");
+/** A caller passed along is bounded: it travels with every call. */
+const MAX_GRANTS = 200;
 
 /** The caller in a context's meta, if it has the expected shape (a service never trusts it blindly). */
 export function callerFrom(value: unknown): Caller | undefined {
 	const c = value as Partial<Caller> | null | undefined;
-	if (!c || typeof c !== "object" || typeof c.userId !== "string" || typeof c.sessionId !== "string" || !isStrings(c.roles) || !isStrings(c.permissions)) return undefined;
-	if (c.amr !== undefined && !isStrings(c.amr)) return undefined;
+	if (!c || typeof c !== "object" || typeof c.userId !== "string" || typeof c.sessionId !== "string" || !isStrings(c.roles, MAX_GRANTS) || !isStrings(c.permissions, MAX_GRANTS)) return undefined;
+	if (c.amr !== undefined && !isStrings(c.amr, MAX_GRANTS)) return undefined;
 	return { userId: c.userId, sessionId: c.sessionId, roles: c.roles, permissions: c.permissions, ...(c.amr ? { amr: c.amr } : {}) };
+}
+
+/**
+ * The grants an access token carries (`roles`, `permissions`, `amr`), if its payload has them in
+ * shape; what both verifiers (auth's and the gateway's) read. Tokens signed before sessions
+ * recorded `amr` were all password-only.
+ */
+export function grantClaims(payload: Record<string, unknown>): Pick<Caller, "roles" | "permissions"> & { amr: string[] } | undefined {
+	const { roles, permissions } = payload;
+	const amr = payload.amr === undefined ? ["pwd"] : payload.amr;
+	return isStrings(roles) && isStrings(permissions) && isStrings(amr) ? { roles, permissions, amr } : undefined;
+}
+
+/**
+ * The one rule for an action that needs `needed`, at the gateway and on every node: 401 without a
+ * caller, 403 MISSING_PERMISSION without one of them, and with ADMIN_REQUIRES_MFA 403
+ * SECOND_FACTOR_REQUIRED for an edge session (one with `amr`) signed in without a second factor.
+ * A caller without `amr` (an operator at the REPL) is not an edge session.
+ */
+export function assertPermitted(caller: Caller | undefined, needed: readonly string[], adminRequiresMfa: boolean): void {
+	if (!needed.length) return;
+	if (!caller) throw unauthorized();
+	const missing = needed.filter((p) => !caller.permissions.includes(p));
+	if (missing.length) throw forbidden(`This needs the permission${missing.length > 1 ? "s" : ""} ${missing.join(", ")}.`, "MISSING_PERMISSION");
+	if (adminRequiresMfa && caller.amr && !caller.amr.includes("mfa")) {
+		throw forbidden("The administration needs a session signed in with two-step login: turn it on in your account, then log in again.", "SECOND_FACTOR_REQUIRED");
+	}
 }

@@ -8,8 +8,7 @@
  * factor.
  */
 import type { Context, Middleware } from "moleculer";
-import { callerFrom } from "../lib/caller.ts";
-import { forbidden, unauthorized } from "../lib/errors.ts";
+import { assertPermitted, callerFrom } from "../lib/caller.ts";
 
 type Handler = (ctx: Context) => unknown;
 
@@ -25,13 +24,7 @@ export function permissionsMiddleware(opts: { adminRequiresMfa: boolean }): Midd
 			if (!needed.length) return next;
 			// Async: a refusal must be a rejected promise, as a handler's would be, not a throw out of `call`.
 			return async (ctx: Context) => {
-				const caller = callerFrom((ctx.meta as { caller?: unknown }).caller);
-				if (!caller) throw unauthorized();
-				const missing = needed.filter((p) => !caller.permissions.includes(p));
-				if (missing.length) throw forbidden(`This needs the permission${missing.length > 1 ? "s" : ""} ${missing.join(", ")}.`, "MISSING_PERMISSION");
-				if (opts.adminRequiresMfa && caller.amr && !caller.amr.includes("mfa")) {
-					throw forbidden("The administration needs a session signed in with two-step login: turn it on in your account, then log in again.", "SECOND_FACTOR_REQUIRED");
-				}
+				assertPermitted(callerFrom((ctx.meta as { caller?: unknown }).caller), needed, opts.adminRequiresMfa);
 				return next(ctx);
 			};
 		},

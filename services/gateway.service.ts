@@ -10,9 +10,10 @@ import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { Context, Service, ServiceSchema } from "moleculer";
 import ApiGateway from "moleculer-web";
 import type { ApiRouteSchema, ApiSettingsSchema } from "moleculer-web";
+import { assertPermitted } from "../lib/caller.ts";
 import type { Caller } from "../lib/caller.ts";
 import type { Config } from "../lib/config.ts";
-import { AppError, forbidden, unauthorized } from "../lib/errors.ts";
+import { AppError, unauthorized } from "../lib/errors.ts";
 import type { HealthReport } from "../lib/health.ts";
 import { clusterHealth } from "../lib/cluster-health.ts";
 import { PROBLEM_CONTENT_TYPE, toProblem } from "../lib/problem.ts";
@@ -318,13 +319,8 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 				return null;
 			},
 			async authorize(ctx: Context<unknown, Meta>, _route: unknown, req: Request) {
-				const needed = req.$action?.permissions ?? [];
-				const missing = needed.filter((p: string) => !ctx.meta.caller?.permissions.includes(p));
-				if (missing.length) throw forbidden(`This needs the permission${missing.length > 1 ? "s" : ""} ${missing.join(", ")}.`, "MISSING_PERMISSION");
-				// ADMIN_REQUIRES_MFA: a stolen password alone must not reach the administration.
-				if (needed.length && config.gateway.adminRequiresMfa && !ctx.meta.caller?.amr?.includes("mfa")) {
-					throw forbidden("The administration needs a session signed in with two-step login: turn it on in your account, then log in again.", "SECOND_FACTOR_REQUIRED");
-				}
+				// The rule every node applies again (middlewares/permissions.ts); refused here before any call.
+				assertPermitted(ctx.meta.caller, req.$action?.permissions ?? [], config.gateway.adminRequiresMfa);
 			},
 			async applyRateLimit(res: ServerResponse, policy: RatePolicy, subject: string) {
 				const decision = await limiter.take(policy, subject);

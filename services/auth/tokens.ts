@@ -6,6 +6,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { SignJWT, decodeProtectedHeader, errors, jwtVerify } from "jose";
+import { grantClaims } from "../../lib/caller.ts";
 import type { AuthSettings } from "./deps.ts";
 import { SIGNING_ALGORITHM } from "./keys.ts";
 import type { KeyRing } from "./keys.ts";
@@ -81,18 +82,11 @@ export async function verifyAccessToken(keys: KeyRing, settings: TokenSettings, 
 			clockTolerance: VERIFY_TOLERANCE_S,
 			requiredClaims: ["sub", "sid", "jti", "iat", "nbf", "exp"],
 		});
-		const strings = (v: unknown) => (Array.isArray(v) && v.every((s) => typeof s === "string") ? v : undefined);
-		const roles = strings(payload.roles);
-		const permissions = strings(payload.permissions);
-		// Tokens signed before sessions recorded it were all password-only.
-		const amr = payload.amr === undefined ? ["pwd"] : strings(payload.amr);
-		if (typeof payload.sid !== "string" || !roles || !permissions || !amr) return { valid: false, reason: "claims" };
+		const grants = grantClaims(payload);
+		if (typeof payload.sid !== "string" || !grants) return { valid: false, reason: "claims" };
 		return {
 			valid: true,
-			claims: {
-				sub: payload.sub!, sid: payload.sid, jti: payload.jti!, iss: payload.iss!, aud: settings.audience,
-				iat: payload.iat!, nbf: payload.nbf!, exp: payload.exp!, roles, permissions, amr,
-			},
+			claims: { sub: payload.sub!, sid: payload.sid, jti: payload.jti!, iss: payload.iss!, aud: settings.audience, iat: payload.iat!, nbf: payload.nbf!, exp: payload.exp!, ...grants },
 		};
 	} catch (err) {
 		if (err instanceof errors.JWTExpired) return { valid: false, reason: "expired" };

@@ -7,6 +7,7 @@
  */
 import { createLocalJWKSet, decodeProtectedHeader, errors, jwtVerify } from "jose";
 import type { JSONWebKeySet, JWTPayload } from "jose";
+import { grantClaims } from "../../lib/caller.ts";
 import type { Caller } from "../../lib/caller.ts";
 import { AppError } from "../../lib/errors.ts";
 import { ExpiringCache, tokenCacheKey } from "../../lib/expiring-cache.ts";
@@ -116,13 +117,9 @@ export class TokenVerifier {
 }
 
 function toVerified(p: JWTPayload): VerifiedToken {
-	const strings = (v: unknown): string[] | undefined => (Array.isArray(v) && v.every((s): s is string => typeof s === "string") ? v : undefined);
-	const roles = strings(p.roles);
-	const permissions = strings(p.permissions);
-	// Tokens signed before sessions recorded it were all password-only.
-	const amr = p.amr === undefined ? ["pwd"] : strings(p.amr);
-	if (typeof p.sub !== "string" || typeof p.sid !== "string" || !roles || !permissions || !amr || typeof p.exp !== "number") {
+	const grants = grantClaims(p);
+	if (typeof p.sub !== "string" || typeof p.sid !== "string" || !grants || typeof p.exp !== "number") {
 		throw invalidToken("The access token lacks required claims.");
 	}
-	return { userId: p.sub, sessionId: p.sid, roles, permissions, amr, exp: p.exp };
+	return { userId: p.sub, sessionId: p.sid, ...grants, exp: p.exp };
 }
