@@ -16,7 +16,7 @@ import { eventHandlersMixin, outboxMixin } from "../mixins/events.mixin.ts";
 import type { OutboxMethods } from "../mixins/events.mixin.ts";
 import { healthMixin } from "../mixins/health.mixin.ts";
 import { payInvoiceNow } from "./billing/collection.ts";
-import { CREDIT_NOTE_REASONS, creditableAmount, creditedAmounts, creditNoteAdminView, creditNotesOf, creditNoteView, issuedCredits, issueCreditNote } from "./billing/credit-notes.ts";
+import { amountCredited, CREDIT_NOTE_REASONS, creditedAmounts, creditTotals, creditNoteAdminView, creditNotesOf, creditNoteView, issuedCredits, issueCreditNote } from "./billing/credit-notes.ts";
 import type { CreditNoteReason, Refund } from "./billing/credit-notes.ts";
 import { customers, eraseCustomer, updateCustomerContact } from "./billing/customers.ts";
 import { renderInvoiceHtml, renderInvoicePdf } from "./billing/invoice-render.ts";
@@ -179,8 +179,7 @@ export default function billingService(config: Config, deps: BillingDeps = {}): 
 					const invoice = await getUserInvoice(db, userOf(ctx), ctx.params.id);
 					// With the money given back on it: what was credited, and each note.
 					const notes = await creditNotesOf(db, invoice._id);
-					const amountCredited = notes.filter((n) => n.status === "issued").reduce((sum, n) => sum + n.amount, 0);
-					return { ...invoiceView(invoice), amountCredited, creditNotes: notes.map(creditNoteView) };
+					return { ...invoiceView(invoice), amountCredited: amountCredited(notes), creditNotes: notes.map(creditNoteView) };
 				},
 			},
 			invoicePdf: {
@@ -269,8 +268,7 @@ export default function billingService(config: Config, deps: BillingDeps = {}): 
 				params: { $$strict: "remove", userId: { type: "string", min: 1, max: 100 }, limit: { type: "number", integer: true, min: 1, max: 100, convert: true, default: 20 }, cursor: { type: "string", max: 200, optional: true } },
 				async handler(ctx: Ctx<{ userId: string; limit: number; cursor?: string }>) {
 					const page = await listInvoices(db, ctx.params.userId, ctx.params);
-					const credited = await creditedAmounts(db, page.invoices.map((i) => i._id));
-					const items = await Promise.all(page.invoices.map(async (i) => ({ ...invoiceView(i), amountCredited: credited.get(i._id) ?? 0, creditable: i.status === "paid" ? await creditableAmount(db, i) : 0 })));
+					const items = await Promise.all(page.invoices.map(async (i) => ({ ...invoiceView(i), ...(await creditTotals(db, i)) })));
 					return { items, nextCursor: page.nextCursor };
 				},
 			},

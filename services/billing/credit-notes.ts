@@ -113,12 +113,29 @@ export async function issueCreditNote(db: Db, refund: Refund, input: IssueInput,
 	}
 }
 
-/** What was paid by card (or through Stripe) on the invoice and is not credited yet by a pending or issued note. */
-export async function creditableAmount(db: Db, inv: Invoice): Promise<number> {
+type NoteAmount = Pick<CreditNote, "amount" | "status">;
+const total = (notes: NoteAmount[]) => notes.reduce((sum, n) => sum + n.amount, 0);
+/** What issued notes gave back. */
+export const amountCredited = (notes: NoteAmount[]) => total(notes.filter((n) => n.status === "issued"));
+const noteAmounts = (db: Db, invoiceId: string): Promise<NoteAmount[]> => creditNotes(db).find({ invoiceId }, { projection: { amount: 1, status: 1 } }).toArray();
+
+/** What was paid by card (or through Stripe) on the invoice and is not credited yet: every note but a failed one counts. */
+function creditableOf(inv: Invoice, notes: NoteAmount[]): number {
 	const paid = inv.stripeInvoiceId || inv.stripePaymentIntentId ? inv.amountPaid : 0;
-	const notes = await creditNotes(db).find({ invoiceId: inv._id }, { projection: { amount: 1, status: 1 } }).toArray();
-	return paid - notes.filter((n) => n.status !== "failed").reduce((sum, n) => sum + n.amount, 0);
+	return paid - total(notes.filter((n) => n.status !== "failed"));
 }
+
+async function creditableAmount(db: Db, inv: Invoice): Promise<number> {
+	return creditableOf(inv, await noteAmounts(db, inv._id));
+}
+
+/** An invoice's credit in one read: what was given back, and what can still be (0 unless paid). */
+export async function creditTotals(db: Db, inv: Invoice): Promise<{ amountCredited: number; creditable: number }> {
+	const notes = await noteAmounts(db, inv._id);
+	return { amountCredited: amountCredited(notes), creditable: inv.status === "paid" ? creditableOf(inv, notes) : 0 };
+}
+
+type NewNote = Pick<CreditNote, "amount" | "reason" | "memo" | "issuedBy" | "requestKey" | "status" | "refundId" | "issuedAt">;
 
 /**
  * Writes the note with the year's next number, holding the year's counter lock. The note is
@@ -126,8 +143,6 @@ export async function creditableAmount(db: Db, inv: Invoice): Promise<number> {
  * use, which the unique index reports to the next writer, who catches the counter up. No number
  * is ever skipped, none used twice.
  */
-type NewNote = Pick<CreditNote, "amount" | "reason" | "memo" | "issuedBy" | "requestKey" | "status" | "refundId" | "issuedAt">;
-
 async function createNumbered(db: Db, inv: Invoice, fields: NewNote, ctx: Ctx): Promise<CreditNote> {
 	const year = ctx.now.getUTCFullYear();
 	const key = `credit_note:${year}`;
@@ -228,8 +243,7 @@ export async function creditedAmounts(db: Db, invoiceIds: string[]): Promise<Map
 	if (!invoiceIds.length) return credited;
 	// One equality per invoice: FerretDB hands an equality to PostgreSQL (the index), not an $in.
 	await Promise.all(invoiceIds.map(async (invoiceId) => {
-		const notes = await creditNotes(db).find({ invoiceId }, { projection: { amount: 1, status: 1 } }).toArray();
-		const sum = notes.filter((n) => n.status === "issued").reduce((total, n) => total + n.amount, 0);
+		const sum = amountCredited(await noteAmounts(db, invoiceId));
 		if (sum) credited.set(invoiceId, sum);
 	}));
 	return credited;
