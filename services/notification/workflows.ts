@@ -75,6 +75,8 @@ const subscriptionVars = (d: SubscriptionData, publicUrl: string) => ({
 	cancelAtPeriodEnd: d.cancelAtPeriodEnd,
 	actionUrl: link(publicUrl, "billing"),
 });
+/** A two-step login notice: when, and a password reset as the way out if it was not the user. */
+const mfaNotice = (d: MfaChanged, publicUrl: string) => ({ name: d.name, at: d.at, actionUrl: link(publicUrl, "password", "forgot") });
 const invoiceVars = (d: InvoiceData, publicUrl: string) => ({
 	invoiceNumber: d.number,
 	total: d.total,
@@ -140,7 +142,7 @@ export const WORKFLOWS: readonly Workflow[] = [
 		category: "security",
 		channels: ["email", "in_app"],
 		recipient: fromUser,
-		variables: (d: MfaChanged, publicUrl) => ({ name: d.name, at: d.at, actionUrl: link(publicUrl, "password", "forgot") }),
+		variables: mfaNotice,
 	}),
 	define({
 		id: "mfa-disabled",
@@ -148,7 +150,7 @@ export const WORKFLOWS: readonly Workflow[] = [
 		category: "security",
 		channels: ["email", "push", "in_app"],
 		recipient: fromUser,
-		variables: (d: MfaDisabled, publicUrl) => ({ name: d.name, at: d.at, byAdministrator: d.by === "administrator", actionUrl: link(publicUrl, "password", "forgot") }),
+		variables: (d: MfaDisabled, publicUrl) => ({ ...mfaNotice(d, publicUrl), byAdministrator: d.by === "administrator" }),
 		push: { ttlSeconds: DAY, urgency: "high" },
 	}),
 	define({
@@ -157,7 +159,7 @@ export const WORKFLOWS: readonly Workflow[] = [
 		category: "security",
 		channels: ["email", "in_app"],
 		recipient: fromUser,
-		variables: (d: MfaChanged, publicUrl) => ({ name: d.name, at: d.at, actionUrl: link(publicUrl, "password", "forgot") }),
+		variables: mfaNotice,
 	}),
 	define({
 		id: "mfa-locked",
@@ -166,7 +168,7 @@ export const WORKFLOWS: readonly Workflow[] = [
 		channels: ["email", "push", "in_app"],
 		// Whoever typed the wrong codes had the password: its owner should change it.
 		recipient: fromUser,
-		variables: (d: MfaLocked, publicUrl) => ({ name: d.name, at: d.at, lockedUntil: d.lockedUntil, actionUrl: link(publicUrl, "password", "forgot") }),
+		variables: (d: MfaLocked, publicUrl) => ({ ...mfaNotice(d, publicUrl), lockedUntil: d.lockedUntil }),
 		push: { ttlSeconds: DAY, urgency: "high" },
 	}),
 	define({
