@@ -88,27 +88,29 @@ function Users({ canWriteRoles, canEndSessions, canRefund }: { canWriteRoles: bo
 			setError(asApiError(err));
 		}
 	};
-	const endSessions = async (user: AdminUser) => {
+	/** Runs an action on one user: on success its row takes `patch` and `call`'s answer is announced; else its problem shows. */
+	const changeUser = async (user: AdminUser, call: () => Promise<string>, patch: Partial<AdminUser>) => {
 		setError(null);
 		try {
-			const { revokedSessions } = await api<{ revokedSessions: number }>("DELETE", `/api/v1/auth/users/${user.id}/sessions`);
-			setUsers((list) => list.map((u) => (u.id === user.id ? { ...u, activeSessions: 0 } : u)));
-			setNotice(`${revokedSessions} session(s) of ${user.email} ended.`);
+			const notice = await call();
+			setUsers((list) => list.map((u) => (u.id === user.id ? { ...u, ...patch } : u)));
+			setNotice(notice);
 		} catch (err) {
 			setError(asApiError(err));
 		}
 	};
+	const endSessions = (user: AdminUser) =>
+		changeUser(user, async () => {
+			const { revokedSessions } = await api<{ revokedSessions: number }>("DELETE", `/api/v1/auth/users/${user.id}/sessions`);
+			return `${revokedSessions} session(s) of ${user.email} ended.`;
+		}, { activeSessions: 0 });
 	// For a user who lost the phone and the recovery codes, once they proved who they are another way.
 	const resetTwoStep = async (user: AdminUser) => {
 		if (!window.confirm(`Turn off the two-step login of ${user.email}? Do this only once they have proven who they are; their sessions end.`)) return;
-		setError(null);
-		try {
+		await changeUser(user, async () => {
 			await api("DELETE", `/api/v1/auth/users/${user.id}/mfa`);
-			setUsers((list) => list.map((u) => (u.id === user.id ? { ...u, mfaEnabled: false } : u)));
-			setNotice(`Two-step login of ${user.email} is off and their sessions ended; they have been told by e-mail.`);
-		} catch (err) {
-			setError(asApiError(err));
-		}
+			return `Two-step login of ${user.email} is off and their sessions ended; they have been told by e-mail.`;
+		}, { mfaEnabled: false });
 	};
 	return (
 		<section class="card wide" aria-labelledby="users-title">
