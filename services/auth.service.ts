@@ -9,7 +9,7 @@ import type pg from "pg";
 import { callerFrom } from "../lib/caller.ts";
 import type { Caller } from "../lib/caller.ts";
 import type { Config } from "../lib/config.ts";
-import { badRequest, unauthorized } from "../lib/errors.ts";
+import { AppError, badRequest, unauthorized } from "../lib/errors.ts";
 import { pgOutboxStore } from "../lib/events/pg-outbox.ts";
 import { migrateUp } from "../lib/migrations.ts";
 import { createPgPool } from "../lib/postgres.ts";
@@ -33,7 +33,7 @@ import { findUser, listOutbox, replayEvent } from "./auth/operations.ts";
 import { changePassword, deleteAccount, forgotPassword, requestEmailChange, resetPassword } from "./auth/recovery.ts";
 import { ActiveSessionCache } from "./auth/session-cache.ts";
 import { ExpiringCache } from "../lib/expiring-cache.ts";
-import { listSessions } from "./auth/sessions.ts";
+import { listSessions, sessionIsActive } from "./auth/sessions.ts";
 
 /** Verified tokens introspection remembers (by hash, until their exp). */
 const TOKEN_CACHE_ENTRIES = 10_000;
@@ -114,12 +114,18 @@ export default function authService(config: Config, opts: AuthServiceOptions = {
 			},
 		],
 
-		// Actions marked auth "required" need ctx.meta.caller (set by the gateway); permissions are
-		// checked on every node by middlewares/permissions.ts.
+		// Actions marked auth "required" need ctx.meta.caller (set by the gateway), and an edge
+		// session's (one with `amr`) must still be live: gateways learn of an ended session by a
+		// broadcast, which a request right after the logout or the account deletion can overtake.
+		// Permissions are checked on every node by middlewares/permissions.ts.
 		hooks: {
 			before: {
-				"*"(this: { caller(ctx: Ctx<unknown>): Caller }, ctx: Ctx<unknown>) {
-					if (ctx.action?.auth === "required") this.caller(ctx);
+				async "*"(this: { caller(ctx: Ctx<unknown>): Caller }, ctx: Ctx<unknown>) {
+					if (ctx.action?.auth !== "required") return;
+					const caller = this.caller(ctx);
+					if (caller.amr && !(await sessionIsActive(deps.pool, caller.sessionId, clock.now(), deps.sessionCache))) {
+						throw new AppError(401, "INVALID_TOKEN", "The session of this token has ended.");
+					}
 				},
 			},
 		},

@@ -170,6 +170,9 @@ describe("auth service over the gRPC bridge", () => {
 		const b = (await rpc("Login", { email, password: "changed passphrase" })) as { accessToken: string };
 		expect(await rpc("Logout", { allSessions: true }, { caller: callerA })).toEqual({ revokedSessions: 2 });
 		expect((await rpc("Introspect", { token: b.accessToken })).active).toBe(false);
+		// An edge session (one with amr) that ended is refused by auth itself, before any gateway heard of it.
+		const ended = await failure(rpc("Me", {}, { caller: { ...callerA, amr: ["pwd"] } }));
+		expect([ended.code, ended.type]).toEqual([401, "INVALID_TOKEN"]);
 	});
 
 	it("lets only callers with roles:write set roles, and the new permissions land in the next token", async () => {
