@@ -264,7 +264,7 @@ export default function billingService(config: Config, deps: BillingDeps = {}): 
 			},
 			adminListInvoices: {
 				rest: "GET /admin/invoices", permissions: ["billing:admin"],
-				openapi: { summary: "A user's invoices, newest first, with what was credited and what can still be (for credit notes)" },
+				openapi: { summary: "A user's invoices, newest first, with what was credited, what can still be (for credit notes) and what refunds the bank returned (amountReturned)" },
 				params: { $$strict: "remove", userId: { type: "string", min: 1, max: 100 }, limit: { type: "number", integer: true, min: 1, max: 100, convert: true, default: 20 }, cursor: { type: "string", max: 200, optional: true } },
 				async handler(ctx: Ctx<{ userId: string; limit: number; cursor?: string }>) {
 					const page = await listInvoices(db, ctx.params.userId, ctx.params);

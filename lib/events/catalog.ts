@@ -100,6 +100,12 @@ export interface CreditNoteData {
 	issuedAt: string;
 }
 
+/** An issued note whose refund failed afterwards (the card closed, the bank returned the money). */
+export interface CreditNoteRefundFailed extends CreditNoteData {
+	/** Stripe's `failure_reason` (`expired_or_canceled_card`, `lost_or_stolen_card`, `declined`, ...), or `canceled`. */
+	failureReason: string;
+}
+
 export interface EventCatalog {
 	"user.created": UserCreated;
 	"user.email_verification_requested": EmailVerificationRequested;
@@ -123,6 +129,7 @@ export interface EventCatalog {
 	"invoice.paid": InvoiceData;
 	"invoice.payment_failed": InvoiceData;
 	"credit_note.issued": CreditNoteData;
+	"credit_note.refund_failed": CreditNoteRefundFailed;
 }
 
 export type EventType = keyof EventCatalog;

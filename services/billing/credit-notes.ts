@@ -13,12 +13,18 @@
  * credited) for a person to check in Stripe. A refund Stripe refuses (already refunded elsewhere,
  * say) leaves the note `failed`, and its amount creditable again. The administrator's request
  * carries an idempotency key of its own: a retry after a timeout answers the same note.
+ *
+ * A refund can still fail after Stripe accepted it: the card was closed, or the bank sent the
+ * money back days later (Stripe's `refund.failed`, or `refund.updated` to `failed`/`canceled`).
+ * The note then becomes `reversed`: no longer credited, its amount creditable again, and the
+ * user is told (`credit_note.refund_failed`), since they were told the money was on its way.
  */
 import { randomUUID } from "node:crypto";
 import type { Db } from "mongodb";
 import type { CreditNoteData } from "../../lib/events/catalog.ts";
 import { initialOutbox, lockKey, WITHOUT_OUTBOX, withDocumentLock, withEvents } from "../../lib/events/mongo-outbox.ts";
 import type { OutboxFields } from "../../lib/events/mongo-outbox.ts";
+import type { OutboxEntry } from "../../lib/events/outbox-relay.ts";
 import { AppError, badRequest, notFound } from "../../lib/errors.ts";
 import { invoices, locked } from "./invoices.ts";
 import type { Invoice } from "./invoices.ts";
@@ -27,7 +33,7 @@ import type { RefundInput, RefundResult } from "./stripe.ts";
 
 export const CREDIT_NOTE_REASONS = ["duplicate", "fraudulent", "order_change", "product_unsatisfactory"] as const;
 export type CreditNoteReason = (typeof CREDIT_NOTE_REASONS)[number];
-export type CreditNoteStatus = "pending" | "issued" | "failed" | "unconfirmed";
+export type CreditNoteStatus = "pending" | "issued" | "failed" | "unconfirmed" | "reversed";
 /** Stripe keeps idempotency keys 24 hours; a note pending longer than this is not retried blindly. */
 const RETRY_WINDOW_MS = 23 * 3_600_000;
 
@@ -46,12 +52,14 @@ export interface CreditNote extends OutboxFields {
 	/** `<invoice>:<the request's idempotency key>`: a retried request finds its note. */
 	requestKey: string;
 	refundId: string | null;
-	/** Why Stripe refused the refund (status `failed`). */
+	/** Why Stripe refused the refund (status `failed`), or why the bank returned it (`reversed`). */
 	failure: string | null;
 	/** The administrator who issued it, or the operator's name. */
 	issuedBy: string;
 	createdAt: Date;
 	issuedAt: Date | null;
+	/** When the refund of an issued note was reported failed (status `reversed`). */
+	reversedAt?: Date | null;
 }
 
 /** Gives money back through the payment provider (stripe.ts `refundPayment` bound to the client). */
@@ -73,7 +81,7 @@ const checkCreditNote = documentChecker<CreditNote>("credit note", {
 	currency: { type: "string", pattern: /^[a-z]{3}$/ },
 	amount: { type: "number", integer: true, min: 1 },
 	reason: { type: "enum", values: [...CREDIT_NOTE_REASONS] },
-	status: { type: "enum", values: ["pending", "issued", "failed", "unconfirmed"] },
+	status: { type: "enum", values: ["pending", "issued", "failed", "unconfirmed", "reversed"] },
 	requestKey: { type: "string", min: 1, max: 400 },
 });
 
@@ -119,20 +127,26 @@ const total = (notes: NoteAmount[]) => notes.reduce((sum, n) => sum + n.amount, 
 export const amountCredited = (notes: NoteAmount[]) => total(notes.filter((n) => n.status === "issued"));
 const noteAmounts = (db: Db, invoiceId: string): Promise<NoteAmount[]> => creditNotes(db).find({ invoiceId }, { projection: { amount: 1, status: 1 } }).toArray();
 
-/** What was paid by card (or through Stripe) on the invoice and is not credited yet: every note but a failed one counts. */
+/** Notes whose money never went back: a refund Stripe refused, or one the bank returned. */
+const NOT_REFUNDED: ReadonlySet<CreditNoteStatus> = new Set(["failed", "reversed"]);
+
+/** What was paid by card (or through Stripe) on the invoice and is not credited yet: every note but an unrefunded one counts. */
 function creditableOf(inv: Invoice, notes: NoteAmount[]): number {
 	const paid = inv.stripeInvoiceId || inv.stripePaymentIntentId ? inv.amountPaid : 0;
-	return paid - total(notes.filter((n) => n.status !== "failed"));
+	return paid - total(notes.filter((n) => !NOT_REFUNDED.has(n.status)));
 }
 
 async function creditableAmount(db: Db, inv: Invoice): Promise<number> {
 	return creditableOf(inv, await noteAmounts(db, inv._id));
 }
 
-/** An invoice's credit in one read: what was given back, and what can still be (0 unless paid). */
-export async function creditTotals(db: Db, inv: Invoice): Promise<{ amountCredited: number; creditable: number }> {
+/**
+ * An invoice's credit in one read: what was given back, what can still be (0 unless paid), and
+ * what refunds the bank returned (`reversed` notes: money the customer is still owed).
+ */
+export async function creditTotals(db: Db, inv: Invoice): Promise<{ amountCredited: number; creditable: number; amountReturned: number }> {
 	const notes = await noteAmounts(db, inv._id);
-	return { amountCredited: amountCredited(notes), creditable: inv.status === "paid" ? creditableOf(inv, notes) : 0 };
+	return { amountCredited: amountCredited(notes), creditable: inv.status === "paid" ? creditableOf(inv, notes) : 0, amountReturned: total(notes.filter((n) => n.status === "reversed")) };
 }
 
 type NewNote = Pick<CreditNote, "amount" | "reason" | "memo" | "issuedBy" | "requestKey" | "status" | "refundId" | "issuedAt">;
@@ -201,15 +215,40 @@ export async function completeCreditNote(db: Db, refund: Refund, creditNoteId: s
 }
 
 /** Moves a pending note to its outcome, with `credit_note.issued` when it was refunded; a note already settled stays as it is. */
-function settle(db: Db, note: CreditNote, set: Partial<CreditNote>, ctx: Ctx): Promise<CreditNote> {
-	return withDocumentLock(db, lockKey("credit_notes", note._id), async () => {
-		const current = await creditNotes(db).findOne({ _id: note._id }, { projection: WITHOUT_OUTBOX });
-		if (!current || current.status !== "pending") return current ?? note;
-		const settled = { ...current, ...set };
-		const events = set.status === "issued" ? [billingEvent("credit_note.issued", note._id, creditNoteData(settled), ctx.now, ctx.requestId)] : [];
-		await creditNotes(db).updateOne({ _id: note._id, status: "pending" }, withEvents<CreditNote>({ $set: set }, events, ctx.now));
-		return settled;
+async function settle(db: Db, note: CreditNote, set: Partial<CreditNote>, ctx: Ctx): Promise<CreditNote> {
+	const events = (settled: CreditNote) => (set.status === "issued" ? [billingEvent("credit_note.issued", note._id, creditNoteData(settled), ctx.now, ctx.requestId)] : []);
+	return (await transition(db, note._id, ["pending"], set, events, ctx.now)).note ?? note;
+}
+
+/**
+ * Changes a note's status under its lock, only from one of `from`, with the events made from the
+ * note as it becomes; answers the note as it is afterwards, and whether this call changed it.
+ */
+function transition(db: Db, id: string, from: CreditNoteStatus[], set: Partial<CreditNote>, events: (next: CreditNote) => OutboxEntry[], now: Date): Promise<{ note: CreditNote | null; changed: boolean }> {
+	return withDocumentLock(db, lockKey("credit_notes", id), async () => {
+		const current = await creditNotes(db).findOne({ _id: id }, { projection: WITHOUT_OUTBOX });
+		if (!current || !from.includes(current.status)) return { note: current, changed: false };
+		const next = { ...current, ...set };
+		await creditNotes(db).updateOne({ _id: id, status: current.status }, withEvents<CreditNote>({ $set: set }, events(next), now));
+		return { note: next, changed: true };
 	});
+}
+
+/**
+ * Stripe reports that a refund failed after it accepted it (`refund.failed`, or `refund.updated`
+ * to `failed` or `canceled`): the note it belongs to, found by the `creditNoteId` our refunds
+ * carry or else by the refund's id (a dashboard refund), stops counting as credited. An issued (or unconfirmed) note
+ * becomes `reversed` and its user is told; a pending one, never announced, becomes `failed`.
+ * "ignored" for a refund no note of ours made, or a note already settled that way.
+ */
+export async function recordRefundFailure(db: Db, refund: { id: string; creditNoteId: string | null; reason: string }, ctx: Ctx): Promise<"applied" | "ignored"> {
+	const note = await creditNotes(db).findOne(refund.creditNoteId ? { _id: refund.creditNoteId } : { refundId: refund.id }, { projection: { _id: 1 } });
+	if (!note) return "ignored";
+	if ((await transition(db, note._id, ["pending"], { status: "failed", refundId: refund.id, failure: refund.reason }, () => [], ctx.now)).changed) return "applied";
+	const reversed = await transition(db, note._id, ["issued", "unconfirmed"], { status: "reversed", failure: refund.reason, reversedAt: ctx.now }, (next) => [
+		billingEvent("credit_note.refund_failed", next._id, { ...creditNoteData(next), failureReason: refund.reason }, ctx.now, ctx.requestId),
+	], ctx.now);
+	return reversed.changed ? "applied" : "ignored";
 }
 
 /**

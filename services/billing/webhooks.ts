@@ -10,7 +10,7 @@ import Stripe from "stripe";
 import type { Db } from "mongodb";
 import { WITHOUT_OUTBOX } from "../../lib/events/mongo-outbox.ts";
 import { AppError } from "../../lib/errors.ts";
-import { recordStripeRefund } from "./credit-notes.ts";
+import { recordRefundFailure, recordStripeRefund } from "./credit-notes.ts";
 import { findCustomerByStripeId, customers, markPaymentMethodOnFile } from "./customers.ts";
 import type { Party } from "./invoices.ts";
 import { isDuplicateKey, withOptimisticRetry } from "./store.ts";
@@ -118,12 +118,20 @@ async function apply(deps: WebhookDeps, event: Stripe.Event): Promise<Outcome> {
 		case "invoice.marked_uncollectible":
 			return mirrorInvoice(db, object, { seller: deps.seller, failed: event.type === "invoice.payment_failed", ctx });
 		// A refund made in Stripe's dashboard on one of our invoices becomes a credit note here, once
-		// it succeeded (a pending one is recorded by its refund.updated).
+		// it succeeded (a pending one is recorded by its refund.updated). A refund that failed later,
+		// ours or the dashboard's, takes its note back.
 		case "refund.created":
-		case "refund.updated": {
-			const paymentIntentId = typeof object.payment_intent === "string" ? object.payment_intent : (at(object, "payment_intent", "id") as string | undefined);
+		case "refund.updated":
+		case "refund.failed": {
 			const ours = at(object, "metadata", "creditNoteId");
-			if (ours || !paymentIntentId || typeof object.id !== "string" || typeof object.amount !== "number" || object.status !== "succeeded") return "ignored";
+			if (typeof object.id !== "string") return "ignored";
+			if (object.status === "failed" || object.status === "canceled") {
+				// Stripe's reasons are short snake_case codes; anything else is not put into a note or an e-mail.
+				const reason = typeof object.failure_reason === "string" && /^[a-z_]{1,64}$/.test(object.failure_reason) ? object.failure_reason : object.status;
+				return recordRefundFailure(db, { id: object.id, creditNoteId: typeof ours === "string" ? ours : null, reason }, ctx);
+			}
+			const paymentIntentId = typeof object.payment_intent === "string" ? object.payment_intent : (at(object, "payment_intent", "id") as string | undefined);
+			if (ours || !paymentIntentId || typeof object.amount !== "number" || object.status !== "succeeded") return "ignored";
 			return recordStripeRefund(db, { id: object.id, amount: object.amount, paymentIntentId, reason: typeof object.reason === "string" ? object.reason : null }, ctx);
 		}
 		case "payment_method.attached": {

@@ -4,7 +4,7 @@
  * is read in one table; the texts live in the locale catalogs (locales/<lang>.json) under the
  * workflow's id.
  */
-import type { CreditNoteData, EmailChanged, EmailChangeRequested, EmailVerificationRequested, EventCatalog, MfaChanged, MfaDisabled, MfaLocked, EventType, InvoiceData, PasswordChanged, PasswordResetRequested, SubscriptionData, UserRef } from "../../lib/events/catalog.ts";
+import type { CreditNoteData, CreditNoteRefundFailed, EmailChanged, EmailChangeRequested, EmailVerificationRequested, EventCatalog, MfaChanged, MfaDisabled, MfaLocked, EventType, InvoiceData, PasswordChanged, PasswordResetRequested, SubscriptionData, UserRef } from "../../lib/events/catalog.ts";
 
 export const CHANNELS = ["email", "push", "in_app"] as const;
 export type Channel = (typeof CHANNELS)[number];
@@ -258,6 +258,21 @@ export const WORKFLOWS: readonly Workflow[] = [
 			invoiceNumber: d.invoiceNumber ?? d.invoiceId,
 			amount: d.amount,
 			currency: d.currency,
+			actionUrl: link(publicUrl, "billing", "invoices", d.invoiceId),
+		}),
+	}),
+	define({
+		id: "credit-note-refund-failed",
+		event: "credit_note.refund_failed",
+		category: "billing",
+		channels: ["email", "in_app"],
+		recipient: byUserId,
+		variables: (d: CreditNoteRefundFailed, publicUrl) => ({
+			creditNoteNumber: d.number,
+			invoiceNumber: d.invoiceNumber ?? d.invoiceId,
+			amount: d.amount,
+			currency: d.currency,
+			failureReason: d.failureReason,
 			actionUrl: link(publicUrl, "billing", "invoices", d.invoiceId),
 		}),
 	}),

@@ -13,6 +13,8 @@ import { startConsolePlatform, JSON_HEADERS as json, PASSWORD as password } from
 import type { ConsolePlatform } from "../support/console.ts";
 import { createBrowserSubscription } from "../support/push-service.ts";
 import { eventually, uniqueId } from "../support/infra.ts";
+import { messagesTo } from "../support/mailpit.ts";
+import { signed, stripeEvent, WEBHOOK_SECRET } from "../support/stripe.ts";
 import { totpCode } from "../support/totp.ts";
 
 describe("console administration in Chromium", () => {
@@ -27,7 +29,7 @@ describe("console administration in Chromium", () => {
 	const status = (p: Page) => p.getByRole("status").first().textContent();
 
 	beforeAll(async () => {
-		platform = await startConsolePlatform("webadm");
+		platform = await startConsolePlatform("webadm", { STRIPE_WEBHOOK_SECRET: WEBHOOK_SECRET });
 		base = platform.base;
 		const root = await register("root");
 		await platform.nodes[0]!.call("auth.bootstrapAdmin", { email: root.email });
@@ -137,6 +139,27 @@ describe("console administration in Chromium", () => {
 		expect(seen.amountCredited).toBe(1_250);
 		expect(seen.creditNotes[0]).toMatchObject({ amount: 1_250, reason: "product_unsatisfactory", status: "issued" });
 		expect(seen.creditNotes[0]).not.toHaveProperty("memo");
+
+		// A week later the bank sends the refund back (Stripe's signed refund.failed, through the gateway).
+		const mongo2 = new MongoClient(platform.env.MONGO_URL!, { retryWrites: false });
+		let note: { _id: string; refundId: string };
+		try {
+			note = (await mongo2.db().collection<{ _id: string; refundId: string }>("credit_notes").findOne({ invoiceId: `in_web_${bea.id}` }))!;
+		} finally {
+			await mongo2.close();
+		}
+		const event = stripeEvent("refund.failed", { id: note.refundId, object: "refund", amount: 1_250, status: "failed", failure_reason: "expired_or_canceled_card", metadata: { creditNoteId: note._id } }, Math.floor(Date.now() / 1000));
+		const body = signed(event, Math.floor(Date.now() / 1000));
+		const hook = await fetch(`${base}/api/v1/billing/webhooks/stripe`, { method: "POST", headers: { "content-type": "application/json", "stripe-signature": body.signature }, body: body.rawBody });
+		expect(hook.status).toBe(200);
+		await page.getByRole("button", { name: `Invoices of ${bea.email}` }).click();
+		await page.getByRole("button", { name: `Invoices of ${bea.email}` }).click();
+		await expect.poll(() => page.getByTestId("refund-returned").textContent(), { timeout: 10_000 }).toBe(" ($12.50 refund came back: still owed)");
+		await expect.poll(() => page.getByRole("button", { name: "Refund on invoice 2026-000321" }).count()).toBe(1);
+		const after = (await (await fetch(`${base}/api/v1/billing/invoices/in_web_${bea.id}`, { headers: { authorization: `Bearer ${bea.accessToken}` } })).json()) as { amountCredited: number; creditNotes: Record<string, unknown>[] };
+		expect(after).toMatchObject({ amountCredited: 0, creditNotes: [{ status: "reversed", amount: 1_250 }] });
+		// The customer, told the money was on its way, is told it is not.
+		await eventually(async () => (await messagesTo(bea.email)).some((m) => m.Subject === "Your refund of $12.50 did not reach your card"), 15_000, "the refund-failed e-mail");
 	});
 
 	it("lists the roles with their permissions", async () => {

@@ -7,7 +7,7 @@
  */
 import type { Db } from "mongodb";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { completeCreditNote, creditNotes, issueCreditNote } from "../../services/billing/credit-notes.ts";
+import { completeCreditNote, creditNotes, creditTotals, issueCreditNote, recordRefundFailure } from "../../services/billing/credit-notes.ts";
 import type { IssueInput, Refund } from "../../services/billing/credit-notes.ts";
 import { ensureCustomer } from "../../services/billing/customers.ts";
 import { invoices } from "../../services/billing/invoices.ts";
@@ -66,8 +66,9 @@ describe("credit notes", () => {
 		return invoice;
 	}
 	const refundsOf = (noteId: string) => network.refunds.filter((r) => r.idempotencyKey === `credit-note:${noteId}`);
-	const issuedEvents = async (noteId: string) =>
-		((await creditNotes(db).findOne({ _id: noteId }))?.pendingEvents ?? []).map((e) => (e.event as { type: string; data: Record<string, unknown> })).filter((e) => e.type === "credit_note.issued");
+	const eventsOf = async (noteId: string, type: string) =>
+		((await creditNotes(db).findOne({ _id: noteId }))?.pendingEvents ?? []).map((e) => (e.event as { type: string; data: Record<string, unknown> })).filter((e) => e.type === type);
+	const issuedEvents = (noteId: string) => eventsOf(noteId, "credit_note.issued");
 
 	it("gives back part of a paid invoice, then the rest, never more than was paid; numbered without gaps; each note told once", async () => {
 		const invoice = await paidInvoice();
@@ -152,6 +153,46 @@ describe("credit notes", () => {
 		expect(note).toMatchObject({ status: "failed", failure: "charge_already_refunded", number: "CN-2026-000001" });
 		expect(await issuedEvents(note._id)).toEqual([]);
 		expect(await credit({ invoiceId: invoice._id, reason: "fraudulent" })).toMatchObject({ status: "issued", amount: 3_480, number: "CN-2026-000002" });
+	});
+
+	it("takes back an issued note whose refund the bank returned later: no longer credited, creditable again, the user told once", async () => {
+		const invoice = await paidInvoice();
+		const note = await credit({ invoiceId: invoice._id, amount: 1_000, reason: "order_change" });
+		expect(note).toMatchObject({ status: "issued", refundId: expect.stringMatching(/^re_/) as unknown });
+		expect(await creditTotals(db, invoice)).toEqual({ amountCredited: 1_000, creditable: 2_480, amountReturned: 0 });
+
+		// Stripe's refund.failed names the refund (and our note, in its metadata).
+		const failed = { id: note.refundId!, creditNoteId: note._id, reason: "expired_or_canceled_card" };
+		expect(await recordRefundFailure(db, failed, at(PAID_AT + 5 * DAY))).toBe("applied");
+		expect(await creditNotes(db).findOne({ _id: note._id })).toMatchObject({ status: "reversed", failure: "expired_or_canceled_card", reversedAt: new Date(PAID_AT + 5 * DAY) });
+		expect(await creditTotals(db, invoice)).toEqual({ amountCredited: 0, creditable: 3_480, amountReturned: 1_000 });
+		expect(await eventsOf(note._id, "credit_note.refund_failed")).toEqual([expect.objectContaining({ data: expect.objectContaining({ number: note.number, amount: 1_000, failureReason: "expired_or_canceled_card" }) as unknown })]);
+		// Stripe sends refund.updated and refund.failed for the same failure: the second changes nothing.
+		expect(await recordRefundFailure(db, failed, at(PAID_AT + 5 * DAY + 1_000))).toBe("ignored");
+		expect(await eventsOf(note._id, "credit_note.refund_failed")).toHaveLength(1);
+		// A refund that is not ours, by neither its id nor its metadata.
+		expect(await recordRefundFailure(db, { id: "re_unknown", creditNoteId: null, reason: "declined" }, at(PAID_AT + 5 * DAY))).toBe("ignored");
+		// The money can be given back again, in full.
+		expect(await credit({ invoiceId: invoice._id, reason: "order_change" })).toMatchObject({ status: "issued", amount: 3_480 });
+	});
+
+	it("fails a pending note whose refund Stripe reports failed, without telling the user, and the scheduler leaves it so", async () => {
+		const invoice = await paidInvoice();
+		const lostAnswer: Refund = async (input) => {
+			await refund(input);
+			throw new Error("socket hang up");
+		};
+		const note = await credit({ invoiceId: invoice._id, amount: 900, reason: "duplicate" }, PAID_AT + DAY, lostAnswer);
+		expect(note.status).toBe("pending");
+		const [made] = refundsOf(note._id);
+		expect(made).toBeDefined();
+		// Known only by the metadata our refunds carry: the note never learned the refund's id.
+		expect(await recordRefundFailure(db, { id: "re_from_webhook", creditNoteId: note._id, reason: "declined" }, at(PAID_AT + DAY + 60_000))).toBe("applied");
+		expect(await creditNotes(db).findOne({ _id: note._id })).toMatchObject({ status: "failed", failure: "declined", refundId: "re_from_webhook" });
+		await sweep(PAID_AT + DAY + 120_000, refund);
+		expect(await creditNotes(db).findOne({ _id: note._id })).toMatchObject({ status: "failed" });
+		expect(await issuedEvents(note._id)).toEqual([]);
+		expect(await eventsOf(note._id, "credit_note.refund_failed")).toEqual([]);
 	});
 
 	it("credits only a paid invoice, and one Stripe billed through a Stripe credit note", async () => {

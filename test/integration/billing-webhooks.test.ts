@@ -47,7 +47,7 @@ describe("billing and Stripe", () => {
 
 	beforeAll(async () => {
 		const env = billingEnv(namespace);
-		tap = await tapEvents(namespace, ["subscription.updated", "subscription.canceled", "invoice.created", "invoice.paid", "invoice.payment_failed", "credit_note.issued"]);
+		tap = await tapEvents(namespace, ["subscription.updated", "subscription.canceled", "invoice.created", "invoice.paid", "invoice.payment_failed", "credit_note.issued", "credit_note.refund_failed"]);
 		node = await startBillingNode(env, clock);
 		mongo = new MongoClient(env.MONGO_URL!, { retryWrites: false });
 		db = mongo.db();
@@ -173,5 +173,18 @@ describe("billing and Stripe", () => {
 		await eventually(async () => tap.of("credit_note.issued", userId).length === 1, 10_000, "credit_note.issued");
 		await new Promise((r) => setTimeout(r, 500));
 		expect(tap.of("credit_note.issued", userId)).toHaveLength(1);
+
+		// Days later the bank sends that refund back: Stripe says so twice (refund.updated, refund.failed).
+		const failed = (type: string) => stripeEvent(type, { id: "re_dashboard_1", object: "refund", amount: 500, currency: "usd", payment_intent: paymentIntent, status: "failed", failure_reason: "lost_or_stolen_card", metadata: {} }, clock.seconds());
+		expect(await deliver(failed("refund.updated"))).toMatchObject({ outcome: "applied" });
+		expect(await deliver(failed("refund.failed"))).toMatchObject({ outcome: "ignored" });
+		expect(await db.collection("credit_notes").findOne({ refundId: "re_dashboard_1" })).toMatchObject({ status: "reversed", failure: "lost_or_stolen_card" });
+		await eventually(async () => tap.of("credit_note.refund_failed", userId).length === 1, 10_000, "credit_note.refund_failed");
+		expect(tap.of("credit_note.refund_failed", userId)[0]!.data).toMatchObject({ invoiceId, amount: 500, failureReason: "lost_or_stolen_card" });
+		// A failure reason that is not one of Stripe's codes is not stored, nor mailed, as given.
+		expect(await deliver(refund("re_dashboard_2"))).toMatchObject({ outcome: "applied" });
+		const odd = stripeEvent("refund.failed", { id: "re_dashboard_2", object: "refund", amount: 500, payment_intent: paymentIntent, status: "failed", failure_reason: "<b>call us</b>", metadata: {} }, clock.seconds());
+		expect(await deliver(odd)).toMatchObject({ outcome: "applied" });
+		expect(await db.collection("credit_notes").findOne({ refundId: "re_dashboard_2" })).toMatchObject({ status: "reversed", failure: "failed" });
 	});
 });

@@ -3,6 +3,7 @@ import type { EventCatalog, EventType } from "../../lib/events/catalog.ts";
 
 const user = { userId: "u1", email: "ada@example.com", name: "Ada" };
 const subscription = { subscriptionId: "sub_1", userId: "u1", planId: "pro", status: "trialing" as const, trialEnd: "2026-12-01T00:00:00.000Z", currentPeriodEnd: "2026-12-01T00:00:00.000Z", cancelAtPeriodEnd: false };
+const creditNote = { creditNoteId: "cn_1", number: "CN-2026-000001", invoiceId: "in_1", invoiceNumber: "2026-000042", userId: "u1", currency: "eur", amount: 1_500, reason: "product_unsatisfactory" as const, issuedAt: "2026-11-25T12:00:00.000Z" };
 const invoice = { invoiceId: "in_1", number: "INV-7", userId: "u1", status: "open" as const, currency: "usd", total: 1999, nextPaymentAttempt: "2026-12-03T00:00:00.000Z" };
 
 /** One realistic `data` per event type of the catalog. */
@@ -28,5 +29,6 @@ export const SAMPLE_DATA: { [K in EventType]: EventCatalog[K] } = {
 	"invoice.created": invoice,
 	"invoice.paid": { ...invoice, status: "paid" },
 	"invoice.payment_failed": invoice,
-	"credit_note.issued": { creditNoteId: "cn_1", number: "CN-2026-000001", invoiceId: "in_1", invoiceNumber: "2026-000042", userId: user.userId, currency: "eur", amount: 1_500, reason: "product_unsatisfactory", issuedAt: "2026-11-25T12:00:00.000Z" },
+	"credit_note.issued": creditNote,
+	"credit_note.refund_failed": { ...creditNote, failureReason: "expired_or_canceled_card" },
 };

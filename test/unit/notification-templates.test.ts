@@ -74,6 +74,16 @@ describe("notification templates", () => {
 		expect(ended("canceled")).toBe("Choose a plan to keep using Backplane.");
 	});
 
+	it("say why a refund came back, in words, and that the money was not lost", () => {
+		const text = (failureReason: string) => templates.email("credit-note-refund-failed", { ...varsOf("credit_note.refund_failed"), failureReason }, options(false)).text;
+		expect(text("expired_or_canceled_card")).toContain("was sent back to us: the card that paid has expired or was canceled.");
+		expect(text("lost_or_stolen_card")).toContain("the card that paid was reported lost or stolen.");
+		expect(text("canceled")).toContain("the refund was canceled before it was paid out.");
+		expect(text("declined")).toContain("your bank did not accept it.");
+		expect(text("declined")).toContain("€15.00");
+		expect(text("declined")).toContain("The money has not left us.");
+	});
+
 	it("render alert texts on one line without escaping", () => {
 		expect(templates.alert("welcome", { name: "Ada & Co" })).toEqual({ title: "Welcome to Backplane", body: "Hi Ada & Co, your account is ready." });
 		expect(templates.alert("welcome", { name: null }).body).toBe("Your account is ready.");

@@ -38,6 +38,7 @@ describe("notification workflows", () => {
 			"mfa-recovery-codes": "security",
 			"mfa-locked": "security",
 			"credit-note-issued": "billing",
+			"credit-note-refund-failed": "billing",
 			"password-reset": "security",
 			"password-changed": "security",
 			"trial-ending": "billing",

@@ -203,7 +203,10 @@ function UserInvoices({ user, onNotice }: { user: AdminUser; onNotice: (text: st
 									<td>{inv.number ?? "draft"}</td>
 									<td>{inv.status}</td>
 									<td>{money(inv.amountPaid, inv.currency)}</td>
-									<td>{money(inv.amountCredited, inv.currency)}</td>
+									<td>
+										{money(inv.amountCredited, inv.currency)}
+										{inv.amountReturned > 0 && <span class="hint" data-testid="refund-returned"> ({money(inv.amountReturned, inv.currency)} refund came back: still owed)</span>}
+									</td>
 									<td>{inv.creditable > 0 && <button type="button" class="secondary" aria-expanded={refunding === inv.id} aria-label={`Refund on invoice ${inv.number ?? inv.id}`} onClick={() => setRefunding(refunding === inv.id ? null : inv.id)}>Refund…</button>}</td>
 								</tr>
 								{refunding === inv.id && (

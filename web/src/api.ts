@@ -168,12 +168,14 @@ export interface Invoice {
 export interface AdminInvoice extends Invoice {
 	amountPaid: number;
 	creditable: number;
+	/** Refunds the bank sent back (reversed credit notes): still owed to the customer. */
+	amountReturned: number;
 }
 
 export interface CreditNote {
 	id: string;
 	number: string;
-	status: "pending" | "issued" | "failed" | "unconfirmed";
+	status: "pending" | "issued" | "failed" | "unconfirmed" | "reversed";
 	currency: string;
 	amount: number;
 	failure?: string | null;
