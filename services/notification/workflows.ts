@@ -84,6 +84,13 @@ const invoiceVars = (d: InvoiceData, publicUrl: string) => ({
 	nextPaymentAttempt: d.nextPaymentAttempt ?? null,
 	actionUrl: link(publicUrl, "billing", "invoices", d.invoiceId),
 });
+const creditNoteVars = (d: CreditNoteData, publicUrl: string) => ({
+	creditNoteNumber: d.number,
+	invoiceNumber: d.invoiceNumber ?? d.invoiceId,
+	amount: d.amount,
+	currency: d.currency,
+	actionUrl: link(publicUrl, "billing", "invoices", d.invoiceId),
+});
 
 /** Types each workflow's callbacks by its event's data. */
 function define<E extends EventType>(workflow: Workflow<E>): Workflow {
@@ -253,13 +260,7 @@ export const WORKFLOWS: readonly Workflow[] = [
 		category: "billing",
 		channels: ["email", "in_app"],
 		recipient: byUserId,
-		variables: (d: CreditNoteData, publicUrl) => ({
-			creditNoteNumber: d.number,
-			invoiceNumber: d.invoiceNumber ?? d.invoiceId,
-			amount: d.amount,
-			currency: d.currency,
-			actionUrl: link(publicUrl, "billing", "invoices", d.invoiceId),
-		}),
+		variables: creditNoteVars,
 	}),
 	define({
 		id: "credit-note-refund-failed",
@@ -267,14 +268,7 @@ export const WORKFLOWS: readonly Workflow[] = [
 		category: "billing",
 		channels: ["email", "in_app"],
 		recipient: byUserId,
-		variables: (d: CreditNoteRefundFailed, publicUrl) => ({
-			creditNoteNumber: d.number,
-			invoiceNumber: d.invoiceNumber ?? d.invoiceId,
-			amount: d.amount,
-			currency: d.currency,
-			failureReason: d.failureReason,
-			actionUrl: link(publicUrl, "billing", "invoices", d.invoiceId),
-		}),
+		variables: (d: CreditNoteRefundFailed, publicUrl) => ({ ...creditNoteVars(d, publicUrl), failureReason: d.failureReason }),
 	}),
 	define({
 		id: "payment-failed",
