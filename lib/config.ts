@@ -3,6 +3,7 @@
  * node refuses to start with a single message that lists every missing or bad value.
  * Which variables are required depends on the services the node hosts (SERVICES).
  */
+import { isIP } from "node:net";
 import os from "node:os";
 import type { ValidationError, ValidationSchema } from "fastest-validator";
 import { createValidator } from "./validator.ts";
@@ -113,6 +114,8 @@ export interface AuthConfig {
 	keyEncryptionKey?: string;
 	/** Base of the links in e-mails (verification, password reset). */
 	publicUrl: string;
+	/** Passkeys: the domain they are bound to, the name shown, the origins allowed to use them. */
+	webauthn: { rpId: string; rpName: string; origins: string[] };
 }
 
 /** Raised when the environment is not usable; `problems` names every bad variable. */
@@ -195,6 +198,9 @@ const perServiceSchema: Record<ServiceName, ValidationSchema> = {
 			messages: { stringPattern: "must be 32 bytes in base64 (openssl rand -base64 32)" },
 		},
 		PUBLIC_URL: { ...url(["http", "https"]), default: "http://127.0.0.1:4000" },
+		WEBAUTHN_RP_ID: { type: "string", optional: true, pattern: /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/, messages: { stringPattern: "must be a domain name (the site's, or a parent of it), not a URL or an IP address" } },
+		WEBAUTHN_RP_NAME: { type: "string", min: 1, max: 100, default: "Backplane" },
+		WEBAUTHN_ORIGINS: { type: "string", optional: true, pattern: /^\s*https?:\/\/[^\s,/]+\s*(,\s*https?:\/\/[^\s,/]+\s*)*$/, messages: { stringPattern: "must be origins like https://app.example.com, separated by commas" } },
 	},
 	billing: {
 		MONGO_URL: url(["mongodb", "mongodb+srv"]),
@@ -328,6 +334,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, opts: { service
 			hashing: { concurrency: Number(v.AUTH_HASH_CONCURRENCY ?? 4), queue: Number(v.AUTH_HASH_QUEUE ?? 64) },
 			keyEncryptionKey: str("AUTH_KEY_ENCRYPTION_KEY"),
 			publicUrl: String(v.PUBLIC_URL ?? "http://127.0.0.1:4000").replace(/\/+$/, ""),
+			webauthn: webauthnSettings(String(v.PUBLIC_URL ?? "http://127.0.0.1:4000"), str("WEBAUTHN_RP_ID"), String(v.WEBAUTHN_RP_NAME ?? "Backplane"), list(v.WEBAUTHN_ORIGINS)),
 		},
 		mongoUrl: str("MONGO_URL"),
 		billing: {
@@ -358,6 +365,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, opts: { service
 			pushRatePerSecond: Number(v.PUSH_RATE_LIMIT ?? 200),
 		},
 	};
+}
+
+/**
+ * Passkeys are bound to a domain (the RP ID) and accepted from the listed origins. By default both
+ * come from PUBLIC_URL; browsers refuse an IP address as RP ID, so a PUBLIC_URL on an address
+ * (the local default, http://127.0.0.1:4000) gives "localhost", and its origin on localhost too.
+ */
+export function webauthnSettings(publicUrl: string, rpId: string | undefined, rpName: string, origins: string[]): AuthConfig["webauthn"] {
+	const site = new URL(publicUrl);
+	const onAddress = isIP(site.hostname.replace(/^\[|\]$/g, "")) !== 0;
+	const defaultOrigins = onAddress ? [site.origin, `${site.protocol}//localhost${site.port ? `:${site.port}` : ""}`] : [site.origin];
+	return { rpId: rpId ?? (onAddress ? "localhost" : site.hostname), rpName, origins: origins.length ? origins : defaultOrigins };
 }
 
 const list = (value: unknown) =>

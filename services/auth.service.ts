@@ -27,6 +27,8 @@ import { DEFAULT_LOCKOUT } from "./auth/lockout.ts";
 import type { LockoutPolicy } from "./auth/lockout.ts";
 import { completeMfaLogin, endUserSessions, introspect, login, logout, refresh } from "./auth/login.ts";
 import { confirmTotpEnrolment, disableTotp, regenerateRecoveryCodes, resetSecondFactor, startTotpEnrolment } from "./auth/mfa-enrolment.ts";
+import { finishPasskeyLogin, finishPasskeyRegistration, listPasskeys, removePasskey, startPasskeyLogin, startPasskeyRegistration } from "./auth/passkeys.ts";
+import type { AuthenticationCredential, RegistrationCredential } from "./auth/passkeys.ts";
 import { dummyHash, limitHashing } from "./auth/passwords.ts";
 import { bootstrapAdmin, setUserRoles } from "./auth/rbac.ts";
 import { findUser, listOutbox, replayEvent } from "./auth/operations.ts";
@@ -65,6 +67,23 @@ const email = { type: "email", max: 254, normalize: true };
 const newPassword = { type: "string", min: 8, max: 512 };
 const secret = { type: "string", min: 1, max: 512 };
 const displayName = { type: "string", max: 200, trim: true };
+/** A base64url value of a WebAuthn answer (binary data as the browser's JSON carries it). */
+const b64url = (max: number, optional = false) => ({ type: "string", min: optional ? 0 : 1, max, pattern: /^[A-Za-z0-9_-]*$/, optional });
+const credentialHead = { id: b64url(1_400), rawId: b64url(1_400), type: { type: "equal", value: "public-key" } };
+const registrationCredential = {
+	type: "object", strict: "remove",
+	props: { ...credentialHead, response: { type: "object", strict: "remove", props: { clientDataJSON: b64url(4_096), attestationObject: b64url(16_384), transports: { type: "array", max: 10, items: { type: "string", max: 20 }, optional: true } } } },
+};
+const authenticationCredential = {
+	type: "object", strict: "remove",
+	props: { ...credentialHead, response: { type: "object", strict: "remove", props: { clientDataJSON: b64url(4_096), authenticatorData: b64url(4_096), signature: b64url(1_024), userHandle: b64url(256, true) } } },
+};
+
+/** Over gRPC an absent userHandle arrives empty; WebAuthn's JSON leaves it out. */
+function withoutEmptyHandle(credential: AuthenticationCredential): AuthenticationCredential {
+	const { userHandle, ...response } = credential.response;
+	return { ...credential, response: userHandle ? { ...response, userHandle } : response };
+}
 
 /** The code from the app or a recovery code, exactly one (over gRPC an absent string arrives empty). */
 function oneSecondFactor(params: { code?: string; recoveryCode?: string }): { code?: string; recoveryCode?: string } {
@@ -92,7 +111,8 @@ export default function authService(config: Config, opts: AuthServiceOptions = {
 					Ping: "ping", Register: "register", Login: "login", Refresh: "refresh", Logout: "logout", VerifyEmail: "verifyEmail",
 					ResendVerification: "resendVerification", ForgotPassword: "forgotPassword", ResetPassword: "resetPassword",
 					ChangePassword: "changePassword", Me: "me", UpdateProfile: "updateProfile", RequestEmailChange: "requestEmailChange", CompleteMfaLogin: "completeMfaLogin",
-					StartTotp: "startTotp", ConfirmTotp: "confirmTotp", DisableTotp: "disableTotp", RegenerateRecoveryCodes: "regenerateRecoveryCodes", DeleteAccount: "deleteAccount", SetUserRoles: "setUserRoles", ListUsers: "listUsers", ListRoles: "listRoles",
+					StartTotp: "startTotp", ConfirmTotp: "confirmTotp", DisableTotp: "disableTotp", RegenerateRecoveryCodes: "regenerateRecoveryCodes",
+					StartPasskeyRegistration: "startPasskeyRegistration", AddPasskey: "addPasskey", ListPasskeys: "listPasskeys", RemovePasskey: "removePasskey", StartPasskeyLogin: "startPasskeyLogin", CompletePasskeyLogin: "completePasskeyLogin", DeleteAccount: "deleteAccount", SetUserRoles: "setUserRoles", ListUsers: "listUsers", ListRoles: "listRoles",
 					RevokeUserSessions: "revokeUserSessions", ResetUserMfa: "resetUserMfa", ListSessions: "sessions", RevokeSession: "revokeSession", Introspect: "introspect", GetJwks: "jwks",
 				},
 				host: config.grpc.host,
@@ -175,6 +195,41 @@ export default function authService(config: Config, opts: AuthServiceOptions = {
 				params: { $$strict: "remove", password: secret, code: { type: "string", max: 20, optional: true }, recoveryCode: { type: "string", max: 40, optional: true } },
 				handler(ctx: Ctx<{ password: string; code?: string; recoveryCode?: string }>) {
 					return regenerateRecoveryCodes(deps, this.caller(ctx), { password: ctx.params.password, ...oneSecondFactor(ctx.params) }, this.request(ctx));
+				},
+			},
+			startPasskeyRegistration: {
+				rest: "POST /passkeys/registration", auth: "required", rateLimit: "auth-strict", openapi: { summary: "Begin adding a passkey (needs the password): the options for navigator.credentials.create() and the flowId to send back" },
+				params: { $$strict: "remove", password: secret },
+				handler(ctx: Ctx<{ password: string }>) { return startPasskeyRegistration(deps, this.caller(ctx), ctx.params, this.request(ctx)); },
+			},
+			addPasskey: {
+				rest: "POST /passkeys", auth: "required", rateLimit: "auth-strict", openapi: { summary: "Add the passkey the browser made (its answer to the registration options); the user is told by e-mail" },
+				params: { $$strict: "remove", flowId: secret, name: { type: "string", max: 100, trim: true, optional: true }, credential: registrationCredential },
+				async handler(ctx: Ctx<{ flowId: string; name?: string; credential: RegistrationCredential }>) {
+					return this.reply(ctx, 201, await finishPasskeyRegistration(deps, this.caller(ctx), ctx.params, this.request(ctx)));
+				},
+			},
+			listPasskeys: {
+				rest: "GET /passkeys", auth: "required", openapi: { summary: "The caller's passkeys" },
+				async handler(ctx: Ctx) { return { items: await listPasskeys(pool, this.caller(ctx).userId) }; },
+			},
+			removePasskey: {
+				rest: "DELETE /passkeys/:passkeyId", auth: "required", openapi: { summary: "Remove one of the caller's passkeys; the user is told by e-mail" },
+				params: { $$strict: "remove", passkeyId: { type: "uuid" } },
+				async handler(ctx: Ctx<{ passkeyId: string }>) {
+					await removePasskey(deps, this.caller(ctx), ctx.params.passkeyId, this.request(ctx));
+					return this.reply(ctx, 204, {});
+				},
+			},
+			startPasskeyLogin: {
+				rest: "POST /login/passkey/options", auth: "none", rateLimit: "auth-strict", openapi: { summary: "Begin signing in with a passkey: the options for navigator.credentials.get() and the flowId to send back" },
+				handler() { return startPasskeyLogin(deps); },
+			},
+			completePasskeyLogin: {
+				rest: "POST /login/passkey", auth: "none", rateLimit: "auth-strict", openapi: { summary: "Sign in with a passkey's answer to the login options: an access and a refresh token" },
+				params: { $$strict: "remove", flowId: secret, credential: authenticationCredential },
+				handler(ctx: Ctx<{ flowId: string; credential: AuthenticationCredential }>) {
+					return finishPasskeyLogin(deps, { flowId: ctx.params.flowId, credential: withoutEmptyHandle(ctx.params.credential) }, this.request(ctx));
 				},
 			},
 			refresh: {

@@ -48,7 +48,7 @@ const EDGE_CALL_TIMEOUT_MS = 2_000;
  * circuit, so logins failed under a load auth was still working through (docs/benchmarks.md).
  */
 const CREDENTIAL_DEADLINE_MS = 8_000;
-const CREDENTIAL_RPCS = ["Register", "Login", "ResetPassword", "ChangePassword", "RequestEmailChange", "StartTotp", "DisableTotp", "RegenerateRecoveryCodes", "DeleteAccount"];
+const CREDENTIAL_RPCS = ["Register", "Login", "ResetPassword", "ChangePassword", "RequestEmailChange", "StartTotp", "DisableTotp", "RegenerateRecoveryCodes", "StartPasskeyRegistration", "DeleteAccount"];
 const JSON_LIMIT = "64kb";
 
 type Request = IncomingMessage & { $ctx?: Context; $action?: EdgePolicy; $alias?: object; originalUrl?: string; rawBody?: Buffer };

@@ -58,6 +58,12 @@ export interface MfaDisabled extends MfaChanged {
 export interface MfaLocked extends MfaChanged {
 	lockedUntil: string;
 }
+/** A passkey was added to the account, or removed from it: the user is told either way. */
+export interface PasskeyChanged extends UserRef {
+	/** The name the user gave it ("MacBook", "YubiKey"). */
+	passkeyName: string;
+	at: string;
+}
 /** The profile changed (today: the display name). */
 export interface UserUpdated extends UserRef {
 	updatedAt: string;
@@ -117,6 +123,8 @@ export interface EventCatalog {
 	"user.mfa_disabled": MfaDisabled;
 	"user.mfa_recovery_codes_regenerated": MfaChanged;
 	"user.mfa_locked": MfaLocked;
+	"user.passkey_added": PasskeyChanged;
+	"user.passkey_removed": PasskeyChanged;
 	"user.password_reset_requested": PasswordResetRequested;
 	"user.password_changed": PasswordChanged;
 	"user.deleted": UserDeleted;

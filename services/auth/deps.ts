@@ -32,6 +32,8 @@ export interface AuthSettings {
 	passwordResetTtlS: number;
 	/** Minimum time between two e-mails of the same kind to one account. */
 	emailResendIntervalS: number;
+	/** Passkeys: the domain they are bound to, the name shown, the origins allowed (passkeys.ts). */
+	webauthn: { rpId: string; rpName: string; origins: string[] };
 }
 
 export const DEFAULT_LINK_SETTINGS = { emailVerificationTtlS: 24 * 3600, passwordResetTtlS: 30 * 60, emailResendIntervalS: 60 } as const;

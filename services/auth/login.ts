@@ -124,7 +124,8 @@ export async function completeMfaLogin(deps: AuthDeps, input: SecondFactor & { m
 	throw invalidMfaCode();
 }
 
-async function tokenPair(deps: AuthDeps, userId: string, refresh: IssuedRefreshToken, now: Date): Promise<TokenPair> {
+/** The access token and refresh token of a session just opened (or refreshed). */
+export async function tokenPair(deps: AuthDeps, userId: string, refresh: IssuedRefreshToken, now: Date): Promise<TokenPair> {
 	const grants = await grantsOf(deps.pool, userId);
 	const access = await issueAccessToken(deps.keys, deps.settings, { sub: userId, sid: refresh.sessionId, amr: refresh.amr, ...grants }, now);
 	return {

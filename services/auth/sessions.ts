@@ -25,9 +25,11 @@ export interface IssuedRefreshToken {
 	amr: string[];
 }
 
-/** How the user proved who they are (RFC 8176): the password alone, or the password and a second factor. */
+/** How the user proved who they are (RFC 8176): the password alone, the password and a second factor, or a passkey. */
 export const PASSWORD_ONLY = ["pwd"];
 export const WITH_SECOND_FACTOR = ["pwd", "otp", "mfa"];
+/** A passkey with user verification: proof of possession of a key, unlocked by biometrics or a PIN. */
+export const WITH_PASSKEY = ["pop", "mfa"];
 
 export async function openSession(tx: pg.PoolClient, userId: string, settings: SessionSettings, now: Date, clientIp: string | undefined, amr: string[]): Promise<IssuedRefreshToken> {
 	const sessionId = randomUUID();

@@ -4,7 +4,7 @@
  * is read in one table; the texts live in the locale catalogs (locales/<lang>.json) under the
  * workflow's id.
  */
-import type { CreditNoteData, CreditNoteRefundFailed, EmailChanged, EmailChangeRequested, EmailVerificationRequested, EventCatalog, MfaChanged, MfaDisabled, MfaLocked, EventType, InvoiceData, PasswordChanged, PasswordResetRequested, SubscriptionData, UserRef } from "../../lib/events/catalog.ts";
+import type { CreditNoteData, CreditNoteRefundFailed, PasskeyChanged, EmailChanged, EmailChangeRequested, EmailVerificationRequested, EventCatalog, MfaChanged, MfaDisabled, MfaLocked, EventType, InvoiceData, PasswordChanged, PasswordResetRequested, SubscriptionData, UserRef } from "../../lib/events/catalog.ts";
 
 export const CHANNELS = ["email", "push", "in_app"] as const;
 export type Channel = (typeof CHANNELS)[number];
@@ -77,6 +77,7 @@ const subscriptionVars = (d: SubscriptionData, publicUrl: string) => ({
 });
 /** A two-step login notice: when, and a password reset as the way out if it was not the user. */
 const mfaNotice = (d: MfaChanged, publicUrl: string) => ({ name: d.name, at: d.at, actionUrl: link(publicUrl, "password", "forgot") });
+const passkeyNotice = (d: PasskeyChanged, publicUrl: string) => ({ ...mfaNotice(d, publicUrl), passkeyName: d.passkeyName });
 const invoiceVars = (d: InvoiceData, publicUrl: string) => ({
 	invoiceNumber: d.number,
 	total: d.total,
@@ -177,6 +178,22 @@ export const WORKFLOWS: readonly Workflow[] = [
 		recipient: fromUser,
 		variables: (d: MfaLocked, publicUrl) => ({ ...mfaNotice(d, publicUrl), lockedUntil: d.lockedUntil }),
 		push: { ttlSeconds: DAY, urgency: "high" },
+	}),
+	define({
+		id: "passkey-added",
+		event: "user.passkey_added",
+		category: "security",
+		channels: ["email", "in_app"],
+		recipient: fromUser,
+		variables: passkeyNotice,
+	}),
+	define({
+		id: "passkey-removed",
+		event: "user.passkey_removed",
+		category: "security",
+		channels: ["email", "in_app"],
+		recipient: fromUser,
+		variables: passkeyNotice,
 	}),
 	define({
 		id: "password-reset",

@@ -6,6 +6,7 @@
 import type { ServiceBroker } from "moleculer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestDatabase, gatewayUrl, startNode, testEnv, uniqueId } from "../support/infra.ts";
+import { SoftAuthenticator } from "../support/soft-authenticator.ts";
 
 describe("gateway + auth over gRPC", () => {
 	let auth: ServiceBroker;
@@ -58,6 +59,46 @@ describe("gateway + auth over gRPC", () => {
 		const jwks = (await (await get("/.well-known/jwks.json")).json()) as { keys: { kid: string; kty: string }[] };
 		expect(jwks.keys.length).toBeGreaterThan(0);
 		expect(jwks.keys[0]).toMatchObject({ kty: "OKP" });
+	});
+
+	it("adds a passkey and signs in with it over REST, the browser's JSON passing the gRPC contract unchanged", async () => {
+		const user = await newUser();
+		const { accessToken } = await login(user.email);
+		// PUBLIC_URL is on 127.0.0.1: passkeys are bound to "localhost", as browsers require a domain.
+		const origin = "http://localhost:4000";
+		const started = await post("/api/v1/auth/passkeys/registration", { password }, accessToken);
+		expect(started.status).toBe(200);
+		const { flowId, options } = (await started.json()) as { flowId: string; options: Parameters<SoftAuthenticator["create"]>[0] & Record<string, unknown> };
+		expect(options).toMatchObject({ rp: { id: "localhost", name: "Backplane" }, user: { name: user.email, displayName: user.email }, timeout: 300_000, attestation: "none", pubKeyCredParams: expect.arrayContaining([{ type: "public-key", alg: -7 }]) as unknown });
+		// No field WebAuthn would refuse: every one a browser reads is set, none sent empty.
+		expect(options.authenticatorSelection).toEqual({ residentKey: "required", requireResidentKey: true, userVerification: "required" });
+
+		const device = new SoftAuthenticator();
+		const added = await post("/api/v1/auth/passkeys", { flowId, name: "Laptop", credential: { ...device.create(options, { origin }), clientExtensionResults: {}, authenticatorAttachment: "platform" } }, accessToken);
+		expect(added.status).toBe(201);
+		const passkey = (await added.json()) as { id: string; name: string };
+		expect(passkey).toMatchObject({ name: "Laptop", synced: false });
+		expect(((await (await get("/api/v1/auth/passkeys", accessToken)).json()) as { items: { id: string }[] }).items.map((p) => p.id)).toEqual([passkey.id]);
+
+		const loginOptions = (await (await post("/api/v1/auth/login/passkey/options", {})).json()) as { flowId: string; options: { challenge: string; rpId: string; allowCredentials: unknown[]; userVerification: string } };
+		expect(loginOptions.options).toMatchObject({ rpId: "localhost", allowCredentials: [], userVerification: "required" });
+		const signedIn = await post("/api/v1/auth/login/passkey", { flowId: loginOptions.flowId, credential: device.get(loginOptions.options, { origin }) });
+		expect(signedIn.status).toBe(200);
+		const pair = (await signedIn.json()) as { accessToken: string };
+		const claims = JSON.parse(Buffer.from(pair.accessToken.split(".")[1]!, "base64url").toString()) as { sub: string; amr: string[] };
+		expect(claims).toMatchObject({ sub: user.id, amr: ["pop", "mfa"] });
+		expect((await get("/api/v1/auth/me", pair.accessToken)).status).toBe(200);
+
+		// A bad answer is problem+json, never a 500; a malformed one never reaches auth's logic.
+		const again = (await (await post("/api/v1/auth/login/passkey/options", {})).json()) as { flowId: string; options: { challenge: string; rpId: string } };
+		const wrongSite = await post("/api/v1/auth/login/passkey", { flowId: again.flowId, credential: device.get(again.options, { origin: "https://evil.example" }) });
+		expect([wrongSite.status, ((await wrongSite.json()) as { code: string }).code]).toEqual([401, "INVALID_PASSKEY"]);
+		const malformed = await post("/api/v1/auth/login/passkey", { flowId: again.flowId, credential: { id: "not base64url!", rawId: "x", type: "password", response: {} } });
+		expect([malformed.status, ((await malformed.json()) as { code: string }).code]).toEqual([400, "VALIDATION_ERROR"]);
+
+		const removed = await fetch(`${base}/api/v1/auth/passkeys/${passkey.id}`, { method: "DELETE", headers: { authorization: `Bearer ${accessToken}` } });
+		expect(removed.status).toBe(204);
+		expect(((await (await get("/api/v1/auth/passkeys", accessToken)).json()) as { items: unknown[] }).items).toEqual([]);
 	});
 
 	it("serves public routes to a logged-in caller too (health probes, plans)", async () => {

@@ -42,6 +42,7 @@ export const TEST_SETTINGS: AuthSettings = {
 	refreshTokenTtlS: 30 * 86_400,
 	sessionIdleTimeoutS: 7 * 86_400,
 	publicUrl: "http://app.test",
+	webauthn: { rpId: "app.test", rpName: "Backplane", origins: ["http://app.test"] },
 	...DEFAULT_LINK_SETTINGS,
 };
 

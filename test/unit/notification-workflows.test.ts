@@ -37,6 +37,8 @@ describe("notification workflows", () => {
 			"mfa-disabled": "security",
 			"mfa-recovery-codes": "security",
 			"mfa-locked": "security",
+			"passkey-added": "security",
+			"passkey-removed": "security",
 			"credit-note-issued": "billing",
 			"credit-note-refund-failed": "billing",
 			"password-reset": "security",
