@@ -23,6 +23,7 @@ export async function housekeeping(pool: pg.Pool, now: Date): Promise<Housekeepi
 		email_verification_tokens: "DELETE FROM email_verification_tokens WHERE expires_at < $1",
 		password_reset_tokens: "DELETE FROM password_reset_tokens WHERE expires_at < $1",
 		mfa_challenges: "DELETE FROM mfa_challenges WHERE expires_at < $1",
+		webauthn_challenges: "DELETE FROM webauthn_challenges WHERE expires_at < $1",
 		refresh_tokens: "DELETE FROM refresh_tokens WHERE expires_at < $1",
 		sessions: "DELETE FROM sessions WHERE expires_at < $1 OR revoked_at < $1",
 		signing_keys: "DELETE FROM signing_keys WHERE published_until < $1",

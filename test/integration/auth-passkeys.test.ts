@@ -7,6 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { registerUser } from "../../services/auth/accounts.ts";
+import { housekeeping } from "../../services/auth/housekeeping.ts";
 import { confirmTotpEnrolment, startTotpEnrolment } from "../../services/auth/mfa-enrolment.ts";
 import { finishPasskeyLogin, finishPasskeyRegistration, listPasskeys, MAX_PASSKEYS_PER_USER, PASSKEY_CEREMONY_TTL_S, removePasskey, startPasskeyLogin, startPasskeyRegistration } from "../../services/auth/passkeys.ts";
 import { verifyAccessToken } from "../../services/auth/tokens.ts";
@@ -162,5 +163,12 @@ describe("passkeys", () => {
 			await finishPasskeyRegistration(kit.deps, ada.caller, { flowId, credential: new SoftAuthenticator().create(options, { origin: ORIGIN }) }, req);
 		}
 		expect((await failure(startPasskeyRegistration(kit.deps, ada.caller, { password: PASSWORD }, req))).type).toBe("TOO_MANY_PASSKEYS");
+	});
+
+	it("leave no challenge behind: ones never answered are swept by housekeeping", async () => {
+		await startPasskeyLogin(kit.deps);
+		kit.clock.advance(2 * 86_400);
+		expect((await housekeeping(kit.pool, kit.clock.now())).deleted.webauthn_challenges).toBeGreaterThanOrEqual(1);
+		expect((await kit.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM webauthn_challenges")).rows[0]!.n).toBe(0);
 	});
 });
