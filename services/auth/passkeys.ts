@@ -28,6 +28,11 @@ import { hashToken, newOpaqueToken } from "./secrets.ts";
 import { openSession, WITH_PASSKEY } from "./sessions.ts";
 
 export const PASSKEY_CEREMONY_TTL_S = 300;
+/**
+ * Ed25519, ES256, RS256: what every authenticator offers. SimpleWebAuthn would also offer ML-DSA,
+ * which Node verifies only experimentally and whose 2.4 kB signatures Chromium's authenticator picks first.
+ */
+const ALGORITHMS = [-8, -7, -257];
 /** More than anyone needs (a phone, a laptop, two security keys...), few enough to list. */
 export const MAX_PASSKEYS_PER_USER = 20;
 
@@ -102,6 +107,7 @@ export async function startPasskeyRegistration(deps: AuthDeps, caller: Caller, i
 		// The devices that already hold one are not offered again.
 		excludeCredentials: existing.rows.map((p) => ({ id: p.credential_id, transports: p.transports })),
 		authenticatorSelection: { residentKey: "required", requireResidentKey: true, userVerification: "required" },
+		supportedAlgorithmIDs: ALGORITHMS,
 		timeout: PASSKEY_CEREMONY_TTL_S * 1000,
 	});
 	const now = deps.clock.now();
@@ -125,6 +131,7 @@ export async function finishPasskeyRegistration(deps: AuthDeps, caller: Caller, 
 			expectedOrigin: deps.settings.webauthn.origins,
 			expectedRPID: deps.settings.webauthn.rpId,
 			requireUserVerification: true,
+			supportedAlgorithmIDs: ALGORITHMS,
 		});
 	} catch (err) {
 		await audit(deps.pool, { action: "passkey.add", outcome: "failure", userId: caller.userId, sessionId: caller.sessionId, details: { reason: (err as Error).message.slice(0, 200) } }, request, now);

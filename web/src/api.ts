@@ -181,6 +181,16 @@ export interface CreditNote {
 	failure?: string | null;
 }
 
+export interface Passkey {
+	id: string;
+	name: string;
+	createdAt: string;
+	/** Empty until it first signed in. */
+	lastUsedAt: string;
+	synced: boolean;
+	transports: string[];
+}
+
 export interface Page<T> {
 	items: T[];
 	/** null or "" (over gRPC) on the last page. */

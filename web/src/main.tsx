@@ -12,6 +12,7 @@ import type { AdminSection } from "./admin.tsx";
 import { api, ApiError, session, streamAlerts } from "./api.ts";
 import type { Alert, Invoice, Me, Page, Plan, Subscription } from "./api.ts";
 import { Account } from "./account.tsx";
+import { Passkeys, PasskeySignIn } from "./passkeys.tsx";
 import { TwoStepLogin } from "./two-step.tsx";
 import { PushOptIn } from "./push-opt-in.tsx";
 import { Sessions } from "./sessions.tsx";
@@ -95,6 +96,7 @@ function Login() {
 			<Field label="E-mail" name="email" type="email" autocomplete="email" value={email} onInput={setEmail} error={form.error} />
 			<Field label="Password" name="password" type="password" autocomplete="current-password" value={password} onInput={setPassword} error={form.error} />
 			<button type="submit" disabled={form.busy}>Log in</button>
+			<PasskeySignIn onDone={signedIn} />
 			<nav class="links">
 				<a href="/#/signup">Create an account</a> · <a href="/#/forgot">Forgot your password?</a>
 			</nav>
@@ -277,6 +279,7 @@ function Home() {
 			<Preferences />
 			<Account me={me} onSaved={setMe} />
 			<TwoStepLogin me={me} onChanged={() => void api<Me>("GET", "/api/v1/auth/me").then(setMe)} />
+			<Passkeys />
 			<Sessions />
 		</div>
 	);
