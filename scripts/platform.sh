@@ -29,6 +29,7 @@ start_node() {
   SERVICES="$service" NODE_ID="local-$service" METRICS_PORT=$((METRICS_BASE_PORT + index)) \
     HEALTH_PORT=$((HEALTH_BASE_PORT + index)) \
     GATEWAY_PORT="$GATEWAY_PORT" BCRYPT_COST="${BCRYPT_COST:-10}" \
+    PUBLIC_URL="${PUBLIC_URL:-http://localhost:$GATEWAY_PORT}" \
     nohup node "$ROOT/bin/broker.ts" >>"$LOG_DIR/node-$service.log" 2>&1 &
   echo $! > "$(pid_file "$service")"
 }
@@ -65,7 +66,7 @@ up() {
   cat <<URLS
 
   Backplane is up.
-    Console        http://127.0.0.1:$GATEWAY_PORT/           (sign up, plan, invoices, live inbox)
+    Console        http://localhost:$GATEWAY_PORT/           (sign up, plan, invoices, live inbox, passkeys: they need a domain name, not 127.0.0.1)
     API            http://127.0.0.1:$GATEWAY_PORT/api/docs   (OpenAPI: /api/openapi.json; health: /healthz, /readyz)
     Mailpit        http://127.0.0.1:$MAILPIT_HTTP_PORT       (every e-mail the platform sends)
     RabbitMQ       http://127.0.0.1:$RABBIT_MGMT_PORT       (management UI, backplane / backplane)
