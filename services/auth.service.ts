@@ -72,7 +72,7 @@ const b64url = (max: number, optional = false) => ({ type: "string", min: option
 const credentialHead = { id: b64url(1_400), rawId: b64url(1_400), type: { type: "equal", value: "public-key" } };
 const registrationCredential = {
 	type: "object", strict: "remove",
-	props: { ...credentialHead, response: { type: "object", strict: "remove", props: { clientDataJSON: b64url(4_096), attestationObject: b64url(16_384), transports: { type: "array", max: 10, items: { type: "string", max: 20 }, optional: true } } } },
+	props: { ...credentialHead, response: { type: "object", strict: "remove", props: { clientDataJSON: b64url(4_096), attestationObject: b64url(16_384), transports: { type: "array", max: 10, items: { type: "string", pattern: /^[a-z-]{1,20}$/ }, optional: true } } } },
 };
 const authenticationCredential = {
 	type: "object", strict: "remove",
@@ -198,13 +198,16 @@ export default function authService(config: Config, opts: AuthServiceOptions = {
 				},
 			},
 			startPasskeyRegistration: {
-				rest: "POST /passkeys/registration", auth: "required", rateLimit: "auth-strict", openapi: { summary: "Begin adding a passkey (needs the password): the options for navigator.credentials.create() and the flowId to send back" },
-				params: { $$strict: "remove", password: secret },
-				handler(ctx: Ctx<{ password: string }>) { return startPasskeyRegistration(deps, this.caller(ctx), ctx.params, this.request(ctx)); },
+				rest: "POST /passkeys/registration", auth: "required", rateLimit: "auth-strict", openapi: { summary: "Begin adding a passkey (needs the password, and a code or a recovery code when two-step login is on): the options for navigator.credentials.create() and the flowId to send back" },
+				params: { $$strict: "remove", password: secret, code: { type: "string", max: 20, optional: true }, recoveryCode: { type: "string", max: 40, optional: true } },
+				handler(ctx: Ctx<{ password: string; code?: string; recoveryCode?: string }>) {
+					const { password, code, recoveryCode } = ctx.params;
+					return startPasskeyRegistration(deps, this.caller(ctx), { password, code: code || undefined, recoveryCode: recoveryCode || undefined }, this.request(ctx));
+				},
 			},
 			addPasskey: {
 				rest: "POST /passkeys", auth: "required", rateLimit: "auth-strict", openapi: { summary: "Add the passkey the browser made (its answer to the registration options); the user is told by e-mail" },
-				params: { $$strict: "remove", flowId: secret, name: { type: "string", max: 100, trim: true, optional: true }, credential: registrationCredential },
+				params: { $$strict: "remove", flowId: secret, name: { type: "string", max: 100, trim: true, pattern: /^[^\p{Cc}]*$/u, optional: true }, credential: registrationCredential },
 				async handler(ctx: Ctx<{ flowId: string; name?: string; credential: RegistrationCredential }>) {
 					return this.reply(ctx, 201, await finishPasskeyRegistration(deps, this.caller(ctx), ctx.params, this.request(ctx)));
 				},

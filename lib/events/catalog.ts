@@ -53,6 +53,8 @@ export interface MfaChanged extends UserRef {
 /** Two-step login was turned off: by the user, or by an administrator for a user who lost every factor. */
 export interface MfaDisabled extends MfaChanged {
 	by: "user" | "administrator";
+	/** Passkeys removed with it (an administrator's reset removes every factor). */
+	passkeysRemoved?: number;
 }
 /** Wrong second-factor codes locked the account's second factor until `lockedUntil`: someone had the password. */
 export interface MfaLocked extends MfaChanged {

@@ -81,8 +81,11 @@ export async function resetSecondFactor(deps: AuthDeps, hooks: AuthHooks, input:
 			const beyond = (await grantsOf(tx, user.id)).permissions.filter((p) => !input.actorPermissions?.includes(p));
 			if (beyond.length) throw forbidden(`This user holds permissions you do not have (${beyond.join(", ")}).`, "MISSING_PERMISSION");
 		}
-		if (!(await hasConfirmedTotp(tx, user.id))) throw new AppError(409, "MFA_NOT_ENABLED", "Two-step login is not on for this user.");
-		await removeSecondFactor(tx, user, "administrator", request, now);
+		// Every factor goes, passkeys too: the lost phone may hold one.
+		const hadTotp = await hasConfirmedTotp(tx, user.id);
+		const passkeysRemoved = (await tx.query("DELETE FROM passkeys WHERE user_id = $1", [user.id])).rowCount ?? 0;
+		if (!hadTotp && !passkeysRemoved) throw new AppError(409, "MFA_NOT_ENABLED", "This user has neither two-step login nor a passkey.");
+		await removeSecondFactor(tx, user, "administrator", request, now, passkeysRemoved);
 		const sessions = await revokeSessions(tx, { userId: user.id }, "admin", deps.settings, now);
 		await audit(tx, { action: "mfa.reset", outcome: "success", userId: user.id, actorId: input.actorId, details: { revokedSessions: sessions.length, ...(input.operator ? { operator: input.operator } : {}) } }, request, now);
 		return sessions;
@@ -90,11 +93,11 @@ export async function resetSecondFactor(deps: AuthDeps, hooks: AuthHooks, input:
 	if (revoked.length) hooks.sessionsRevoked(revoked);
 }
 
-/** The authenticator and the recovery codes go, and logins halfway through end; the user is told. */
-async function removeSecondFactor(tx: pg.PoolClient, user: { id: string; email: string; name: string | null }, by: "user" | "administrator", request: RequestInfo, now: Date): Promise<void> {
+/** The authenticator and the recovery codes go, and logins halfway through end; the user is told (of the passkeys removed with them too). */
+async function removeSecondFactor(tx: pg.PoolClient, user: { id: string; email: string; name: string | null }, by: "user" | "administrator", request: RequestInfo, now: Date, passkeysRemoved = 0): Promise<void> {
 	await tx.query("DELETE FROM totp_authenticators WHERE user_id = $1", [user.id]);
 	await tx.query("DELETE FROM recovery_codes WHERE user_id = $1", [user.id]);
-	await enqueue(tx, "user.mfa_disabled", user.id, { userId: user.id, email: user.email, name: user.name, at: now.toISOString(), by }, request, now);
+	await enqueue(tx, "user.mfa_disabled", user.id, { userId: user.id, email: user.email, name: user.name, at: now.toISOString(), by, passkeysRemoved }, request, now);
 	await endPendingLogins(tx, user.id);
 }
 
@@ -110,19 +113,27 @@ export async function regenerateRecoveryCodes(deps: AuthDeps, caller: Caller, in
 
 /**
  * Runs `change` (in one transaction, audited as `action`) once the caller proved both factors:
- * the password, and a code from the app or a recovery code. Wrong codes count as at login.
+ * the password, and a code from the app or a recovery code. Wrong codes count as at login. With
+ * `ifEnabled`, an account without two-step login proves the password alone.
  */
-async function withBothFactors<T>(
+export async function withBothFactors<T>(
 	deps: AuthDeps,
 	caller: Caller,
 	input: SecondFactor & { password: string },
 	action: string,
 	request: RequestInfo,
 	change: (tx: pg.PoolClient, user: { id: string; email: string; name: string | null }, now: Date) => Promise<T>,
+	opts: { ifEnabled?: boolean } = {},
 ): Promise<T> {
 	const user = await confirmPassword(deps, caller, input.password, "password", action, request);
 	const now = deps.clock.now();
 	const outcome = await withTransaction(deps.pool, async (tx) => {
+		if (opts.ifEnabled && !(await hasConfirmedTotp(tx, user.id))) {
+			const result = await change(tx, user, now);
+			await audit(tx, { action, outcome: "success", userId: user.id, sessionId: caller.sessionId, details: { with: "password" } }, request, now);
+			return { check: { ok: true as const }, result };
+		}
+		if (!input.code && !input.recoveryCode) throw badRequest("Two-step login is on: enter a code from your app (or a recovery code) too.", [{ field: "code", message: "is required while two-step login is on", type: "required" }]);
 		const check = await checkSecondFactor(tx, deps, user.id, input, request, now);
 		if (!check.ok) return { check };
 		const result = await change(tx, user, now);

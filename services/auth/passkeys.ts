@@ -4,8 +4,9 @@
  * single-use challenge (five minutes) under a random flow id and answers the browser's options;
  * the second spends the challenge and checks what the authenticator signed with SimpleWebAuthn.
  *
- * - Adding one needs the password again (like turning on two-step login) and tells the user by
- *   e-mail; removing one tells the user too.
+ * - Adding one needs the password again, and a code from the app when two-step login is on (a
+ *   passkey skips that code), and tells the user by e-mail; removing one tells the user too. An
+ *   administrator's reset of a user's two-step login removes the passkeys too (mfa-enrolment.ts).
  * - Passkeys are discoverable credentials with user verification required: signing in needs no
  *   e-mail address, and the session counts as multi-factor (`amr` ["pop", "mfa"], RFC 8176), so a
  *   passkey also meets ADMIN_REQUIRES_MFA. A user with an authenticator app is not asked for its
@@ -23,7 +24,8 @@ import type { AuthDeps, RequestInfo } from "./deps.ts";
 import { enqueue } from "./events.ts";
 import { tokenPair } from "./login.ts";
 import type { TokenPair } from "./login.ts";
-import { confirmPassword } from "./recovery.ts";
+import type { SecondFactor } from "./mfa.ts";
+import { withBothFactors } from "./mfa-enrolment.ts";
 import { hashToken, newOpaqueToken } from "./secrets.ts";
 import { openSession, WITH_PASSKEY } from "./sessions.ts";
 
@@ -68,6 +70,7 @@ export interface PasskeyView {
 // an idle auth node (the brief: < 150 MB) should not carry before anyone uses a passkey.
 const webauthn = () => import("@simplewebauthn/server");
 
+const tooManyPasskeys = () => new AppError(409, "TOO_MANY_PASSKEYS", `An account holds at most ${MAX_PASSKEYS_PER_USER} passkeys; remove one first.`);
 const invalidPasskey = (detail = "The passkey could not be verified; try again.") => new AppError(401, "INVALID_PASSKEY", detail);
 const expiredFlow = () => new AppError(409, "PASSKEY_CEREMONY_EXPIRED", "This passkey request has expired or was already used; start again.");
 
@@ -90,30 +93,32 @@ async function spendCeremony(db: pg.Pool | pg.PoolClient, flowId: string, purpos
 	return row && row.expires_at > now && row.user_id === userId ? row.challenge : null;
 }
 
-/** The options for navigator.credentials.create(), after the password was confirmed. */
-export async function startPasskeyRegistration(deps: AuthDeps, caller: Caller, input: { password: string }, request: RequestInfo) {
-	const user = await confirmPassword(deps, caller, input.password, "password", "passkey.start", request);
-	const existing = await deps.pool.query<{ credential_id: string; transports: string[] }>("SELECT credential_id, transports FROM passkeys WHERE user_id = $1", [user.id]);
-	if (existing.rows.length >= MAX_PASSKEYS_PER_USER) throw new AppError(409, "TOO_MANY_PASSKEYS", `An account holds at most ${MAX_PASSKEYS_PER_USER} passkeys; remove one first.`);
+/**
+ * The options for navigator.credentials.create(), after the password was confirmed, and a code
+ * from the app too when two-step login is on: a passkey skips that code at login, so adding one
+ * asks as much as turning two-step login off does.
+ */
+export async function startPasskeyRegistration(deps: AuthDeps, caller: Caller, input: SecondFactor & { password: string }, request: RequestInfo) {
 	const { generateRegistrationOptions } = await webauthn();
-	const options = await generateRegistrationOptions({
-		rpName: deps.settings.webauthn.rpName,
-		rpID: deps.settings.webauthn.rpId,
-		userName: user.email,
-		userDisplayName: user.name ?? user.email,
-		// The same handle for every passkey of the account: a device replaces its own, never holds two.
-		userID: Buffer.from(user.id.replaceAll("-", ""), "hex"),
-		attestationType: "none",
-		// The devices that already hold one are not offered again.
-		excludeCredentials: existing.rows.map((p) => ({ id: p.credential_id, transports: p.transports })),
-		authenticatorSelection: { residentKey: "required", requireResidentKey: true, userVerification: "required" },
-		supportedAlgorithmIDs: ALGORITHMS,
-		timeout: PASSKEY_CEREMONY_TTL_S * 1000,
-	});
-	const now = deps.clock.now();
-	const flowId = await beginCeremony(deps.pool, "register", user.id, options.challenge, now);
-	await audit(deps.pool, { action: "passkey.start", outcome: "success", userId: user.id, sessionId: caller.sessionId }, request, now);
-	return { flowId, options };
+	return withBothFactors(deps, caller, input, "passkey.start", request, async (tx, user, now) => {
+		const existing = await tx.query<{ credential_id: string; transports: string[] }>("SELECT credential_id, transports FROM passkeys WHERE user_id = $1", [user.id]);
+		if (existing.rows.length >= MAX_PASSKEYS_PER_USER) throw tooManyPasskeys();
+		const options = await generateRegistrationOptions({
+			rpName: deps.settings.webauthn.rpName,
+			rpID: deps.settings.webauthn.rpId,
+			userName: user.email,
+			userDisplayName: user.name ?? user.email,
+			// The same handle for every passkey of the account: a device replaces its own, never holds two.
+			userID: Buffer.from(user.id.replaceAll("-", ""), "hex"),
+			attestationType: "none",
+			// The devices that already hold one are not offered again.
+			excludeCredentials: existing.rows.map((p) => ({ id: p.credential_id, transports: p.transports })),
+			authenticatorSelection: { residentKey: "required", requireResidentKey: true, userVerification: "required" },
+			supportedAlgorithmIDs: ALGORITHMS,
+			timeout: PASSKEY_CEREMONY_TTL_S * 1000,
+		});
+		return { flowId: await beginCeremony(tx, "register", user.id, options.challenge, now), options };
+	}, { ifEnabled: true });
 }
 
 /** Verifies what the authenticator made and stores its public key; the user is told by e-mail. */
@@ -139,10 +144,20 @@ export async function finishPasskeyRegistration(deps: AuthDeps, caller: Caller, 
 	}
 	if (!verification.verified) throw badRequest("The passkey could not be verified; try again.", [{ field: "credential", message: "is not a valid answer to this request", type: "passkey" }]);
 	const info = verification.registrationInfo;
+	// What the authenticator claims is checked for its signature, not its size: bound it here.
+	const idBytes = Buffer.from(info.credential.id, "base64url").length;
+	if (idBytes < 16 || idBytes > 1_023 || info.credential.publicKey.length > 2_048) {
+		throw badRequest("The passkey could not be verified; try again.", [{ field: "credential", message: "has a credential id or public key of an impossible size", type: "passkey" }]);
+	}
 	return withTransaction(deps.pool, async (tx) => {
-		const { rows } = await tx.query<{ email: string; name: string | null }>("SELECT email, name FROM users WHERE id = $1 FOR UPDATE", [caller.userId]);
+		const { rows } = await tx.query<{ email: string; name: string | null; passkeys: number }>(
+			"SELECT email, name, (SELECT count(*)::int FROM passkeys WHERE user_id = $1) AS passkeys FROM users WHERE id = $1 FOR UPDATE",
+			[caller.userId],
+		);
 		const user = rows[0];
 		if (!user) throw notFound("User");
+		// Counted again under the user's lock: registrations begun side by side finish one at a time.
+		if (user.passkeys >= MAX_PASSKEYS_PER_USER) throw tooManyPasskeys();
 		const id = randomUUID();
 		const name = input.name?.trim() || "Passkey";
 		const inserted = await tx.query(

@@ -71,6 +71,8 @@ interface Ctx {
 }
 
 export const creditNotes = (db: Db) => db.collection<CreditNote>("credit_notes");
+/** Failed refunds no note knew of yet (a dashboard refund whose success Stripe is still retrying). */
+const refundFailures = (db: Db) => db.collection<{ _id: string; reason: string; at: Date }>("refund_failures");
 const counters = (db: Db) => db.collection<{ _id: string; seq: number }>("counters");
 
 const checkCreditNote = documentChecker<CreditNote>("credit note", {
@@ -127,13 +129,16 @@ const total = (notes: NoteAmount[]) => notes.reduce((sum, n) => sum + n.amount, 
 export const amountCredited = (notes: NoteAmount[]) => total(notes.filter((n) => n.status === "issued"));
 const noteAmounts = (db: Db, invoiceId: string): Promise<NoteAmount[]> => creditNotes(db).find({ invoiceId }, { projection: { amount: 1, status: 1 } }).toArray();
 
-/** Notes whose money never went back: a refund Stripe refused, or one the bank returned. */
-const NOT_REFUNDED: ReadonlySet<CreditNoteStatus> = new Set(["failed", "reversed"]);
+const paidByCard = (inv: Invoice) => (inv.stripeInvoiceId || inv.stripePaymentIntentId ? inv.amountPaid : 0);
 
-/** What was paid by card (or through Stripe) on the invoice and is not credited yet: every note but an unrefunded one counts. */
+/**
+ * What was paid by card (or through Stripe) on the invoice and is not credited yet: every note
+ * counts but a failed one, and a reversed one on our own invoices. On an invoice Stripe billed,
+ * Stripe's credit note stays after its refund came back: that money is returned by hand, never
+ * credited again here (a second Stripe credit note would exceed the invoice).
+ */
 function creditableOf(inv: Invoice, notes: NoteAmount[]): number {
-	const paid = inv.stripeInvoiceId || inv.stripePaymentIntentId ? inv.amountPaid : 0;
-	return paid - total(notes.filter((n) => !NOT_REFUNDED.has(n.status)));
+	return paidByCard(inv) - total(notes.filter((n) => n.status !== "failed" && (n.status !== "reversed" || Boolean(inv.stripeInvoiceId))));
 }
 
 async function creditableAmount(db: Db, inv: Invoice): Promise<number> {
@@ -146,7 +151,10 @@ async function creditableAmount(db: Db, inv: Invoice): Promise<number> {
  */
 export async function creditTotals(db: Db, inv: Invoice): Promise<{ amountCredited: number; creditable: number; amountReturned: number }> {
 	const notes = await noteAmounts(db, inv._id);
-	return { amountCredited: amountCredited(notes), creditable: inv.status === "paid" ? creditableOf(inv, notes) : 0, amountReturned: total(notes.filter((n) => n.status === "reversed")) };
+	// Still owed: what came back, less what was given back again since (never below zero).
+	const stillCredited = total(notes.filter((n) => n.status !== "failed" && n.status !== "reversed"));
+	const amountReturned = Math.max(0, Math.min(total(notes.filter((n) => n.status === "reversed")), paidByCard(inv) - stillCredited));
+	return { amountCredited: amountCredited(notes), creditable: inv.status === "paid" ? creditableOf(inv, notes) : 0, amountReturned };
 }
 
 type NewNote = Pick<CreditNote, "amount" | "reason" | "memo" | "issuedBy" | "requestKey" | "status" | "refundId" | "issuedAt">;
@@ -237,15 +245,26 @@ function transition(db: Db, id: string, from: CreditNoteStatus[], set: Partial<C
 /**
  * Stripe reports that a refund failed after it accepted it (`refund.failed`, or `refund.updated`
  * to `failed` or `canceled`): the note it belongs to, found by the `creditNoteId` our refunds
- * carry or else by the refund's id (a dashboard refund), stops counting as credited. An issued (or unconfirmed) note
- * becomes `reversed` and its user is told; a pending one, never announced, becomes `failed`.
- * "ignored" for a refund no note of ours made, or a note already settled that way.
+ * carry or else by the refund's id (a dashboard refund), stops counting as credited. An issued
+ * note becomes `reversed` and its user, told the money was on its way, is told it is not; a
+ * pending or unconfirmed one, never announced, becomes `failed`. A failure that overtakes the
+ * success of a dashboard refund (Stripe retries a webhook we failed to take for days) is kept, so
+ * that refund is never recorded. "ignored" for a note already settled that way.
  */
 export async function recordRefundFailure(db: Db, refund: { id: string; creditNoteId: string | null; reason: string }, ctx: Ctx): Promise<"applied" | "ignored"> {
 	const note = await creditNotes(db).findOne(refund.creditNoteId ? { _id: refund.creditNoteId } : { refundId: refund.id }, { projection: { _id: 1 } });
-	if (!note) return "ignored";
-	if ((await transition(db, note._id, ["pending"], { status: "failed", refundId: refund.id, failure: refund.reason }, () => [], ctx.now)).changed) return "applied";
-	const reversed = await transition(db, note._id, ["issued", "unconfirmed"], { status: "reversed", failure: refund.reason, reversedAt: ctx.now }, (next) => [
+	if (!note) {
+		if (refund.creditNoteId) return "ignored";
+		try {
+			await refundFailures(db).insertOne({ _id: refund.id, reason: refund.reason, at: ctx.now });
+			return "applied";
+		} catch (err) {
+			if (isDuplicateKey(err)) return "ignored";
+			throw err;
+		}
+	}
+	if ((await transition(db, note._id, ["pending", "unconfirmed"], { status: "failed", refundId: refund.id, failure: refund.reason }, () => [], ctx.now)).changed) return "applied";
+	const reversed = await transition(db, note._id, ["issued"], { status: "reversed", failure: refund.reason, reversedAt: ctx.now }, (next) => [
 		billingEvent("credit_note.refund_failed", next._id, { ...creditNoteData(next), failureReason: refund.reason }, ctx.now, ctx.requestId),
 	], ctx.now);
 	return reversed.changed ? "applied" : "ignored";
@@ -260,7 +279,7 @@ export async function recordRefundFailure(db: Db, refund: { id: string; creditNo
  */
 export async function recordStripeRefund(db: Db, refund: { id: string; amount: number; paymentIntentId: string; reason: string | null }, ctx: Ctx): Promise<"applied" | "ignored"> {
 	const inv = await invoices(db).findOne({ stripePaymentIntentId: refund.paymentIntentId }, { projection: { _id: 1 } });
-	if (!inv) return "ignored";
+	if (!inv || (await refundFailures(db).findOne({ _id: refund.id }, { projection: { _id: 1 } }))) return "ignored";
 	const requestKey = `${inv._id}:stripe-refund:${refund.id}`;
 	return locked(db, inv._id, async (current) => {
 		if (!current || (await creditNotes(db).findOne({ requestKey }, { projection: { _id: 1 } }))) return "ignored";

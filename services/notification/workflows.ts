@@ -158,7 +158,7 @@ export const WORKFLOWS: readonly Workflow[] = [
 		category: "security",
 		channels: ["email", "push", "in_app"],
 		recipient: fromUser,
-		variables: (d: MfaDisabled, publicUrl) => ({ ...mfaNotice(d, publicUrl), byAdministrator: d.by === "administrator" }),
+		variables: (d: MfaDisabled, publicUrl) => ({ ...mfaNotice(d, publicUrl), byAdministrator: d.by === "administrator", passkeysRemoved: d.passkeysRemoved ?? 0 }),
 		push: { ttlSeconds: DAY, urgency: "high" },
 	}),
 	define({
@@ -185,7 +185,8 @@ export const WORKFLOWS: readonly Workflow[] = [
 		category: "security",
 		channels: ["email", "in_app"],
 		recipient: fromUser,
-		variables: passkeyNotice,
+		// The way out is on the account page (remove the passkey), not a password reset.
+		variables: (d: PasskeyChanged, publicUrl) => ({ ...passkeyNotice(d, publicUrl), actionUrl: link(publicUrl) }),
 	}),
 	define({
 		id: "passkey-removed",

@@ -113,6 +113,8 @@ describe("console administration in Chromium", () => {
 		try {
 			// A paid invoice of ours (its card payment's PaymentIntent is what stripe-mock refunds).
 			await mongo.db().collection("invoices").insertOne({ _id: `in_web_${bea.id}` as never, number: "2026-000321", numberKey: `web-${bea.id}`, userId: bea.id, subscriptionId: null, status: "paid", currency: "usd", total: 4_200, amountPaid: 4_200, amountDue: 0, stripeInvoiceId: null, stripePaymentIntentId: "pi_3MtwBwLkdIwHu7ix28a3tqPa", createdAt: new Date(), lines: [], taxLines: [] });
+			// Twenty older ones: more than the first page the console loads.
+			await mongo.db().collection("invoices").insertMany(Array.from({ length: 20 }, (_, i) => ({ _id: `in_old_${i}_${bea.id}` as never, number: `2025-${String(100 + i).padStart(6, "0")}`, numberKey: `old-${i}-${bea.id}`, userId: bea.id, subscriptionId: null, status: "paid", currency: "usd", total: 900, amountPaid: 900, amountDue: 0, stripeInvoiceId: null, stripePaymentIntentId: null, createdAt: new Date(Date.now() - (i + 1) * 86_400_000), lines: [], taxLines: [] })));
 		} finally {
 			await mongo.close();
 		}
@@ -120,6 +122,11 @@ describe("console administration in Chromium", () => {
 		await page.getByLabel("Find users").fill(bea.email);
 		await page.getByLabel("Find users").press("Enter");
 		await page.getByRole("button", { name: `Invoices of ${bea.email}` }).click();
+		const rows = page.getByRole("table", { name: `Invoices of ${bea.email}` }).locator("tbody tr");
+		await expect.poll(() => rows.count(), { timeout: 10_000 }).toBe(20);
+		await page.getByRole("button", { name: "Show more invoices" }).click();
+		await expect.poll(() => rows.count()).toBe(21);
+		expect(await page.getByRole("button", { name: "Show more invoices" }).count()).toBe(0);
 		await page.getByRole("button", { name: "Refund on invoice 2026-000321" }).click();
 		// Not a number: refused before anything is sent (never "all of it" by mistake).
 		for (const typo of ["twelve", "Infinity", "12.345", "1,000.00"]) {
@@ -155,7 +162,9 @@ describe("console administration in Chromium", () => {
 		await page.getByRole("button", { name: `Invoices of ${bea.email}` }).click();
 		await page.getByRole("button", { name: `Invoices of ${bea.email}` }).click();
 		await expect.poll(() => page.getByTestId("refund-returned").textContent(), { timeout: 10_000 }).toBe(" ($12.50 refund came back: still owed)");
-		await expect.poll(() => page.getByRole("button", { name: "Refund on invoice 2026-000321" }).count()).toBe(1);
+		// All of it can be given back again: the form offers the whole $42.00, not the $29.50 left before.
+		await page.getByRole("button", { name: "Refund on invoice 2026-000321" }).click();
+		await expect.poll(() => page.locator('label[for="f-amount"]').textContent()).toBe("Amount to refund (up to $42.00; empty: all of it)");
 		const after = (await (await fetch(`${base}/api/v1/billing/invoices/in_web_${bea.id}`, { headers: { authorization: `Bearer ${bea.accessToken}` } })).json()) as { amountCredited: number; creditNotes: Record<string, unknown>[] };
 		expect(after).toMatchObject({ amountCredited: 0, creditNotes: [{ status: "reversed", amount: 1_250 }] });
 		// The customer, told the money was on its way, is told it is not.

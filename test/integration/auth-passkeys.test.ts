@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { registerUser } from "../../services/auth/accounts.ts";
 import { housekeeping } from "../../services/auth/housekeeping.ts";
-import { confirmTotpEnrolment, startTotpEnrolment } from "../../services/auth/mfa-enrolment.ts";
+import { confirmTotpEnrolment, resetSecondFactor, startTotpEnrolment } from "../../services/auth/mfa-enrolment.ts";
 import { finishPasskeyLogin, finishPasskeyRegistration, listPasskeys, MAX_PASSKEYS_PER_USER, PASSKEY_CEREMONY_TTL_S, removePasskey, startPasskeyLogin, startPasskeyRegistration } from "../../services/auth/passkeys.ts";
 import { verifyAccessToken } from "../../services/auth/tokens.ts";
 import { authKit, outboxEvents, TEST_SETTINGS } from "../support/auth.ts";
@@ -82,7 +82,7 @@ describe("passkeys", () => {
 			const { flowId, options } = reuse ?? (await startPasskeyRegistration(kit.deps, u.caller, { password: PASSWORD }, req));
 			return failure(finishPasskeyRegistration(kit.deps, u.caller, { flowId, credential: device.create(options, answer) }, req));
 		};
-		for (const answer of [{ origin: "https://evil.example" }, { origin: ORIGIN, userVerified: false }, { origin: ORIGIN, challenge: "c29tZXRoaW5nIGVsc2U" }]) {
+		for (const answer of [{ origin: "https://evil.example" }, { origin: ORIGIN, userVerified: false }, { origin: ORIGIN, challenge: "c29tZXRoaW5nIGVsc2U" }, { origin: ORIGIN, credentialIdBytes: 8 }, { origin: ORIGIN, credentialIdBytes: 1_100 }]) {
 			const err = await attempt(answer);
 			expect([err.code, err.type], JSON.stringify(answer)).toEqual([400, "VALIDATION_ERROR"]);
 		}
@@ -158,11 +158,40 @@ describe("passkeys", () => {
 		expect((await failure(removePasskey(kit.deps, bob.caller, ada.passkey.id, req))).code).toBe(404);
 		expect(await listPasskeys(kit.pool, ada.id)).toHaveLength(1);
 
-		for (let i = 1; i < MAX_PASSKEYS_PER_USER; i++) {
-			const { flowId, options } = await startPasskeyRegistration(kit.deps, ada.caller, { password: PASSWORD }, req);
-			await finishPasskeyRegistration(kit.deps, ada.caller, { flowId, credential: new SoftAuthenticator().create(options, { origin: ORIGIN }) }, req);
-		}
+		const add = async (flow: Awaited<ReturnType<typeof startPasskeyRegistration>>) => finishPasskeyRegistration(kit.deps, ada.caller, { flowId: flow.flowId, credential: new SoftAuthenticator().create(flow.options, { origin: ORIGIN }) }, req);
+		for (let i = 2; i < MAX_PASSKEYS_PER_USER; i++) await add(await startPasskeyRegistration(kit.deps, ada.caller, { password: PASSWORD }, req));
+		// One place left, two registrations begun side by side: one of them gets it.
+		const flows = [await startPasskeyRegistration(kit.deps, ada.caller, { password: PASSWORD }, req), await startPasskeyRegistration(kit.deps, ada.caller, { password: PASSWORD }, req)];
+		const outcomes = await Promise.allSettled(flows.map(add));
+		expect(outcomes.map((o) => o.status).sort()).toEqual(["fulfilled", "rejected"]);
+		expect(((outcomes.find((o) => o.status === "rejected") as PromiseRejectedResult).reason as { type: string }).type).toBe("TOO_MANY_PASSKEYS");
+		expect(await listPasskeys(kit.pool, ada.id)).toHaveLength(MAX_PASSKEYS_PER_USER);
 		expect((await failure(startPasskeyRegistration(kit.deps, ada.caller, { password: PASSWORD }, req))).type).toBe("TOO_MANY_PASSKEYS");
+	});
+
+	it("need the app's code too when two-step login is on, since a passkey skips it at login", async () => {
+		const u = await user();
+		const { secret } = await startTotpEnrolment(kit.deps, u.caller, { password: PASSWORD }, req);
+		await confirmTotpEnrolment(kit.deps, kit.hooks, u.caller, { code: totpCode(secret, kit.clock.now()) }, req);
+		const missing = await failure(startPasskeyRegistration(kit.deps, u.caller, { password: PASSWORD }, req));
+		expect([missing.code, missing.type, (missing.data as { errors: { field: string }[] }).errors[0]?.field]).toEqual([400, "VALIDATION_ERROR", "code"]);
+		expect((await failure(startPasskeyRegistration(kit.deps, u.caller, { password: PASSWORD, code: "000000" }, req))).type).toBe("VALIDATION_ERROR");
+		kit.clock.advance(30);
+		const { flowId, options } = await startPasskeyRegistration(kit.deps, u.caller, { password: PASSWORD, code: totpCode(secret, kit.clock.now()) }, req);
+		await finishPasskeyRegistration(kit.deps, u.caller, { flowId, credential: new SoftAuthenticator().create(options, { origin: ORIGIN }) }, req);
+		expect(await listPasskeys(kit.pool, u.id)).toHaveLength(1);
+	});
+
+	it("go with an administrator's reset of a user's two-step login (the lost phone may hold one)", async () => {
+		const { id, device } = await withPasskey();
+		const admin = { actorId: null, operator: "ops" };
+		await resetSecondFactor(kit.deps, kit.hooks, { userId: id, ...admin }, req);
+		expect(await listPasskeys(kit.pool, id)).toEqual([]);
+		expect((await failure(signIn(device))).type).toBe("INVALID_PASSKEY");
+		const told = (await outboxEvents<{ by: string; passkeysRemoved: number }>(kit.pool, "user.mfa_disabled")).filter((e) => e.subject === id);
+		expect(told.map((e) => e.data)).toEqual([expect.objectContaining({ by: "administrator", passkeysRemoved: 1 })]);
+		// Nothing left to reset.
+		expect((await failure(resetSecondFactor(kit.deps, kit.hooks, { userId: id, ...admin }, req))).type).toBe("MFA_NOT_ENABLED");
 	});
 
 	it("leave no challenge behind: ones never answered are swept by housekeeping", async () => {

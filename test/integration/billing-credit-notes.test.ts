@@ -170,10 +170,37 @@ describe("credit notes", () => {
 		// Stripe sends refund.updated and refund.failed for the same failure: the second changes nothing.
 		expect(await recordRefundFailure(db, failed, at(PAID_AT + 5 * DAY + 1_000))).toBe("ignored");
 		expect(await eventsOf(note._id, "credit_note.refund_failed")).toHaveLength(1);
-		// A refund that is not ours, by neither its id nor its metadata.
+		// A refund no note knows yet (a dashboard refund whose success comes later) is remembered once.
+		expect(await recordRefundFailure(db, { id: "re_unknown", creditNoteId: null, reason: "declined" }, at(PAID_AT + 5 * DAY))).toBe("applied");
 		expect(await recordRefundFailure(db, { id: "re_unknown", creditNoteId: null, reason: "declined" }, at(PAID_AT + 5 * DAY))).toBe("ignored");
-		// The money can be given back again, in full.
+		// Our metadata naming a note that does not exist: nothing to take back.
+		expect(await recordRefundFailure(db, { id: "re_other", creditNoteId: "cn_missing", reason: "declined" }, at(PAID_AT + 5 * DAY))).toBe("ignored");
+		// The money can be given back again, in full; then nothing is owed any more.
 		expect(await credit({ invoiceId: invoice._id, reason: "order_change" })).toMatchObject({ status: "issued", amount: 3_480 });
+		expect(await creditTotals(db, invoice)).toEqual({ amountCredited: 3_480, creditable: 0, amountReturned: 0 });
+	});
+
+	it("fails an unconfirmed note whose refund Stripe reports failed, without telling the user of a refund they never heard of", async () => {
+		const invoice = await paidInvoice();
+		const down: Refund = () => Promise.reject(new Error("connect ECONNREFUSED"));
+		const note = await credit({ invoiceId: invoice._id, reason: "order_change" }, PAID_AT + DAY, down);
+		await sweep(PAID_AT + DAY + 24 * 3_600_000, refund);
+		expect(await creditNotes(db).findOne({ _id: note._id })).toMatchObject({ status: "unconfirmed" });
+		expect(await recordRefundFailure(db, { id: "re_found_later", creditNoteId: note._id, reason: "declined" }, at(PAID_AT + 3 * DAY))).toBe("applied");
+		expect(await creditNotes(db).findOne({ _id: note._id })).toMatchObject({ status: "failed", refundId: "re_found_later", failure: "declined" });
+		expect(await eventsOf(note._id, "credit_note.refund_failed")).toEqual([]);
+		expect(await creditTotals(db, invoice)).toEqual({ amountCredited: 0, creditable: 3_480, amountReturned: 0 });
+	});
+
+	it("keeps a returned refund on an invoice Stripe billed owed but not creditable again (Stripe's credit note stays)", async () => {
+		const invoice = await paidInvoice();
+		await invoices(db).updateOne({ _id: invoice._id }, { $set: { stripeInvoiceId: "in_1MtHbELkdIwHu7ixl4OzzPMv", stripePaymentIntentId: null } });
+		const billed = (await invoices(db).findOne({ _id: invoice._id }))!;
+		const note = await credit({ invoiceId: invoice._id, amount: 700, reason: "order_change" });
+		expect(note.status).toBe("issued");
+		expect(await recordRefundFailure(db, { id: note.refundId!, creditNoteId: null, reason: "expired_or_canceled_card" }, at(PAID_AT + 3 * DAY))).toBe("applied");
+		expect(await creditNotes(db).findOne({ _id: note._id })).toMatchObject({ status: "reversed" });
+		expect(await creditTotals(db, billed)).toEqual({ amountCredited: 0, creditable: 2_780, amountReturned: 700 });
 	});
 
 	it("fails a pending note whose refund Stripe reports failed, without telling the user, and the scheduler leaves it so", async () => {

@@ -181,6 +181,10 @@ describe("billing and Stripe", () => {
 		expect(await db.collection("credit_notes").findOne({ refundId: "re_dashboard_1" })).toMatchObject({ status: "reversed", failure: "lost_or_stolen_card" });
 		await eventually(async () => tap.of("credit_note.refund_failed", userId).length === 1, 10_000, "credit_note.refund_failed");
 		expect(tap.of("credit_note.refund_failed", userId)[0]!.data).toMatchObject({ invoiceId, amount: 500, failureReason: "lost_or_stolen_card" });
+		// The failure overtakes the success (Stripe still retrying a refund.created we failed to take): never recorded.
+		expect(await deliver(stripeEvent("refund.failed", { id: "re_dashboard_3", object: "refund", amount: 300, payment_intent: paymentIntent, status: "failed", failure_reason: "declined", metadata: {} }, clock.seconds()))).toMatchObject({ outcome: "applied" });
+		expect(await deliver(refund("re_dashboard_3"))).toMatchObject({ outcome: "ignored" });
+		expect(await db.collection("credit_notes").countDocuments({ refundId: "re_dashboard_3" })).toBe(0);
 		// A failure reason that is not one of Stripe's codes is not stored, nor mailed, as given.
 		expect(await deliver(refund("re_dashboard_2"))).toMatchObject({ outcome: "applied" });
 		const odd = stripeEvent("refund.failed", { id: "re_dashboard_2", object: "refund", amount: 500, payment_intent: paymentIntent, status: "failed", failure_reason: "<b>call us</b>", metadata: {} }, clock.seconds());

@@ -58,6 +58,8 @@ export interface AnswerOptions {
 	counter?: number;
 	/** Sign another challenge than the server's (a replayed answer). */
 	challenge?: string;
+	/** The length of a new credential's id (real ones have 16 to 1023 bytes). */
+	credentialIdBytes?: number;
 }
 
 const FLAG_UP = 0x01;
@@ -72,7 +74,7 @@ export class SoftAuthenticator {
 		const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
 		const jwk = publicKey.export({ format: "jwk" });
 		const coseKey = cbor(new Map<number, Cbor>([[1, 2], [3, -7], [-1, 1], [-2, Buffer.from(jwk.x!, "base64url")], [-3, Buffer.from(jwk.y!, "base64url")]]));
-		const credentialId = randomBytes(32);
+		const credentialId = randomBytes(answer.credentialIdBytes ?? 32);
 		const passkey: SoftPasskey = { credentialId, rpId: options.rp.id ?? new URL(answer.origin).hostname, userHandle: options.user.id, privateKey, counter: 0 };
 		const idLength = Buffer.alloc(2);
 		idLength.writeUInt16BE(credentialId.length);

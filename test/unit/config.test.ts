@@ -22,6 +22,17 @@ describe("loadConfig", () => {
 		expect(config.bcryptCost).toBe(12);
 	});
 
+	it("binds passkeys to PUBLIC_URL's domain, to localhost when it is an IP address, or to what is configured", () => {
+		expect(loadConfig(base).auth.webauthn).toEqual({ rpId: "localhost", rpName: "Backplane", origins: ["http://127.0.0.1:4000", "http://localhost:4000"] });
+		expect(loadConfig({ ...base, PUBLIC_URL: "https://app.example.com" }).auth.webauthn).toEqual({ rpId: "app.example.com", rpName: "Backplane", origins: ["https://app.example.com"] });
+		expect(loadConfig({ ...base, PUBLIC_URL: "https://app.example.com", WEBAUTHN_RP_ID: "example.com", WEBAUTHN_RP_NAME: "Acme", WEBAUTHN_ORIGINS: "https://app.example.com, https://admin.example.com" }).auth.webauthn)
+			.toEqual({ rpId: "example.com", rpName: "Acme", origins: ["https://app.example.com", "https://admin.example.com"] });
+		expect(problemsOf({ ...base, WEBAUTHN_RP_ID: "https://example.com", WEBAUTHN_ORIGINS: "example.com" })).toEqual([
+			expect.stringMatching(/^WEBAUTHN_RP_ID \(bad value\): must be a domain name/),
+			expect.stringMatching(/^WEBAUTHN_ORIGINS \(bad value\): must be origins/),
+		]);
+	});
+
 	it("serves health on 3040 and declares classic queues unless told otherwise", () => {
 		expect(loadConfig(base)).toMatchObject({ healthPort: 3040, amqpQueueType: "classic" });
 		expect(loadConfig({ ...base, HEALTH_PORT: "0", AMQP_QUEUE_TYPE: "quorum" })).toMatchObject({ healthPort: 0, amqpQueueType: "quorum" });

@@ -84,6 +84,15 @@ describe("notification templates", () => {
 		expect(text("declined")).toContain("The money has not left us.");
 	});
 
+	it("tell a user whose passkeys went with an administrator's reset, and send a new passkey's owner to their passkeys", () => {
+		const reset = (passkeysRemoved: number) => templates.email("mfa-disabled", { ...varsOf("user.mfa_disabled"), byAdministrator: true, passkeysRemoved }, options(true)).text;
+		expect(reset(2)).toContain("Your passkeys (2) were removed too");
+		expect(reset(0)).not.toContain("passkey");
+		const added = templates.email("passkey-added", varsOf("user.passkey_added"), options(true));
+		expect(added.text).toContain(`Review your passkeys:\n${PUBLIC_URL}/`);
+		expect(added.text).toContain("A password reset alone does not remove a passkey.");
+	});
+
 	it("render alert texts on one line without escaping", () => {
 		expect(templates.alert("welcome", { name: "Ada & Co" })).toEqual({ title: "Welcome to Backplane", body: "Hi Ada & Co, your account is ready." });
 		expect(templates.alert("welcome", { name: null }).body).toBe("Your account is ready.");

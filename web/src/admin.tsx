@@ -187,7 +187,14 @@ function UserInvoices({ user, onNotice }: { user: AdminUser; onNotice: (text: st
 	const [invoices, setInvoices] = useState<AdminInvoice[] | null>(null);
 	const [refunding, setRefunding] = useState<string | null>(null);
 	const [error, setError] = useState<ApiError | null>(null);
-	const load = () => api<Page<AdminInvoice>>("GET", `/api/v1/billing/admin/invoices?${new URLSearchParams({ userId: user.id }).toString()}`).then((p) => setInvoices(p.items), (err) => setError(asApiError(err)));
+	const [next, setNext] = useState("");
+	const page = (cursor = "") => api<Page<AdminInvoice>>("GET", `/api/v1/billing/admin/invoices?${new URLSearchParams({ userId: user.id, ...(cursor ? { cursor } : {}) }).toString()}`);
+	/** The first page again (after a refund), or the next one appended. */
+	const load = (cursor = "") =>
+		page(cursor).then((p) => {
+			setInvoices((list) => (cursor ? [...(list ?? []), ...p.items] : p.items));
+			setNext(p.nextCursor ?? "");
+		}, (err) => setError(asApiError(err)));
 	useEffect(() => void load(), [user.id]);
 	return (
 		<div class="user-invoices">
@@ -228,6 +235,7 @@ function UserInvoices({ user, onNotice }: { user: AdminUser; onNotice: (text: st
 					</tbody>
 				</table>
 			)}
+			{next && <button type="button" class="secondary" onClick={() => void load(next)}>Show more invoices</button>}
 		</div>
 	);
 }

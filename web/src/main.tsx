@@ -279,7 +279,7 @@ function Home() {
 			<Preferences />
 			<Account me={me} onSaved={setMe} />
 			<TwoStepLogin me={me} onChanged={() => void api<Me>("GET", "/api/v1/auth/me").then(setMe)} />
-			<Passkeys />
+			<Passkeys me={me} />
 			<Sessions />
 		</div>
 	);

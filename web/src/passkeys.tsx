@@ -7,7 +7,7 @@ import { browserSupportsWebAuthn, startAuthentication, startRegistration } from 
 import type { PublicKeyCredentialCreationOptionsJSON, PublicKeyCredentialRequestOptionsJSON } from "@simplewebauthn/browser";
 import { useEffect, useState } from "preact/hooks";
 import { api, ApiError } from "./api.ts";
-import type { Passkey } from "./api.ts";
+import type { Me, Passkey } from "./api.ts";
 import { asApiError, ErrorBox, Field, useListAction, useSubmit } from "./ui.tsx";
 
 const when = (iso: string) => new Date(iso).toLocaleString();
@@ -56,10 +56,12 @@ export function PasskeySignIn({ onDone }: { onDone: (tokens: { accessToken: stri
 	);
 }
 
-export function Passkeys() {
+/** With two-step login on, adding a passkey (which skips the app's code at login) asks for a code too. */
+export function Passkeys({ me }: { me: Me }) {
 	const [passkeys, setPasskeys] = useState<Passkey[] | null>(null);
 	const [name, setName] = useState("");
 	const [password, setPassword] = useState("");
+	const [code, setCode] = useState("");
 	const [added, setAdded] = useState<string | null>(null);
 	const { error, setError, busy, run } = useListAction(() => refresh());
 	const refresh = async () => {
@@ -72,11 +74,14 @@ export function Passkeys() {
 	useEffect(() => void refresh(), []);
 	const add = useSubmit(async () => {
 		setAdded(null);
-		const { flowId, options } = await api<{ flowId: string; options: PublicKeyCredentialCreationOptionsJSON }>("POST", "/api/v1/auth/passkeys/registration", { password });
+		// Six digits are a code from the app; anything else is taken for a recovery code.
+		const factor = !me.mfaEnabled ? {} : /^\s*\d{6}\s*$/.test(code) ? { code } : { recoveryCode: code };
+		const { flowId, options } = await api<{ flowId: string; options: PublicKeyCredentialCreationOptionsJSON }>("POST", "/api/v1/auth/passkeys/registration", { password, ...factor });
 		const credential = await onDevice(() => startRegistration({ optionsJSON: options }));
 		return api<Passkey>("POST", "/api/v1/auth/passkeys", { flowId, credential, ...(name.trim() ? { name } : {}) });
 	}, (passkey) => {
 		setPassword("");
+		setCode("");
 		setName("");
 		setAdded(passkey.name);
 		void refresh();
@@ -103,6 +108,7 @@ export function Passkeys() {
 					<ErrorBox error={add.error} />
 					<Field label="Name of the passkey (optional)" name="passkeyName" value={name} onInput={setName} required={false} hint="e.g. MacBook, Phone, YubiKey" error={add.error} />
 					<Field label="Password to add a passkey" id="f-passkey-password" name="password" type="password" autocomplete="current-password" value={password} onInput={setPassword} error={add.error} />
+					{me.mfaEnabled && <Field label="Code from your app, or a recovery code" id="f-passkey-code" name="code" autocomplete="one-time-code" value={code} onInput={setCode} error={add.error} />}
 					<button type="submit" disabled={add.busy}>Add a passkey</button>
 				</form>
 			) : (
