@@ -10,6 +10,7 @@ export interface UserSummary extends User {
 	roles: string[];
 	activeSessions: number;
 	mfaEnabled: boolean;
+	passkeys: number;
 }
 
 export interface ListUsersInput {
@@ -45,11 +46,12 @@ export async function listUsers(pool: pg.Pool, input: ListUsersInput, now: Date)
 		params.push(decodeCursor(input.cursor));
 		where.push(`u.email > $${params.length}`);
 	}
-	const { rows } = await pool.query<{ id: string; email: string; name: string | null; email_verified: boolean; created_at: Date; roles: string[]; active_sessions: string; mfa_enabled: boolean }>(
+	const { rows } = await pool.query<{ id: string; email: string; name: string | null; email_verified: boolean; created_at: Date; roles: string[]; active_sessions: string; mfa_enabled: boolean; passkeys: number }>(
 		`SELECT u.id, u.email, u.name, u.email_verified, u.created_at,
 		        coalesce((SELECT array_agg(r.role ORDER BY r.role) FROM user_roles r WHERE r.user_id = u.id), '{}') AS roles,
 		        (SELECT count(*) FROM sessions s WHERE s.user_id = u.id AND s.revoked_at IS NULL AND s.expires_at > $1) AS active_sessions,
-		        EXISTS (SELECT 1 FROM totp_authenticators t WHERE t.user_id = u.id AND t.confirmed_at IS NOT NULL) AS mfa_enabled
+		        EXISTS (SELECT 1 FROM totp_authenticators t WHERE t.user_id = u.id AND t.confirmed_at IS NOT NULL) AS mfa_enabled,
+		        (SELECT count(*)::int FROM passkeys p WHERE p.user_id = u.id) AS passkeys
 		 FROM users u ${where.length ? `WHERE ${where.join(" AND ")}` : ""}
 		 ORDER BY u.email LIMIT $2`,
 		params,
@@ -63,6 +65,7 @@ export async function listUsers(pool: pg.Pool, input: ListUsersInput, now: Date)
 		roles: r.roles,
 		activeSessions: Number(r.active_sessions),
 		mfaEnabled: r.mfa_enabled,
+		passkeys: r.passkeys,
 	}));
 	return { items: page, nextCursor: rows.length > input.limit ? encodeCursor(page.at(-1)!.email) : null };
 }

@@ -7,6 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { registerUser } from "../../services/auth/accounts.ts";
+import { listUsers } from "../../services/auth/directory.ts";
 import { housekeeping } from "../../services/auth/housekeeping.ts";
 import { confirmTotpEnrolment, resetSecondFactor, startTotpEnrolment } from "../../services/auth/mfa-enrolment.ts";
 import { finishPasskeyLogin, finishPasskeyRegistration, listPasskeys, MAX_PASSKEYS_PER_USER, PASSKEY_CEREMONY_TTL_S, removePasskey, startPasskeyLogin, startPasskeyRegistration } from "../../services/auth/passkeys.ts";
@@ -185,7 +186,11 @@ describe("passkeys", () => {
 	it("go with an administrator's reset of a user's two-step login (the lost phone may hold one)", async () => {
 		const { id, device } = await withPasskey();
 		const admin = { actorId: null, operator: "ops" };
+		// The administration sees the passkeys of a user without an authenticator app.
+		const listed = async () => (await listUsers(kit.pool, { query: id, limit: 1 }, kit.clock.now())).items[0];
+		expect(await listed()).toMatchObject({ mfaEnabled: false, passkeys: 1 });
 		await resetSecondFactor(kit.deps, kit.hooks, { userId: id, ...admin }, req);
+		expect(await listed()).toMatchObject({ mfaEnabled: false, passkeys: 0 });
 		expect(await listPasskeys(kit.pool, id)).toEqual([]);
 		expect((await failure(signIn(device))).type).toBe("INVALID_PASSKEY");
 		const told = (await outboxEvents<{ by: string; passkeysRemoved: number }>(kit.pool, "user.mfa_disabled")).filter((e) => e.subject === id);

@@ -106,11 +106,11 @@ function Users({ canWriteRoles, canEndSessions, canRefund }: { canWriteRoles: bo
 		}, { activeSessions: 0 });
 	// For a user who lost the phone and the recovery codes, once they proved who they are another way.
 	const resetTwoStep = async (user: AdminUser) => {
-		if (!window.confirm(`Turn off the two-step login of ${user.email}? Do this only once they have proven who they are; their sessions end.`)) return;
+		if (!window.confirm(`Turn off the two-step login of ${user.email}${user.passkeys ? ` and remove their ${user.passkeys} passkey(s)` : ""}? Do this only once they have proven who they are; their sessions end.`)) return;
 		await changeUser(user, async () => {
 			await api("DELETE", `/api/v1/auth/users/${user.id}/mfa`);
-			return `Two-step login of ${user.email} is off and their sessions ended; they have been told by e-mail.`;
-		}, { mfaEnabled: false });
+			return `Two-step login of ${user.email} is off${user.passkeys ? ", their passkeys removed" : ""} and their sessions ended; they have been told by e-mail.`;
+		}, { mfaEnabled: false, passkeys: 0 });
 	};
 	return (
 		<section class="card wide" aria-labelledby="users-title">
@@ -134,7 +134,7 @@ function Users({ canWriteRoles, canEndSessions, canRefund }: { canWriteRoles: bo
 									<td>{u.emailVerified ? "yes" : "no"}</td>
 									<td>{u.roles.map((r) => <span key={r} class="badge">{r}</span>)}</td>
 									<td>{u.activeSessions}</td>
-									<td>{u.mfaEnabled ? "on" : "off"}</td>
+									<td>{u.mfaEnabled ? "on" : "off"}{u.passkeys > 0 && <span class="hint"> · {u.passkeys} passkey{u.passkeys === 1 ? "" : "s"}</span>}</td>
 									<td class="actions">
 										{canWriteRoles && (
 											<button type="button" class="secondary" aria-expanded={editing === u.id} aria-label={`Edit the roles of ${u.email}`} onClick={() => setEditing(editing === u.id ? null : u.id)}>Roles…</button>
@@ -142,7 +142,7 @@ function Users({ canWriteRoles, canEndSessions, canRefund }: { canWriteRoles: bo
 										{canEndSessions && (
 											<button type="button" class="secondary" aria-label={`End every session of ${u.email}`} disabled={u.activeSessions === 0} onClick={() => void endSessions(u)}>End sessions</button>
 										)}
-										{canEndSessions && u.mfaEnabled && (
+										{canEndSessions && (u.mfaEnabled || u.passkeys > 0) && (
 											<button type="button" class="secondary" aria-label={`Turn off the two-step login of ${u.email}`} onClick={() => void resetTwoStep(u)}>Turn off two-step</button>
 										)}
 										{canRefund && (

@@ -207,6 +207,7 @@ export interface AdminUser {
 	roles: string[];
 	activeSessions: number;
 	mfaEnabled: boolean;
+	passkeys: number;
 }
 
 export interface Role {
