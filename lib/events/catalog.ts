@@ -127,6 +127,7 @@ export interface EventCatalog {
 	"user.mfa_locked": MfaLocked;
 	"user.passkey_added": PasskeyChanged;
 	"user.passkey_removed": PasskeyChanged;
+	"user.passkey_disabled": PasskeyChanged;
 	"user.password_reset_requested": PasswordResetRequested;
 	"user.password_changed": PasswordChanged;
 	"user.deleted": UserDeleted;

@@ -11,7 +11,8 @@
  *   e-mail address, and the session counts as multi-factor (`amr` ["pop", "mfa"], RFC 8176), so a
  *   passkey also meets ADMIN_REQUIRES_MFA. A user with an authenticator app is not asked for its
  *   code after a passkey: the passkey already is two factors.
- * - A signature counter that fails to grow (a cloned key) is refused; synced passkeys send 0.
+ * - A signature counter that fails to grow (a cloned key) turns the passkey off and tells the user;
+ *   synced passkeys send 0 and are not checked.
  * - Attestation is not asked for ("none"): which authenticator a user chose is theirs to decide.
  */
 import { randomUUID } from "node:crypto";
@@ -64,6 +65,8 @@ export interface PasskeyView {
 	/** Synced across the user's devices (a password manager's passkey) or bound to one (a security key). */
 	synced: boolean;
 	transports: string[];
+	/** Turned off after a copy of its key signed in (its counter went back). */
+	disabled: boolean;
 }
 
 // Loaded on first use: with its certificate-parsing dependencies it adds ~26 MB to a node, which
@@ -168,16 +171,16 @@ export async function finishPasskeyRegistration(deps: AuthDeps, caller: Caller, 
 		if (inserted.rowCount !== 1) throw new AppError(409, "PASSKEY_ALREADY_REGISTERED", "This passkey is registered already.");
 		await enqueue(tx, "user.passkey_added", caller.userId, { userId: caller.userId, email: user.email, name: user.name, passkeyName: name, at: now.toISOString() }, request, now);
 		await audit(tx, { action: "passkey.add", outcome: "success", userId: caller.userId, sessionId: caller.sessionId, details: { passkeyId: id, synced: info.credentialDeviceType === "multiDevice" } }, request, now);
-		return { id, name, createdAt: now.toISOString(), lastUsedAt: null, synced: info.credentialDeviceType === "multiDevice", transports: info.credential.transports ?? [] };
+		return { id, name, createdAt: now.toISOString(), lastUsedAt: null, synced: info.credentialDeviceType === "multiDevice", transports: info.credential.transports ?? [], disabled: false };
 	});
 }
 
 export async function listPasskeys(pool: pg.Pool, userId: string): Promise<PasskeyView[]> {
-	const { rows } = await pool.query<{ id: string; name: string; created_at: Date; last_used_at: Date | null; device_type: string; transports: string[] }>(
-		"SELECT id, name, created_at, last_used_at, device_type, transports FROM passkeys WHERE user_id = $1 ORDER BY created_at",
+	const { rows } = await pool.query<{ id: string; name: string; created_at: Date; last_used_at: Date | null; device_type: string; transports: string[]; disabled_at: Date | null }>(
+		"SELECT id, name, created_at, last_used_at, device_type, transports, disabled_at FROM passkeys WHERE user_id = $1 ORDER BY created_at",
 		[userId],
 	);
-	return rows.map((r) => ({ id: r.id, name: r.name, createdAt: r.created_at.toISOString(), lastUsedAt: r.last_used_at?.toISOString() ?? null, synced: r.device_type === "multiDevice", transports: r.transports }));
+	return rows.map((r) => ({ id: r.id, name: r.name, createdAt: r.created_at.toISOString(), lastUsedAt: r.last_used_at?.toISOString() ?? null, synced: r.device_type === "multiDevice", transports: r.transports, disabled: r.disabled_at !== null }));
 }
 
 /** Removes one of the caller's passkeys (404 when it is not theirs); the user is told by e-mail. */
@@ -202,38 +205,55 @@ export async function startPasskeyLogin(deps: AuthDeps) {
 	return { flowId: await beginCeremony(deps.pool, "login", null, options.challenge, deps.clock.now()), options };
 }
 
-/** Checks the signature of a passkey over the challenge and opens a session for its user. */
+/**
+ * Checks the signature of a passkey over the challenge and opens a session for its user. The
+ * counter is compared here, after the signature proved the key: SimpleWebAuthn compares it before,
+ * where a forged answer could not be told from a cloned key. A counter that goes back turns the
+ * passkey off (`disabled_at`) and tells the user; one turned off signs in no more.
+ */
 export async function finishPasskeyLogin(deps: AuthDeps, input: { flowId: string; credential: AuthenticationCredential }, request: RequestInfo): Promise<TokenPair> {
 	const now = deps.clock.now();
 	const { verifyAuthenticationResponse } = await webauthn();
 	const result = await withTransaction(deps.pool, async (tx) => {
 		const challenge = await spendCeremony(tx, input.flowId, "login", null, now);
 		if (!challenge) return { ok: false as const, reason: "expired_flow" };
-		const { rows } = await tx.query<{ id: string; user_id: string; public_key: Buffer; sign_count: string; transports: string[] }>(
-			"SELECT id, user_id, public_key, sign_count, transports FROM passkeys WHERE credential_id = $1 FOR UPDATE",
+		const { rows } = await tx.query<{ id: string; user_id: string; name: string; public_key: Buffer; sign_count: string; transports: string[]; disabled_at: Date | null; email: string; user_name: string | null }>(
+			`SELECT p.id, p.user_id, p.name, p.public_key, p.sign_count, p.transports, p.disabled_at, u.email, u.name AS user_name
+			 FROM passkeys p JOIN users u ON u.id = p.user_id WHERE p.credential_id = $1 FOR UPDATE OF p`,
 			[input.credential.id],
 		);
 		const passkey = rows[0];
 		if (!passkey) return { ok: false as const, reason: "unknown_passkey" };
+		if (passkey.disabled_at) return { ok: false as const, reason: "disabled_passkey", userId: passkey.user_id };
+		let info: Awaited<ReturnType<typeof verifyAuthenticationResponse>>["authenticationInfo"];
 		try {
-			const { verified, authenticationInfo } = await verifyAuthenticationResponse({
+			const verification = await verifyAuthenticationResponse({
 				response: { ...input.credential, type: "public-key", clientExtensionResults: {} },
 				expectedChallenge: challenge,
 				expectedOrigin: deps.settings.webauthn.origins,
 				expectedRPID: deps.settings.webauthn.rpId,
-				credential: { id: input.credential.id, publicKey: new Uint8Array(passkey.public_key), counter: Number(passkey.sign_count), transports: passkey.transports },
+				credential: { id: input.credential.id, publicKey: new Uint8Array(passkey.public_key), counter: 0, transports: passkey.transports },
 				requireUserVerification: true,
 			});
-			if (!verified) return { ok: false as const, reason: "bad_signature", userId: passkey.user_id };
-			await tx.query("UPDATE passkeys SET sign_count = $2, last_used_at = $3, backed_up = $4 WHERE id = $1", [passkey.id, authenticationInfo.newCounter, now, authenticationInfo.credentialBackedUp]);
+			if (!verification.verified) return { ok: false as const, reason: "bad_signature", userId: passkey.user_id };
+			info = verification.authenticationInfo;
 		} catch (err) {
 			return { ok: false as const, reason: (err as Error).message.slice(0, 200), userId: passkey.user_id };
 		}
+		const stored = Number(passkey.sign_count);
+		if ((stored > 0 || info.newCounter > 0) && info.newCounter <= stored) {
+			await tx.query("UPDATE passkeys SET disabled_at = $2 WHERE id = $1", [passkey.id, now]);
+			await enqueue(tx, "user.passkey_disabled", passkey.user_id, { userId: passkey.user_id, email: passkey.email, name: passkey.user_name, passkeyName: passkey.name, at: now.toISOString() }, request, now);
+			return { ok: false as const, reason: "cloned_passkey", userId: passkey.user_id, passkeyId: passkey.id };
+		}
+		await tx.query("UPDATE passkeys SET sign_count = $2, last_used_at = $3, backed_up = $4 WHERE id = $1", [passkey.id, info.newCounter, now, info.credentialBackedUp]);
 		const issued = await openSession(tx, passkey.user_id, deps.settings, now, request.clientIp, WITH_PASSKEY);
 		await audit(tx, { action: "login", outcome: "success", userId: passkey.user_id, sessionId: issued.sessionId, details: { method: "passkey", passkeyId: passkey.id } }, request, now);
 		return { ok: true as const, userId: passkey.user_id, issued };
 	});
 	if (result.ok) return tokenPair(deps, result.userId, result.issued, now);
-	await audit(deps.pool, { action: "login.passkey", outcome: "failure", userId: result.userId ?? null, details: { reason: result.reason } }, request, now);
-	throw result.reason === "expired_flow" ? invalidPasskey("This sign-in has expired or was already used; try again.") : invalidPasskey();
+	await audit(deps.pool, { action: "login.passkey", outcome: "failure", userId: result.userId ?? null, details: { reason: result.reason, ...("passkeyId" in result ? { passkeyId: result.passkeyId } : {}) } }, request, now);
+	if (result.reason === "expired_flow") throw invalidPasskey("This sign-in has expired or was already used; try again.");
+	if (result.reason === "disabled_passkey" || result.reason === "cloned_passkey") throw invalidPasskey("This passkey was turned off because a copy of it was used; sign in with your password, remove it and add the device again.");
+	throw invalidPasskey();
 }

@@ -78,6 +78,8 @@ const subscriptionVars = (d: SubscriptionData, publicUrl: string) => ({
 /** A two-step login notice: when, and a password reset as the way out if it was not the user. */
 const mfaNotice = (d: MfaChanged, publicUrl: string) => ({ name: d.name, at: d.at, actionUrl: link(publicUrl, "password", "forgot") });
 const passkeyNotice = (d: PasskeyChanged, publicUrl: string) => ({ ...mfaNotice(d, publicUrl), passkeyName: d.passkeyName });
+/** The way out is on the account page (remove the passkey), not a password reset. */
+const passkeyReview = (d: PasskeyChanged, publicUrl: string) => ({ ...passkeyNotice(d, publicUrl), actionUrl: link(publicUrl) });
 const invoiceVars = (d: InvoiceData, publicUrl: string) => ({
 	invoiceNumber: d.number,
 	total: d.total,
@@ -185,8 +187,7 @@ export const WORKFLOWS: readonly Workflow[] = [
 		category: "security",
 		channels: ["email", "in_app"],
 		recipient: fromUser,
-		// The way out is on the account page (remove the passkey), not a password reset.
-		variables: (d: PasskeyChanged, publicUrl) => ({ ...passkeyNotice(d, publicUrl), actionUrl: link(publicUrl) }),
+		variables: passkeyReview,
 	}),
 	define({
 		id: "passkey-removed",
@@ -195,6 +196,16 @@ export const WORKFLOWS: readonly Workflow[] = [
 		channels: ["email", "in_app"],
 		recipient: fromUser,
 		variables: passkeyNotice,
+	}),
+	define({
+		id: "passkey-disabled",
+		event: "user.passkey_disabled",
+		category: "security",
+		channels: ["email", "push", "in_app"],
+		// A copy of the key exists: someone may hold it, and the password may be next.
+		recipient: fromUser,
+		variables: passkeyReview,
+		push: { ttlSeconds: DAY, urgency: "high" },
 	}),
 	define({
 		id: "password-reset",

@@ -19,6 +19,7 @@ export const SAMPLE_DATA: { [K in EventType]: EventCatalog[K] } = {
 	"user.mfa_recovery_codes_regenerated": { ...user, at: "2026-11-25T12:00:00.000Z" },
 	"user.passkey_added": { ...user, passkeyName: "MacBook", at: "2026-11-25T12:00:00.000Z" },
 	"user.passkey_removed": { ...user, passkeyName: "MacBook", at: "2026-11-25T12:00:00.000Z" },
+	"user.passkey_disabled": { ...user, passkeyName: "YubiKey", at: "2026-11-25T12:00:00.000Z" },
 	"user.mfa_locked": { ...user, at: "2026-11-25T12:00:00.000Z", lockedUntil: "2026-11-25T12:15:00.000Z" },
 	"user.password_reset_requested": { ...user, resetUrl: "https://app.example.com/reset?token=xyz", expiresAt: "2026-11-25T13:00:00.000Z" },
 	"user.password_changed": { ...user, changedAt: "2026-11-25T12:00:00.000Z", method: "change" },

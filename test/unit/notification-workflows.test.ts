@@ -39,6 +39,7 @@ describe("notification workflows", () => {
 			"mfa-locked": "security",
 			"passkey-added": "security",
 			"passkey-removed": "security",
+			"passkey-disabled": "security",
 			"credit-note-issued": "billing",
 			"credit-note-refund-failed": "billing",
 			"password-reset": "security",

@@ -189,6 +189,8 @@ export interface Passkey {
 	lastUsedAt: string;
 	synced: boolean;
 	transports: string[];
+	/** Turned off after a copy of its key signed in. */
+	disabled: boolean;
 }
 
 export interface Page<T> {

@@ -96,7 +96,7 @@ export function Passkeys({ me }: { me: Me }) {
 			<ul class="sessions">
 				{passkeys?.map((p) => (
 					<li key={p.id} data-testid="passkey">
-						<strong>{p.name}</strong> {p.synced && <span class="badge">synced</span>}{" "}
+						<strong>{p.name}</strong> {p.synced && <span class="badge">synced</span>}{p.disabled && <span class="badge">turned off: a copy of it was used; remove it and add the device again</span>}{" "}
 						<span class="hint">added {when(p.createdAt)} · {p.lastUsedAt ? `last used ${when(p.lastUsedAt)}` : "not used yet"}</span>{" "}
 						<button type="button" class="secondary" disabled={busy} aria-label={`Remove passkey ${p.name}`} onClick={() => void remove(p)}>Remove</button>
 					</li>
