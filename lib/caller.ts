@@ -40,18 +40,43 @@ export function grantClaims(payload: Record<string, unknown>): Pick<Caller, "rol
 	return isStrings(roles) && isStrings(permissions) && isStrings(amr) ? { roles, permissions, amr } : undefined;
 }
 
+/** Which sessions must have been signed in with a second factor (`amr` with "mfa"). */
+export interface MfaPolicy {
+	/** ADMIN_REQUIRES_MFA: routes that need a permission (the administration). */
+	admins: boolean;
+	/** USERS_REQUIRE_MFA: every route that needs a caller, but those that set a second factor up. */
+	everyone: boolean;
+}
+
+/** What a route (or an action) needs of its caller. */
+export interface RouteNeeds {
+	auth?: "required" | "none";
+	permissions?: readonly string[];
+	/** Open to a session without a second factor while USERS_REQUIRE_MFA holds: setting one up, /me, logging out. */
+	enrolment?: boolean;
+}
+
 /**
- * The one rule for an action that needs `needed`, at the gateway and on every node: 401 without a
- * caller, 403 MISSING_PERMISSION without one of them, and with ADMIN_REQUIRES_MFA 403
- * SECOND_FACTOR_REQUIRED for an edge session (one with `amr`) signed in without a second factor.
- * A caller without `amr` (an operator at the REPL) is not an edge session.
+ * The one rule for a route, at the gateway and on every node: 401 without a caller, 403
+ * MISSING_PERMISSION without a permission it needs, and 403 SECOND_FACTOR_REQUIRED for an edge
+ * session (one with `amr`) signed in without a second factor where the policy asks for one. A
+ * caller without `amr` (an operator at the REPL) is not an edge session.
  */
-export function assertPermitted(caller: Caller | undefined, needed: readonly string[], adminRequiresMfa: boolean): void {
-	if (!needed.length) return;
-	if (!caller) throw unauthorized();
-	const missing = needed.filter((p) => !caller.permissions.includes(p));
-	if (missing.length) throw forbidden(`This needs the permission${missing.length > 1 ? "s" : ""} ${missing.join(", ")}.`, "MISSING_PERMISSION");
-	if (adminRequiresMfa && caller.amr && !caller.amr.includes("mfa")) {
+export function assertPermitted(caller: Caller | undefined, route: RouteNeeds, mfa: MfaPolicy): void {
+	const needed = route.permissions ?? [];
+	if (needed.length) {
+		if (!caller) throw unauthorized();
+		const missing = needed.filter((p) => !caller.permissions.includes(p));
+		if (missing.length) throw forbidden(`This needs the permission${missing.length > 1 ? "s" : ""} ${missing.join(", ")}.`, "MISSING_PERMISSION");
+	}
+	if (!caller?.amr || caller.amr.includes("mfa")) return;
+	if (needed.length && mfa.admins) {
 		throw forbidden("The administration needs a session signed in with two-step login: turn it on in your account, then log in again.", "SECOND_FACTOR_REQUIRED");
 	}
+	if (mfa.everyone && route.auth !== "none" && !route.enrolment) {
+		throw forbidden("Every account here needs two-step login or a passkey: set one up in your account to continue.", "SECOND_FACTOR_REQUIRED");
+	}
 }
+
+/** Whether this caller's session must still set up a second factor (USERS_REQUIRE_MFA). */
+export const secondFactorMissing = (caller: Caller | undefined, mfa: MfaPolicy) => Boolean(mfa.everyone && caller?.amr && !caller.amr.includes("mfa"));

@@ -36,6 +36,8 @@ export interface Config {
 		hsts: boolean;
 		/** Routes that need a permission (the administration) refuse a session signed in without two-step login. */
 		adminRequiresMfa: boolean;
+		/** Every signed-in route but setting up a second factor needs a session with one. */
+		usersRequireMfa: boolean;
 		/** Rate limits as "requests/window", e.g. "600/60s". */
 		rateLimits: { anonymous: string; user: string; authStrict: string };
 		/** Access tokens are accepted only from this issuer, for this audience. */
@@ -137,6 +139,9 @@ const url = (schemes: string[]) => ({
 
 /** Variables every node reads, with their defaults. */
 const commonSchema: ValidationSchema = {
+	// Read by every node: the gateway at the edge, every node's permissions middleware, auth's hook.
+	ADMIN_REQUIRES_MFA: { type: "boolean", convert: true, default: false },
+	USERS_REQUIRE_MFA: { type: "boolean", convert: true, default: false },
 	NODE_ENV: { type: "enum", values: ["development", "production", "test"], default: "development" },
 	NODE_ID: { type: "string", optional: true, pattern: /^[A-Za-z0-9._-]{1,100}$/ },
 	NAMESPACE: { type: "string", default: "", pattern: /^[A-Za-z0-9_-]{0,40}$/ },
@@ -167,7 +172,6 @@ const perServiceSchema: Record<ServiceName, ValidationSchema> = {
 		CORS_ORIGINS: { type: "string", default: "" },
 		TRUSTED_PROXIES: { type: "string", default: "" },
 		HSTS: { type: "boolean", convert: true, default: false },
-		ADMIN_REQUIRES_MFA: { type: "boolean", convert: true, default: false },
 		RATE_LIMIT_ANONYMOUS: { type: "string", pattern: RATE, default: "120/60s", messages: { stringPattern: "must look like 120/60s, 10/1m or 5000/1h" } },
 		RATE_LIMIT_USER: { type: "string", pattern: RATE, default: "600/60s", messages: { stringPattern: "must look like 600/60s" } },
 		RATE_LIMIT_AUTH_STRICT: { type: "string", pattern: RATE, default: "10/60s", messages: { stringPattern: "must look like 10/60s" } },
@@ -307,6 +311,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, opts: { service
 			trustedProxies: list(v.TRUSTED_PROXIES),
 			hsts: input.HSTS === true,
 			adminRequiresMfa: input.ADMIN_REQUIRES_MFA === true,
+			usersRequireMfa: input.USERS_REQUIRE_MFA === true,
 			rateLimits: {
 				anonymous: String(v.RATE_LIMIT_ANONYMOUS ?? "120/60s"),
 				user: String(v.RATE_LIMIT_USER ?? "600/60s"),

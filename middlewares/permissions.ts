@@ -24,7 +24,8 @@ export function permissionsMiddleware(opts: { adminRequiresMfa: boolean }): Midd
 			if (!needed.length) return next;
 			// Async: a refusal must be a rejected promise, as a handler's would be, not a throw out of `call`.
 			return async (ctx: Context) => {
-				assertPermitted(callerFrom((ctx.meta as { caller?: unknown }).caller), needed, opts.adminRequiresMfa);
+				// USERS_REQUIRE_MFA is the edge's and auth's to hold (users reach billing and notification only through the gateway).
+				assertPermitted(callerFrom((ctx.meta as { caller?: unknown }).caller), { permissions: needed }, { admins: opts.adminRequiresMfa, everyone: false });
 				return next(ctx);
 			};
 		},

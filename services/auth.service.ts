@@ -6,7 +6,7 @@
 import path from "node:path";
 import type { Context, Service, ServiceSchema } from "moleculer";
 import type pg from "pg";
-import { callerFrom } from "../lib/caller.ts";
+import { assertPermitted, callerFrom, secondFactorMissing } from "../lib/caller.ts";
 import type { Caller } from "../lib/caller.ts";
 import type { Config } from "../lib/config.ts";
 import { AppError, badRequest, unauthorized } from "../lib/errors.ts";
@@ -137,6 +137,7 @@ export default function authService(config: Config, opts: AuthServiceOptions = {
 		// Actions marked auth "required" need ctx.meta.caller (set by the gateway), and an edge
 		// session's (one with `amr`) must still be live: gateways learn of an ended session by a
 		// broadcast, which a request right after the logout or the account deletion can overtake.
+		// With USERS_REQUIRE_MFA, only `enrolment` actions serve a session without a second factor.
 		// Permissions are checked on every node by middlewares/permissions.ts.
 		hooks: {
 			before: {
@@ -146,6 +147,7 @@ export default function authService(config: Config, opts: AuthServiceOptions = {
 					if (caller.amr && !(await sessionIsActive(deps.pool, caller.sessionId, clock.now(), deps.sessionCache))) {
 						throw new AppError(401, "INVALID_TOKEN", "The session of this token has ended.");
 					}
+					assertPermitted(caller, { auth: "required", enrolment: ctx.action.enrolment }, { admins: false, everyone: config.gateway.usersRequireMfa });
 				},
 			},
 		},
@@ -173,12 +175,12 @@ export default function authService(config: Config, opts: AuthServiceOptions = {
 				},
 			},
 			startTotp: {
-				rest: "POST /mfa/totp", auth: "required", rateLimit: "auth-strict", openapi: { summary: "Begin turning on two-step login (needs the password): a TOTP secret for the authenticator app" },
+				rest: "POST /mfa/totp", auth: "required", enrolment: true, rateLimit: "auth-strict", openapi: { summary: "Begin turning on two-step login (needs the password): a TOTP secret for the authenticator app" },
 				params: { $$strict: "remove", password: secret },
 				handler(ctx: Ctx<{ password: string }>) { return startTotpEnrolment(deps, this.caller(ctx), ctx.params, this.request(ctx)); },
 			},
 			confirmTotp: {
-				rest: "POST /mfa/totp/confirm", auth: "required", rateLimit: "auth-strict", openapi: { summary: "Turn two-step login on with a first code from the app; answers ten one-time recovery codes" },
+				rest: "POST /mfa/totp/confirm", auth: "required", enrolment: true, rateLimit: "auth-strict", openapi: { summary: "Turn two-step login on with a first code from the app; answers ten one-time recovery codes" },
 				params: { $$strict: "remove", code: { type: "string", min: 1, max: 20 } },
 				handler(ctx: Ctx<{ code: string }>) { return confirmTotpEnrolment(deps, this.sessionHooks(), this.caller(ctx), ctx.params, this.request(ctx)); },
 			},
@@ -198,7 +200,7 @@ export default function authService(config: Config, opts: AuthServiceOptions = {
 				},
 			},
 			startPasskeyRegistration: {
-				rest: "POST /passkeys/registration", auth: "required", rateLimit: "auth-strict", openapi: { summary: "Begin adding a passkey (needs the password, and a code or a recovery code when two-step login is on): the options for navigator.credentials.create() and the flowId to send back" },
+				rest: "POST /passkeys/registration", auth: "required", enrolment: true, rateLimit: "auth-strict", openapi: { summary: "Begin adding a passkey (needs the password, and a code or a recovery code when two-step login is on): the options for navigator.credentials.create() and the flowId to send back" },
 				params: { $$strict: "remove", password: secret, code: { type: "string", max: 20, optional: true }, recoveryCode: { type: "string", max: 40, optional: true } },
 				handler(ctx: Ctx<{ password: string; code?: string; recoveryCode?: string }>) {
 					const { password, code, recoveryCode } = ctx.params;
@@ -206,14 +208,14 @@ export default function authService(config: Config, opts: AuthServiceOptions = {
 				},
 			},
 			addPasskey: {
-				rest: "POST /passkeys", auth: "required", rateLimit: "auth-strict", openapi: { summary: "Add the passkey the browser made (its answer to the registration options); the user is told by e-mail" },
+				rest: "POST /passkeys", auth: "required", enrolment: true, rateLimit: "auth-strict", openapi: { summary: "Add the passkey the browser made (its answer to the registration options); the user is told by e-mail" },
 				params: { $$strict: "remove", flowId: secret, name: { type: "string", max: 100, trim: true, pattern: /^[^\p{Cc}]*$/u, optional: true }, credential: registrationCredential },
 				async handler(ctx: Ctx<{ flowId: string; name?: string; credential: RegistrationCredential }>) {
 					return this.reply(ctx, 201, await finishPasskeyRegistration(deps, this.caller(ctx), ctx.params, this.request(ctx)));
 				},
 			},
 			listPasskeys: {
-				rest: "GET /passkeys", auth: "required", openapi: { summary: "The caller's passkeys" },
+				rest: "GET /passkeys", auth: "required", enrolment: true, openapi: { summary: "The caller's passkeys" },
 				async handler(ctx: Ctx) { return { items: await listPasskeys(pool, this.caller(ctx).userId) }; },
 			},
 			removePasskey: {
@@ -241,7 +243,7 @@ export default function authService(config: Config, opts: AuthServiceOptions = {
 				handler(ctx: Ctx<{ refreshToken: string }>) { return refresh(deps, this.sessionHooks(), ctx.params.refreshToken, this.request(ctx)); },
 			},
 			logout: {
-				rest: "POST /logout", auth: "required", openapi: { summary: "End this session, the session of a refresh token, all sessions, or all but this one" },
+				rest: "POST /logout", auth: "required", enrolment: true, openapi: { summary: "End this session, the session of a refresh token, all sessions, or all but this one" },
 				params: { $$strict: "remove", refreshToken: { type: "string", max: 512, optional: true }, allSessions: { type: "boolean", optional: true }, otherSessions: { type: "boolean", optional: true } },
 				async handler(ctx: Ctx<{ refreshToken?: string; allSessions?: boolean; otherSessions?: boolean }>) {
 					const input = { refreshToken: ctx.params.refreshToken || undefined, allSessions: ctx.params.allSessions, otherSessions: ctx.params.otherSessions };
@@ -254,7 +256,7 @@ export default function authService(config: Config, opts: AuthServiceOptions = {
 				async handler(ctx: Ctx<{ token: string }>) { return this.reply(ctx, undefined, await verifyEmail(deps, this.sessionHooks(), ctx.params.token, this.request(ctx))); },
 			},
 			resendVerification: {
-				rest: "POST /verify-email/resend", auth: "required", openapi: { summary: "E-mail a new verification link to the caller" },
+				rest: "POST /verify-email/resend", auth: "required", enrolment: true, openapi: { summary: "E-mail a new verification link to the caller" },
 				async handler(ctx: Ctx) { return this.reply(ctx, undefined, await resendVerification(deps, this.caller(ctx).userId, this.request(ctx))); },
 			},
 			forgotPassword: {
@@ -282,7 +284,7 @@ export default function authService(config: Config, opts: AuthServiceOptions = {
 				},
 			},
 			deleteAccount: {
-				rest: "DELETE /me", auth: "required", rateLimit: "auth-strict", openapi: { summary: "Delete the caller's account (needs the password); erases their data everywhere" },
+				rest: "DELETE /me", auth: "required", enrolment: true, rateLimit: "auth-strict", openapi: { summary: "Delete the caller's account (needs the password); erases their data everywhere" },
 				params: { $$strict: "remove", password: secret },
 				async handler(ctx: Ctx<{ password: string }>) {
 					await deleteAccount(deps, this.sessionHooks(), this.caller(ctx), ctx.params, this.request(ctx));
@@ -290,8 +292,11 @@ export default function authService(config: Config, opts: AuthServiceOptions = {
 				},
 			},
 			me: {
-				rest: "GET /me", auth: "required", openapi: { summary: "The caller's account, roles and permissions" },
-				handler(ctx: Ctx) { return getProfile(deps, this.caller(ctx).userId); },
+				rest: "GET /me", auth: "required", enrolment: true, openapi: { summary: "The caller's account, roles and permissions" },
+				async handler(ctx: Ctx) {
+					const caller = this.caller(ctx);
+					return { ...(await getProfile(deps, caller.userId)), secondFactorRequired: secondFactorMissing(caller, { admins: false, everyone: config.gateway.usersRequireMfa }) };
+				},
 			},
 			updateProfile: {
 				rest: "PATCH /me", auth: "required", openapi: { summary: "Change the caller's display name (empty: none)" },

@@ -81,6 +81,7 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 	const clientIp = clientIpResolver(config.gateway.trustedProxies);
 	const streams = new AlertStreams();
 	const admission = new Admission(config.gateway.admission);
+	const mfaPolicy = { admins: config.gateway.adminRequiresMfa, everyone: config.gateway.usersRequireMfa };
 	let verifier: TokenVerifier;
 	let connections: ConnectionGuard | undefined;
 	let draining = false;
@@ -96,6 +97,7 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 				auth: r.auth,
 				permissions: r.permissions,
 				rateLimit: r.rateLimit,
+				enrolment: r.enrolment,
 				async handler(this: Service & GatewayMethods, ctx: Context<Record<string, unknown>, Meta>) {
 					const result = await this.grpcCall("auth", r.rpc, ctx.params, ctx);
 					if (r.successStatus) ctx.meta.$statusCode = r.successStatus;
@@ -320,7 +322,7 @@ export default function gatewayService(config: Config): ServiceSchema<ApiSetting
 			},
 			async authorize(ctx: Context<unknown, Meta>, _route: unknown, req: Request) {
 				// The rule every node applies again (middlewares/permissions.ts); refused here before any call.
-				assertPermitted(ctx.meta.caller, req.$action?.permissions ?? [], config.gateway.adminRequiresMfa);
+				assertPermitted(ctx.meta.caller, req.$action ?? { auth: "required" }, mfaPolicy);
 			},
 			async applyRateLimit(res: ServerResponse, policy: RatePolicy, subject: string) {
 				const decision = await limiter.take(policy, subject);

@@ -3,6 +3,7 @@
  *   auth: "required" (default for published actions) | "none"
  *   permissions: all of these must be in the caller's token (e.g. ["roles:write"])
  *   rateLimit: the named limit that applies (see the gateway's rate-limit policies)
+ *   enrolment: open to a session without a second factor under USERS_REQUIRE_MFA (lib/caller.ts)
  */
 import "moleculer";
 
@@ -11,6 +12,7 @@ declare module "moleculer" {
 		auth?: "required" | "none";
 		permissions?: string[];
 		rateLimit?: string;
+		enrolment?: boolean;
 		/**
 		 * OpenAPI summary and description of the REST operation; `created`: it answers 201 with a
 		 * `Location` header (the action sets `ctx.meta.$statusCode` and `ctx.meta.$location`).

@@ -18,7 +18,7 @@ import { checkSecondFactor, endPendingLogins, hasConfirmedTotp, loadAuthenticato
 import type { SecondFactor } from "./mfa.ts";
 import { confirmPassword } from "./recovery.ts";
 import { grantsOf } from "./rbac.ts";
-import { revokeSessions } from "./sessions.ts";
+import { revokeSessions, WITH_SECOND_FACTOR } from "./sessions.ts";
 
 type Caller = { userId: string; sessionId: string };
 
@@ -49,6 +49,9 @@ export async function confirmTotpEnrolment(deps: AuthDeps, hooks: AuthHooks, cal
 		if (step === null) throw badRequest("The code is not right; enter the one your app shows now.", [{ field: "code", message: "is not the current code", type: "mfaCode" }]);
 		await tx.query("UPDATE totp_authenticators SET confirmed_at = $2, last_used_step = $3 WHERE user_id = $1", [caller.userId, now, step]);
 		const recoveryCodes = await replaceRecoveryCodes(tx, caller.userId, now);
+		// This session just proved a code from the app: it counts as signed in with two factors
+		// from its next refresh (what USERS_REQUIRE_MFA waits for), like a login's second step.
+		await tx.query("UPDATE sessions SET amr = $3 WHERE id = $1 AND user_id = $2", [caller.sessionId, caller.userId, WITH_SECOND_FACTOR]);
 		await enqueue(tx, "user.mfa_enabled", caller.userId, { userId: caller.userId, email: user.email, name: user.name, at: now.toISOString() }, request, now);
 		const revoked = await revokeSessions(tx, { userId: caller.userId, exceptSessionId: caller.sessionId }, "mfa_enabled", deps.settings, now);
 		await audit(tx, { action: "mfa.enable", outcome: "success", userId: caller.userId, sessionId: caller.sessionId, details: { revokedSessions: revoked.length } }, request, now);

@@ -11,6 +11,8 @@ export interface EdgePolicy {
 	auth?: "required" | "none";
 	permissions?: string[];
 	rateLimit?: string;
+	/** Open to a session without a second factor under USERS_REQUIRE_MFA (lib/caller.ts). */
+	enrolment?: boolean;
 }
 
 /** Path prefix under /api/v1 -> the auto-aliased service that serves it (its `settings.rest`). */

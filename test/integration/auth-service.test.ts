@@ -126,7 +126,7 @@ describe("auth service over the gRPC bridge", () => {
 
 		const caller = await callerOf(pair.accessToken);
 		const me = await rpc("Me", {}, { caller });
-		expect(me).toEqual({ id: caller.userId, email, name: "Grace", emailVerified: false, createdAt: expect.any(String) as unknown, roles: ["user"], permissions: [], mfaEnabled: false, recoveryCodesLeft: 0 });
+		expect(me).toEqual({ id: caller.userId, email, name: "Grace", emailVerified: false, createdAt: expect.any(String) as unknown, roles: ["user"], permissions: [], mfaEnabled: false, recoveryCodesLeft: 0, secondFactorRequired: false });
 		const anonymous = await failure(rpc("Me", {}));
 		expect([anonymous.code, anonymous.type]).toEqual([401, "UNAUTHORIZED"]);
 

@@ -22,6 +22,13 @@ describe("loadConfig", () => {
 		expect(config.bcryptCost).toBe(12);
 	});
 
+	it("reads the second-factor policies on every node, not only the gateway's (every node's permissions middleware applies them)", () => {
+		for (const services of ["auth", "billing", "notification", "gateway"]) {
+			expect(loadConfig({ ...base, SERVICES: services, ADMIN_REQUIRES_MFA: "true", USERS_REQUIRE_MFA: "1" }).gateway, services).toMatchObject({ adminRequiresMfa: true, usersRequireMfa: true });
+			expect(loadConfig({ ...base, SERVICES: services }).gateway).toMatchObject({ adminRequiresMfa: false, usersRequireMfa: false });
+		}
+	});
+
 	it("binds passkeys to PUBLIC_URL's domain, to localhost when it is an IP address, or to what is configured", () => {
 		expect(loadConfig(base).auth.webauthn).toEqual({ rpId: "localhost", rpName: "Backplane", origins: ["http://127.0.0.1:4000", "http://localhost:4000"] });
 		expect(loadConfig({ ...base, PUBLIC_URL: "https://app.example.com" }).auth.webauthn).toEqual({ rpId: "app.example.com", rpName: "Backplane", origins: ["https://app.example.com"] });

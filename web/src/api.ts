@@ -62,6 +62,12 @@ export async function api<T>(method: string, path: string, body?: unknown, retri
 	return (type.includes("json") ? await res.json() : await res.text()) as T;
 }
 
+/** New tokens for this session now (after it set up a second factor, so its token says so). */
+export const renewTokens = async (): Promise<boolean> => {
+	const tokens = session.get();
+	return tokens ? refresh(tokens.refreshToken) : false;
+};
+
 async function refresh(refreshToken: string): Promise<boolean> {
 	const res = await fetch("/api/v1/auth/refresh", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ refreshToken }) });
 	if (!res.ok) {
@@ -129,6 +135,8 @@ export interface Me {
 	mfaEnabled: boolean;
 	/** Recovery codes not used yet (0 while two-step login is off). */
 	recoveryCodesLeft: number;
+	/** Every account must have two-step login or a passkey (USERS_REQUIRE_MFA) and this session has neither yet. */
+	secondFactorRequired: boolean;
 }
 
 export interface Plan {

@@ -9,7 +9,7 @@ import type { JSX } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import { Admin, ADMIN_SECTIONS, isAdmin } from "./admin.tsx";
 import type { AdminSection } from "./admin.tsx";
-import { api, ApiError, session, streamAlerts } from "./api.ts";
+import { api, ApiError, renewTokens, session, streamAlerts } from "./api.ts";
 import type { Alert, Invoice, Me, Page, Plan, Subscription } from "./api.ts";
 import { Account } from "./account.tsx";
 import { Passkeys, PasskeySignIn } from "./passkeys.tsx";
@@ -260,11 +260,38 @@ function Home() {
 		session.set(null);
 		go("login");
 	};
+	/** After a change to the second factor; a session that just set one up takes tokens that say so. */
+	const reloadMe = async () => {
+		if (me?.secondFactorRequired) await renewTokens();
+		setMe(await api<Me>("GET", "/api/v1/auth/me"));
+	};
 	if (error) return <ErrorBox error={error} />;
 	if (!me) return <p aria-busy="true">Loading…</p>;
+	if (me.secondFactorRequired) {
+		// USERS_REQUIRE_MFA: nothing else is open to this session until it has a second factor.
+		return (
+			<div class="home">
+				<section key="setup" class="card wide" aria-labelledby="setup-title">
+					<div class="row">
+						<h1 id="setup-title">Set up two-step login to continue</h1>
+						<button type="button" class="secondary" onClick={() => void logout()}>Log out</button>
+					</div>
+					<p role="status">Every account here needs a second factor: an authenticator app, or a passkey. Set one up below; the rest of your account opens once it is on.</p>
+				</section>
+				{/* Keyed like the dashboard's: the card keeps its state (the recovery codes on screen) when the dashboard opens. */}
+				<TwoStepLogin key="two-step" me={me} onChanged={() => void reloadMe()} />
+				<Passkeys key="passkeys" me={me} />
+				<section key="passkey-continue" class="card wide" aria-labelledby="passkey-continue-title">
+					<h2 id="passkey-continue-title">Added a passkey?</h2>
+					<p>Sign in with it to continue.</p>
+					<PasskeySignIn onDone={(tokens) => (session.set(tokens), void reloadMe())} />
+				</section>
+			</div>
+		);
+	}
 	return (
 		<div class="home">
-			<section class="card wide">
+			<section key="hello" class="card wide">
 				<div class="row">
 					<h1>Hello{me.name ? `, ${me.name}` : ""}</h1>
 					<div class="actions">
@@ -274,13 +301,13 @@ function Home() {
 				</div>
 				<p>{me.email} {me.emailVerified ? <span class="badge ok">verified</span> : <span class="badge">not verified</span>}</p>
 			</section>
-			<Billing />
-			<Inbox />
-			<Preferences />
-			<Account me={me} onSaved={setMe} />
-			<TwoStepLogin me={me} onChanged={() => void api<Me>("GET", "/api/v1/auth/me").then(setMe)} />
-			<Passkeys me={me} />
-			<Sessions />
+			<Billing key="billing" />
+			<Inbox key="inbox" />
+			<Preferences key="preferences" />
+			<Account key="account" me={me} onSaved={setMe} />
+			<TwoStepLogin key="two-step" me={me} onChanged={() => void reloadMe()} />
+			<Passkeys key="passkeys" me={me} />
+			<Sessions key="sessions" />
 		</div>
 	);
 }
