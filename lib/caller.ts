@@ -52,8 +52,12 @@ export interface MfaPolicy {
 export interface RouteNeeds {
 	auth?: "required" | "none";
 	permissions?: readonly string[];
-	/** Open to a session without a second factor while USERS_REQUIRE_MFA holds: setting one up, /me, logging out. */
-	enrolment?: boolean;
+	/**
+	 * Open to a session without a second factor while USERS_REQUIRE_MFA holds: `true` for setting
+	 * one up (auth refuses it to an account that has one already: it signs in with it instead),
+	 * `"always"` for /me, logging out and the passkey list.
+	 */
+	enrolment?: boolean | "always";
 }
 
 /**

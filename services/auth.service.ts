@@ -9,7 +9,7 @@ import type pg from "pg";
 import { assertPermitted, callerFrom, secondFactorMissing } from "../lib/caller.ts";
 import type { Caller } from "../lib/caller.ts";
 import type { Config } from "../lib/config.ts";
-import { AppError, badRequest, unauthorized } from "../lib/errors.ts";
+import { AppError, badRequest, forbidden, unauthorized } from "../lib/errors.ts";
 import { pgOutboxStore } from "../lib/events/pg-outbox.ts";
 import { migrateUp } from "../lib/migrations.ts";
 import { createPgPool } from "../lib/postgres.ts";
@@ -26,6 +26,7 @@ import { DEV_KEY_ENCRYPTION_KEY, KeyRing } from "./auth/keys.ts";
 import { DEFAULT_LOCKOUT } from "./auth/lockout.ts";
 import type { LockoutPolicy } from "./auth/lockout.ts";
 import { completeMfaLogin, endUserSessions, introspect, login, logout, refresh } from "./auth/login.ts";
+import { hasSecondFactor } from "./auth/mfa.ts";
 import { confirmTotpEnrolment, disableTotp, regenerateRecoveryCodes, resetSecondFactor, startTotpEnrolment } from "./auth/mfa-enrolment.ts";
 import { finishPasskeyLogin, finishPasskeyRegistration, listPasskeys, removePasskey, startPasskeyLogin, startPasskeyRegistration } from "./auth/passkeys.ts";
 import type { AuthenticationCredential, RegistrationCredential } from "./auth/passkeys.ts";
@@ -147,7 +148,12 @@ export default function authService(config: Config, opts: AuthServiceOptions = {
 					if (caller.amr && !(await sessionIsActive(deps.pool, caller.sessionId, clock.now(), deps.sessionCache))) {
 						throw new AppError(401, "INVALID_TOKEN", "The session of this token has ended.");
 					}
-					assertPermitted(caller, { auth: "required", enrolment: ctx.action.enrolment }, { admins: false, everyone: config.gateway.usersRequireMfa });
+					const policy = { admins: false, everyone: config.gateway.usersRequireMfa };
+					assertPermitted(caller, { auth: "required", enrolment: ctx.action.enrolment }, policy);
+					// Setting a factor up is for an account that has none: with one (a passkey), sign in with it.
+					if (ctx.action.enrolment === true && secondFactorMissing(caller, policy) && (await hasSecondFactor(deps.pool, caller.userId))) {
+						throw forbidden("This account has a passkey: sign in with it to continue.", "SECOND_FACTOR_REQUIRED");
+					}
 				},
 			},
 		},
@@ -215,11 +221,11 @@ export default function authService(config: Config, opts: AuthServiceOptions = {
 				},
 			},
 			listPasskeys: {
-				rest: "GET /passkeys", auth: "required", enrolment: true, openapi: { summary: "The caller's passkeys" },
+				rest: "GET /passkeys", auth: "required", enrolment: "always", openapi: { summary: "The caller's passkeys" },
 				async handler(ctx: Ctx) { return { items: await listPasskeys(pool, this.caller(ctx).userId) }; },
 			},
 			removePasskey: {
-				rest: "DELETE /passkeys/:passkeyId", auth: "required", openapi: { summary: "Remove one of the caller's passkeys; the user is told by e-mail" },
+				rest: "DELETE /passkeys/:passkeyId", auth: "required", enrolment: true, openapi: { summary: "Remove one of the caller's passkeys; the user is told by e-mail" },
 				params: { $$strict: "remove", passkeyId: { type: "uuid" } },
 				async handler(ctx: Ctx<{ passkeyId: string }>) {
 					await removePasskey(deps, this.caller(ctx), ctx.params.passkeyId, this.request(ctx));
@@ -234,7 +240,7 @@ export default function authService(config: Config, opts: AuthServiceOptions = {
 				rest: "POST /login/passkey", auth: "none", rateLimit: "auth-strict", openapi: { summary: "Sign in with a passkey's answer to the login options: an access and a refresh token" },
 				params: { $$strict: "remove", flowId: secret, credential: authenticationCredential },
 				handler(ctx: Ctx<{ flowId: string; credential: AuthenticationCredential }>) {
-					return finishPasskeyLogin(deps, { flowId: ctx.params.flowId, credential: withoutEmptyHandle(ctx.params.credential) }, this.request(ctx));
+					return finishPasskeyLogin(deps, this.sessionHooks(), { flowId: ctx.params.flowId, credential: withoutEmptyHandle(ctx.params.credential) }, this.request(ctx));
 				},
 			},
 			refresh: {
@@ -243,7 +249,7 @@ export default function authService(config: Config, opts: AuthServiceOptions = {
 				handler(ctx: Ctx<{ refreshToken: string }>) { return refresh(deps, this.sessionHooks(), ctx.params.refreshToken, this.request(ctx)); },
 			},
 			logout: {
-				rest: "POST /logout", auth: "required", enrolment: true, openapi: { summary: "End this session, the session of a refresh token, all sessions, or all but this one" },
+				rest: "POST /logout", auth: "required", enrolment: "always", openapi: { summary: "End this session, the session of a refresh token, all sessions, or all but this one" },
 				params: { $$strict: "remove", refreshToken: { type: "string", max: 512, optional: true }, allSessions: { type: "boolean", optional: true }, otherSessions: { type: "boolean", optional: true } },
 				async handler(ctx: Ctx<{ refreshToken?: string; allSessions?: boolean; otherSessions?: boolean }>) {
 					const input = { refreshToken: ctx.params.refreshToken || undefined, allSessions: ctx.params.allSessions, otherSessions: ctx.params.otherSessions };
@@ -292,7 +298,7 @@ export default function authService(config: Config, opts: AuthServiceOptions = {
 				},
 			},
 			me: {
-				rest: "GET /me", auth: "required", enrolment: true, openapi: { summary: "The caller's account, roles and permissions" },
+				rest: "GET /me", auth: "required", enrolment: "always", openapi: { summary: "The caller's account, roles and permissions" },
 				async handler(ctx: Ctx) {
 					const caller = this.caller(ctx);
 					return { ...(await getProfile(deps, caller.userId)), secondFactorRequired: secondFactorMissing(caller, { admins: false, everyone: config.gateway.usersRequireMfa }) };

@@ -14,7 +14,7 @@ import { withTransaction } from "./db.ts";
 import type { Actor, AuthDeps, AuthHooks, RequestInfo } from "./deps.ts";
 import { enqueue } from "./events.ts";
 import { tooManyAttempts } from "./login.ts";
-import { checkSecondFactor, endPendingLogins, hasConfirmedTotp, loadAuthenticator, matchTotp, newTotpSecret, replaceRecoveryCodes, storeAuthenticator } from "./mfa.ts";
+import { checkSecondFactor, downgradeIfNoSecondFactor, endPendingLogins, hasConfirmedTotp, loadAuthenticator, matchTotp, newTotpSecret, replaceRecoveryCodes, storeAuthenticator } from "./mfa.ts";
 import type { SecondFactor } from "./mfa.ts";
 import { confirmPassword } from "./recovery.ts";
 import { grantsOf } from "./rbac.ts";
@@ -102,6 +102,7 @@ async function removeSecondFactor(tx: pg.PoolClient, user: { id: string; email: 
 	await tx.query("DELETE FROM recovery_codes WHERE user_id = $1", [user.id]);
 	await enqueue(tx, "user.mfa_disabled", user.id, { userId: user.id, email: user.email, name: user.name, at: now.toISOString(), by, passkeysRemoved }, request, now);
 	await endPendingLogins(tx, user.id);
+	await downgradeIfNoSecondFactor(tx, user.id);
 }
 
 /** Ten new recovery codes (shown this once); the old ones, used or not, stop working. */

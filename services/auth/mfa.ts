@@ -99,6 +99,25 @@ export async function hasConfirmedTotp(q: pg.Pool | pg.PoolClient, userId: strin
 	return rowCount === 1;
 }
 
+/** Whether the user can sign in with a second factor: an authenticator app, or a passkey not turned off. */
+export async function hasSecondFactor(q: pg.Pool | pg.PoolClient, userId: string): Promise<boolean> {
+	const { rows } = await q.query<{ any: boolean }>(
+		`SELECT EXISTS (SELECT 1 FROM totp_authenticators WHERE user_id = $1 AND confirmed_at IS NOT NULL)
+		     OR EXISTS (SELECT 1 FROM passkeys WHERE user_id = $1 AND disabled_at IS NULL) AS any`,
+		[userId],
+	);
+	return rows[0]?.any === true;
+}
+
+/**
+ * After the user's last second factor went: their sessions count as signed in with the password
+ * alone from their next refresh (what ADMIN_REQUIRES_MFA and USERS_REQUIRE_MFA read).
+ */
+export async function downgradeIfNoSecondFactor(tx: pg.PoolClient, userId: string): Promise<void> {
+	if (await hasSecondFactor(tx, userId)) return;
+	await tx.query("UPDATE sessions SET amr = '{pwd}' WHERE user_id = $1 AND revoked_at IS NULL AND 'mfa' = ANY(amr)", [userId]);
+}
+
 /** Ten new recovery codes in place of the user's old ones (used or not); answered in clear this once. */
 export async function replaceRecoveryCodes(tx: pg.PoolClient, userId: string, now: Date): Promise<string[]> {
 	const codes = newRecoveryCodes();

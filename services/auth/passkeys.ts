@@ -21,16 +21,19 @@ import { AppError, badRequest, notFound } from "../../lib/errors.ts";
 import { audit } from "./audit.ts";
 import { withTransaction } from "./db.ts";
 import { addSeconds } from "./deps.ts";
-import type { AuthDeps, RequestInfo } from "./deps.ts";
+import type { AuthDeps, AuthHooks, RequestInfo } from "./deps.ts";
 import { enqueue } from "./events.ts";
 import { tokenPair } from "./login.ts";
 import type { TokenPair } from "./login.ts";
+import { downgradeIfNoSecondFactor } from "./mfa.ts";
 import type { SecondFactor } from "./mfa.ts";
 import { withBothFactors } from "./mfa-enrolment.ts";
 import { hashToken, newOpaqueToken } from "./secrets.ts";
-import { openSession, WITH_PASSKEY } from "./sessions.ts";
+import { openSession, revokeSessions, WITH_PASSKEY } from "./sessions.ts";
 
 export const PASSKEY_CEREMONY_TTL_S = 300;
+/** A counter that did not grow this soon after the last sign-in is taken for a race, not a clone. */
+const COUNTER_RACE_MS = 10_000;
 /**
  * Ed25519, ES256, RS256: what every authenticator offers. SimpleWebAuthn would also offer ML-DSA,
  * which Node verifies only experimentally and whose 2.4 kB signatures Chromium's authenticator picks first.
@@ -104,7 +107,8 @@ async function spendCeremony(db: pg.Pool | pg.PoolClient, flowId: string, purpos
 export async function startPasskeyRegistration(deps: AuthDeps, caller: Caller, input: SecondFactor & { password: string }, request: RequestInfo) {
 	const { generateRegistrationOptions } = await webauthn();
 	return withBothFactors(deps, caller, input, "passkey.start", request, async (tx, user, now) => {
-		const existing = await tx.query<{ credential_id: string; transports: string[] }>("SELECT credential_id, transports FROM passkeys WHERE user_id = $1", [user.id]);
+		// Turned-off passkeys are not offered as taken: the device they came from may be added again.
+		const existing = await tx.query<{ credential_id: string; transports: string[] }>("SELECT credential_id, transports FROM passkeys WHERE user_id = $1 AND disabled_at IS NULL", [user.id]);
 		if (existing.rows.length >= MAX_PASSKEYS_PER_USER) throw tooManyPasskeys();
 		const options = await generateRegistrationOptions({
 			rpName: deps.settings.webauthn.rpName,
@@ -154,7 +158,7 @@ export async function finishPasskeyRegistration(deps: AuthDeps, caller: Caller, 
 	}
 	return withTransaction(deps.pool, async (tx) => {
 		const { rows } = await tx.query<{ email: string; name: string | null; passkeys: number }>(
-			"SELECT email, name, (SELECT count(*)::int FROM passkeys WHERE user_id = $1) AS passkeys FROM users WHERE id = $1 FOR UPDATE",
+			"SELECT email, name, (SELECT count(*)::int FROM passkeys WHERE user_id = $1 AND disabled_at IS NULL) AS passkeys FROM users WHERE id = $1 FOR UPDATE",
 			[caller.userId],
 		);
 		const user = rows[0];
@@ -193,6 +197,7 @@ export async function removePasskey(deps: AuthDeps, caller: Caller, passkeyId: s
 		);
 		const removed = rows[0];
 		if (!removed) throw notFound("Passkey");
+		await downgradeIfNoSecondFactor(tx, caller.userId);
 		await enqueue(tx, "user.passkey_removed", caller.userId, { userId: caller.userId, email: removed.email, name: removed.user_name, passkeyName: removed.name, at: now.toISOString() }, request, now);
 		await audit(tx, { action: "passkey.remove", outcome: "success", userId: caller.userId, sessionId: caller.sessionId, details: { passkeyId } }, request, now);
 	});
@@ -211,14 +216,14 @@ export async function startPasskeyLogin(deps: AuthDeps) {
  * where a forged answer could not be told from a cloned key. A counter that goes back turns the
  * passkey off (`disabled_at`) and tells the user; one turned off signs in no more.
  */
-export async function finishPasskeyLogin(deps: AuthDeps, input: { flowId: string; credential: AuthenticationCredential }, request: RequestInfo): Promise<TokenPair> {
+export async function finishPasskeyLogin(deps: AuthDeps, hooks: AuthHooks, input: { flowId: string; credential: AuthenticationCredential }, request: RequestInfo): Promise<TokenPair> {
 	const now = deps.clock.now();
 	const { verifyAuthenticationResponse } = await webauthn();
 	const result = await withTransaction(deps.pool, async (tx) => {
 		const challenge = await spendCeremony(tx, input.flowId, "login", null, now);
 		if (!challenge) return { ok: false as const, reason: "expired_flow" };
-		const { rows } = await tx.query<{ id: string; user_id: string; name: string; public_key: Buffer; sign_count: string; transports: string[]; disabled_at: Date | null; email: string; user_name: string | null }>(
-			`SELECT p.id, p.user_id, p.name, p.public_key, p.sign_count, p.transports, p.disabled_at, u.email, u.name AS user_name
+		const { rows } = await tx.query<{ id: string; user_id: string; name: string; public_key: Buffer; sign_count: string; transports: string[]; disabled_at: Date | null; last_used_at: Date | null; email: string; user_name: string | null }>(
+			`SELECT p.id, p.user_id, p.name, p.public_key, p.sign_count, p.transports, p.disabled_at, p.last_used_at, u.email, u.name AS user_name
 			 FROM passkeys p JOIN users u ON u.id = p.user_id WHERE p.credential_id = $1 FOR UPDATE OF p`,
 			[input.credential.id],
 		);
@@ -242,9 +247,14 @@ export async function finishPasskeyLogin(deps: AuthDeps, input: { flowId: string
 		}
 		const stored = Number(passkey.sign_count);
 		if ((stored > 0 || info.newCounter > 0) && info.newCounter <= stored) {
+			// Two sign-ins of one device a moment apart can arrive out of order: refused, not a clone.
+			if (passkey.last_used_at && now.getTime() - passkey.last_used_at.getTime() < COUNTER_RACE_MS) return { ok: false as const, reason: "counter_race", userId: passkey.user_id };
 			await tx.query("UPDATE passkeys SET disabled_at = $2 WHERE id = $1", [passkey.id, now]);
 			await enqueue(tx, "user.passkey_disabled", passkey.user_id, { userId: passkey.user_id, email: passkey.email, name: passkey.user_name, passkeyName: passkey.name, at: now.toISOString() }, request, now);
-			return { ok: false as const, reason: "cloned_passkey", userId: passkey.user_id, passkeyId: passkey.id };
+			// The copy may have signed in before: every session of the user ends.
+			const revoked = await revokeSessions(tx, { userId: passkey.user_id }, "passkey_cloned", deps.settings, now);
+			await downgradeIfNoSecondFactor(tx, passkey.user_id);
+			return { ok: false as const, reason: "cloned_passkey", userId: passkey.user_id, passkeyId: passkey.id, revoked };
 		}
 		await tx.query("UPDATE passkeys SET sign_count = $2, last_used_at = $3, backed_up = $4 WHERE id = $1", [passkey.id, info.newCounter, now, info.credentialBackedUp]);
 		const issued = await openSession(tx, passkey.user_id, deps.settings, now, request.clientIp, WITH_PASSKEY);
@@ -252,6 +262,7 @@ export async function finishPasskeyLogin(deps: AuthDeps, input: { flowId: string
 		return { ok: true as const, userId: passkey.user_id, issued };
 	});
 	if (result.ok) return tokenPair(deps, result.userId, result.issued, now);
+	if ("revoked" in result && result.revoked?.length) hooks.sessionsRevoked(result.revoked);
 	await audit(deps.pool, { action: "login.passkey", outcome: "failure", userId: result.userId ?? null, details: { reason: result.reason, ...("passkeyId" in result ? { passkeyId: result.passkeyId } : {}) } }, request, now);
 	if (result.reason === "expired_flow") throw invalidPasskey("This sign-in has expired or was already used; try again.");
 	if (result.reason === "disabled_passkey" || result.reason === "cloned_passkey") throw invalidPasskey("This passkey was turned off because a copy of it was used; sign in with your password, remove it and add the device again.");

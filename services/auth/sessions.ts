@@ -15,7 +15,7 @@ import { clientIpOrNull, hashToken, newOpaqueToken } from "./secrets.ts";
 
 type SessionSettings = Pick<AuthSettings, "refreshTokenTtlS" | "sessionIdleTimeoutS" | "accessTokenTtlS">;
 
-export type RevokeReason = "logout" | "logout_all" | "refresh_token_reuse" | "password_reset" | "password_change" | "admin" | "mfa_enabled" | "email_revert";
+export type RevokeReason = "logout" | "logout_all" | "refresh_token_reuse" | "password_reset" | "password_change" | "admin" | "mfa_enabled" | "email_revert" | "passkey_cloned";
 
 export interface IssuedRefreshToken {
 	sessionId: string;

@@ -12,7 +12,7 @@ export interface EdgePolicy {
 	permissions?: string[];
 	rateLimit?: string;
 	/** Open to a session without a second factor under USERS_REQUIRE_MFA (lib/caller.ts). */
-	enrolment?: boolean;
+	enrolment?: boolean | "always";
 }
 
 /** Path prefix under /api/v1 -> the auto-aliased service that serves it (its `settings.rest`). */

@@ -48,7 +48,7 @@ async function withPasskey(name = "MacBook") {
 
 async function signIn(device: SoftAuthenticator, answer: Parameters<SoftAuthenticator["get"]>[1] = { origin: ORIGIN }) {
 	const { flowId, options } = await startPasskeyLogin(kit.deps);
-	return finishPasskeyLogin(kit.deps, { flowId, credential: device.get(options, answer) }, req);
+	return finishPasskeyLogin(kit.deps, kit.hooks, { flowId, credential: device.get(options, answer) }, req);
 }
 
 describe("passkeys", () => {
@@ -137,14 +137,18 @@ describe("passkeys", () => {
 
 		const { flowId, options } = await startPasskeyLogin(kit.deps);
 		const answer = device.get(options, { origin: ORIGIN });
-		await finishPasskeyLogin(kit.deps, { flowId, credential: answer }, req);
-		expect((await failure(finishPasskeyLogin(kit.deps, { flowId, credential: device.get(options, { origin: ORIGIN }) }, req))).type).toBe("INVALID_PASSKEY");
+		await finishPasskeyLogin(kit.deps, kit.hooks, { flowId, credential: answer }, req);
+		expect((await failure(finishPasskeyLogin(kit.deps, kit.hooks, { flowId, credential: device.get(options, { origin: ORIGIN }) }, req))).type).toBe("INVALID_PASSKEY");
 		const stale = await startPasskeyLogin(kit.deps);
 		kit.clock.advance(PASSKEY_CEREMONY_TTL_S + 1);
-		expect((await failure(finishPasskeyLogin(kit.deps, { flowId: stale.flowId, credential: device.get(stale.options, { origin: ORIGIN }) }, req))).type).toBe("INVALID_PASSKEY");
+		expect((await failure(finishPasskeyLogin(kit.deps, kit.hooks, { flowId: stale.flowId, credential: device.get(stale.options, { origin: ORIGIN }) }, req))).type).toBe("INVALID_PASSKEY");
 
 		const [mine] = await listPasskeys(kit.pool, caller.userId);
 		await removePasskey(kit.deps, caller, mine!.id, req);
+		// It was the last second factor: the sessions it opened count as password-only from their next refresh.
+		const { rows } = await kit.pool.query<{ amr: string[] }>("SELECT amr FROM sessions WHERE user_id = $1 AND revoked_at IS NULL", [caller.userId]);
+		expect(rows.length).toBeGreaterThan(0);
+		expect(rows.every((r) => r.amr.join() === "pwd")).toBe(true);
 		await refused({ origin: ORIGIN });
 		const told = (await outboxEvents<{ passkeyName: string }>(kit.pool, "user.passkey_removed")).filter((e) => e.subject === caller.userId);
 		expect(told.map((e) => e.data.passkeyName)).toEqual(["MacBook"]);
@@ -154,12 +158,19 @@ describe("passkeys", () => {
 		const { id, device } = await withPasskey("YubiKey");
 		await signIn(device);
 		await signIn(device);
+		// Right after a sign-in, a lower counter may be the same device's other tab: refused, nothing turned off.
+		expect((await failure(signIn(device, { origin: ORIGIN, counter: 1 }))).type).toBe("INVALID_PASSKEY");
+		expect((await listPasskeys(kit.pool, id))[0]).toMatchObject({ disabled: false });
+		kit.clock.advance(60);
+		const before = kit.revoked.length;
 		const cloned = await failure(signIn(device, { origin: ORIGIN, counter: 1 }));
 		expect([cloned.code, cloned.type]).toEqual([401, "INVALID_PASSKEY"]);
 		expect(cloned.message).toContain("a copy of it was used");
 		expect((await listPasskeys(kit.pool, id))[0]).toMatchObject({ disabled: true });
 		const told = (await outboxEvents<{ passkeyName: string }>(kit.pool, "user.passkey_disabled")).filter((e) => e.subject === id);
 		expect(told.map((e) => e.data.passkeyName)).toEqual(["YubiKey"]);
+		// The copy may have signed in first: both sessions the passkey opened have ended, and gateways are told.
+		expect(kit.revoked.slice(before).filter((r) => r.userId === id)).toHaveLength(2);
 		// The genuine device is refused too now: which of the two is the copy cannot be told.
 		expect((await failure(signIn(device))).message).toContain("turned off");
 
@@ -169,7 +180,7 @@ describe("passkeys", () => {
 		const { flowId, options } = await startPasskeyLogin(kit.deps);
 		const forged = other.device.get(options, { origin: ORIGIN, counter: 0 });
 		forged.response.signature = Buffer.from("not a signature of this key at all").toString("base64url");
-		expect((await failure(finishPasskeyLogin(kit.deps, { flowId, credential: forged }, req))).type).toBe("INVALID_PASSKEY");
+		expect((await failure(finishPasskeyLogin(kit.deps, kit.hooks, { flowId, credential: forged }, req))).type).toBe("INVALID_PASSKEY");
 		expect((await listPasskeys(kit.pool, other.id))[0]).toMatchObject({ disabled: false });
 		await signIn(other.device);
 	});

@@ -77,6 +77,12 @@ describe("two-step login required of every user (USERS_REQUIRE_MFA)", () => {
 		const login = await json<{ flowId: string; options: { challenge: string; rpId: string } }>(await call("POST", "/api/v1/auth/login/passkey/options", undefined, {}), 200);
 		const pair = await json<{ accessToken: string }>(await call("POST", "/api/v1/auth/login/passkey", undefined, { flowId: login.flowId, credential: device.get(login.options, { origin: "http://localhost:4000" }) }), 200);
 		await json(await call("GET", "/api/v1/auth/sessions", pair.accessToken), 200);
+		// With a passkey, the password alone no longer sets anything up (nor deletes the account): sign in with the passkey.
+		for (const [method, path, body] of [["POST", "/api/v1/auth/mfa/totp", { password }], ["POST", "/api/v1/auth/passkeys/registration", { password }], ["DELETE", "/api/v1/auth/me", { password }]] as const) {
+			const refused = await json<{ code: string; detail: string }>(await call(method, path, bob.accessToken, body), 403);
+			expect([refused.code, refused.detail], path).toEqual(["SECOND_FACTOR_REQUIRED", "This account has a passkey: sign in with it to continue."]);
+		}
+		expect(await json(await call("GET", "/api/v1/auth/me", bob.accessToken), 200)).toMatchObject({ secondFactorRequired: true });
 		expect((await call("POST", "/api/v1/auth/logout", bob.accessToken, {})).status).toBe(204);
 	});
 });
