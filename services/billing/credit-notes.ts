@@ -124,9 +124,12 @@ export async function issueCreditNote(db: Db, refund: Refund, input: IssueInput,
 }
 
 type NoteAmount = Pick<CreditNote, "amount" | "status">;
-const total = (notes: NoteAmount[]) => notes.reduce((sum, n) => sum + n.amount, 0);
+/** The sum of the notes in these statuses. */
+const totalOf = (notes: NoteAmount[], statuses: readonly CreditNoteStatus[]) => notes.reduce((sum, n) => (statuses.includes(n.status) ? sum + n.amount : sum), 0);
+/** Notes whose money has gone back, or may have (pending, unconfirmed). */
+const OUTSTANDING: readonly CreditNoteStatus[] = ["pending", "issued", "unconfirmed"];
 /** What issued notes gave back. */
-export const amountCredited = (notes: NoteAmount[]) => total(notes.filter((n) => n.status === "issued"));
+export const amountCredited = (notes: NoteAmount[]) => totalOf(notes, ["issued"]);
 const noteAmounts = (db: Db, invoiceId: string): Promise<NoteAmount[]> => creditNotes(db).find({ invoiceId }, { projection: { amount: 1, status: 1 } }).toArray();
 
 const paidByCard = (inv: Invoice) => (inv.stripeInvoiceId || inv.stripePaymentIntentId ? inv.amountPaid : 0);
@@ -138,7 +141,7 @@ const paidByCard = (inv: Invoice) => (inv.stripeInvoiceId || inv.stripePaymentIn
  * credited again here (a second Stripe credit note would exceed the invoice).
  */
 function creditableOf(inv: Invoice, notes: NoteAmount[]): number {
-	return paidByCard(inv) - total(notes.filter((n) => n.status !== "failed" && (n.status !== "reversed" || Boolean(inv.stripeInvoiceId))));
+	return paidByCard(inv) - totalOf(notes, inv.stripeInvoiceId ? [...OUTSTANDING, "reversed"] : OUTSTANDING);
 }
 
 async function creditableAmount(db: Db, inv: Invoice): Promise<number> {
@@ -152,8 +155,7 @@ async function creditableAmount(db: Db, inv: Invoice): Promise<number> {
 export async function creditTotals(db: Db, inv: Invoice): Promise<{ amountCredited: number; creditable: number; amountReturned: number }> {
 	const notes = await noteAmounts(db, inv._id);
 	// Still owed: what came back, less what was given back again since (never below zero).
-	const stillCredited = total(notes.filter((n) => n.status !== "failed" && n.status !== "reversed"));
-	const amountReturned = Math.max(0, Math.min(total(notes.filter((n) => n.status === "reversed")), paidByCard(inv) - stillCredited));
+	const amountReturned = Math.max(0, Math.min(totalOf(notes, ["reversed"]), paidByCard(inv) - totalOf(notes, OUTSTANDING)));
 	return { amountCredited: amountCredited(notes), creditable: inv.status === "paid" ? creditableOf(inv, notes) : 0, amountReturned };
 }
 
