@@ -96,6 +96,8 @@ function oneSecondFactor(params: { code?: string; recoveryCode?: string }): { co
 
 export default function authService(config: Config, opts: AuthServiceOptions = {}): ServiceSchema<Record<string, never>, AuthMethods> {
 	const clock = opts.clock ?? systemClock;
+	// USERS_REQUIRE_MFA, held here too (permissions and ADMIN_REQUIRES_MFA are the middleware's).
+	const usersMfaPolicy = { admins: false, everyone: config.gateway.usersRequireMfa };
 	let pool: pg.Pool;
 	let deps: AuthDeps;
 	let stopMaintenance: (() => void) | undefined;
@@ -148,10 +150,9 @@ export default function authService(config: Config, opts: AuthServiceOptions = {
 					if (caller.amr && !(await sessionIsActive(deps.pool, caller.sessionId, clock.now(), deps.sessionCache))) {
 						throw new AppError(401, "INVALID_TOKEN", "The session of this token has ended.");
 					}
-					const policy = { admins: false, everyone: config.gateway.usersRequireMfa };
-					assertPermitted(caller, { auth: "required", enrolment: ctx.action.enrolment }, policy);
+					assertPermitted(caller, { auth: "required", enrolment: ctx.action.enrolment }, usersMfaPolicy);
 					// Setting a factor up is for an account that has none: with one (a passkey), sign in with it.
-					if (ctx.action.enrolment === true && secondFactorMissing(caller, policy) && (await hasSecondFactor(deps.pool, caller.userId))) {
+					if (ctx.action.enrolment === true && secondFactorMissing(caller, usersMfaPolicy) && (await hasSecondFactor(deps.pool, caller.userId))) {
 						throw forbidden("This account has a passkey: sign in with it to continue.", "SECOND_FACTOR_REQUIRED");
 					}
 				},
@@ -301,7 +302,7 @@ export default function authService(config: Config, opts: AuthServiceOptions = {
 				rest: "GET /me", auth: "required", enrolment: "always", openapi: { summary: "The caller's account, roles and permissions" },
 				async handler(ctx: Ctx) {
 					const caller = this.caller(ctx);
-					return { ...(await getProfile(deps, caller.userId)), secondFactorRequired: secondFactorMissing(caller, { admins: false, everyone: config.gateway.usersRequireMfa }) };
+					return { ...(await getProfile(deps, caller.userId)), secondFactorRequired: secondFactorMissing(caller, usersMfaPolicy) };
 				},
 			},
 			updateProfile: {
