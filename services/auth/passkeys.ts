@@ -157,14 +157,14 @@ export async function finishPasskeyRegistration(deps: AuthDeps, caller: Caller, 
 		throw badRequest("The passkey could not be verified; try again.", [{ field: "credential", message: "has a credential id or public key of an impossible size", type: "passkey" }]);
 	}
 	return withTransaction(deps.pool, async (tx) => {
-		const { rows } = await tx.query<{ email: string; name: string | null; passkeys: number }>(
-			"SELECT email, name, (SELECT count(*)::int FROM passkeys WHERE user_id = $1 AND disabled_at IS NULL) AS passkeys FROM users WHERE id = $1 FOR UPDATE",
-			[caller.userId],
-		);
+		const { rows } = await tx.query<{ email: string; name: string | null }>("SELECT email, name FROM users WHERE id = $1 FOR UPDATE", [caller.userId]);
 		const user = rows[0];
 		if (!user) throw notFound("User");
-		// Counted again under the user's lock: registrations begun side by side finish one at a time.
-		if (user.passkeys >= MAX_PASSKEYS_PER_USER) throw tooManyPasskeys();
+		// Counted again under the user's lock, in a statement of its own: registrations begun side by
+		// side finish one at a time, and a count in the locking statement would read the snapshot
+		// taken before the wait (READ COMMITTED), missing the passkey the other one just added.
+		const count = await tx.query<{ n: number }>("SELECT count(*)::int AS n FROM passkeys WHERE user_id = $1 AND disabled_at IS NULL", [caller.userId]);
+		if (count.rows[0]!.n >= MAX_PASSKEYS_PER_USER) throw tooManyPasskeys();
 		const id = randomUUID();
 		const name = input.name?.trim() || "Passkey";
 		const inserted = await tx.query(
